@@ -1,0 +1,149 @@
+// Plain, validated configuration values: what the TOML file says, with no toml++ types.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice::config {
+
+// 1-based position in the source file (0 = unknown, e.g. a built-in default).
+struct SourcePos {
+  uint32_t line = 0;
+  uint32_t column = 0;
+};
+
+// A parsed "host:port" / "[v6]:port" socket address. `host` is an IP literal or a name
+// resolved at load time (never on the request path).
+struct SocketAddress {
+  std::string text;  // as written, e.g. "127.0.0.1:8080"
+  std::string host;  // without brackets
+  uint16_t port = 0;
+};
+
+struct Endpoint {
+  SocketAddress address;
+  uint32_t weight = 1;  // > 0
+  SourcePos pos;
+};
+
+// Request settings a version inherits from its function when it does not set them.
+struct UpstreamSettings {
+  std::optional<uint32_t> connect_timeout_ms;   // default 1000
+  std::optional<uint32_t> response_timeout_ms;  // default 30000 (until the first response byte)
+  std::optional<uint32_t> max_concurrency;      // default 0 = unlimited
+};
+
+inline constexpr const char* kLatest = "$LATEST";
+
+struct VersionSpec {
+  std::string number;  // "1", "2", ... or kLatest
+  std::vector<Endpoint> endpoints;
+  UpstreamSettings settings;  // already merged with the function's defaults by the loader
+  SourcePos pos;              // position of the [functions.f.versions.N] table
+};
+
+enum class Selection { kRandom, kExact };
+
+struct StickySpec {
+  enum class Kind { kNone, kHeader, kCookie };
+  Kind kind = Kind::kNone;
+  std::string name;    // header name (lower-cased) or cookie name
+  bool issue = false;  // cookie only: draw a point and Set-Cookie it when absent
+};
+
+struct TrafficShare {
+  std::string version;  // a version number or kLatest
+  double weight = 0;    // >= 0
+  SourcePos pos;
+};
+
+struct AliasSpec {
+  std::string name;
+  std::vector<TrafficShare> traffic;  // in file order
+  Selection selection = Selection::kRandom;
+  StickySpec sticky;
+  bool allow_override = false;
+  SourcePos pos;
+};
+
+struct FunctionSpec {
+  std::string name;
+  std::string version_header = "x-sluice-version";  // empty: do not add the header
+  UpstreamSettings defaults;                          // function-level request settings
+  std::optional<VersionSpec> latest;                  // $LATEST
+  std::map<uint32_t, VersionSpec> versions;           // published, keyed by number
+  std::vector<AliasSpec> aliases;
+  SourcePos pos;
+};
+
+struct RouteSpec {
+  std::string host;                // empty = any host; lower-case, no port
+  std::string path_prefix = "/";   // starts with '/'
+  std::string function;            // target "function:alias" or "function:version"
+  std::string target;              // alias name, version number or kLatest
+  bool pinned_version = false;     // target names a version, not an alias
+  SourcePos pos;
+};
+
+struct TlsSpec {
+  std::string cert;
+  std::string key;
+};
+
+struct ListenSpec {
+  SocketAddress address;
+  std::optional<TlsSpec> tls;  // accepted now, served by a later issue
+  SourcePos pos;
+};
+
+struct AdminSpec {
+  SocketAddress address{"127.0.0.1:9901", "127.0.0.1", 9901};
+  std::string token_file;  // empty = no token (only allowed on loopback)
+};
+
+struct LimitsSpec {
+  uint32_t header_timeout_ms = 10000;
+  uint32_t idle_timeout_ms = 60000;
+  uint32_t max_header_bytes = 65536;
+  uint32_t max_headers = 100;
+  uint64_t max_body_size = 0;  // 0 = unlimited
+  uint32_t max_connections = 10000;
+  uint32_t drain_timeout_ms = 30000;  // graceful stop: how long in-flight requests may finish
+};
+
+// Upstream keep-alive pools, per endpoint per worker.
+struct UpstreamPoolSpec {
+  uint32_t keepalive = 64;             // idle connections kept per endpoint per worker
+  uint32_t idle_timeout_ms = 60000;    // an idle pooled connection is closed after this
+};
+
+struct LogSpec {
+  std::string access = "stdout";  // a path, "stdout" or "off"
+};
+
+struct Config {
+  std::string source;    // file path the config came from (for messages)
+  uint32_t workers = 0;  // 0 = CPU count
+  bool strict = false;   // lint warnings are errors
+  std::vector<ListenSpec> listen;
+  AdminSpec admin;
+  std::string state_dir;  // empty = no durable state
+  LimitsSpec limits;
+  UpstreamPoolSpec upstream;
+  LogSpec log;
+  std::vector<FunctionSpec> functions;  // in file order
+  std::vector<RouteSpec> routes;        // in file order
+};
+
+// One problem found in a file, formatted "file:line:col: message".
+struct Diagnostic {
+  std::string file;
+  SourcePos pos;
+  std::string message;
+  std::string to_string() const;
+};
+
+}  // namespace sluice::config

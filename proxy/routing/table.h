@@ -1,0 +1,131 @@
+// The immutable routing snapshot the data plane reads: routes -> aliases -> versions -> endpoints.
+// Built once from a validated config::Config; shared read-only by every worker through
+// std::atomic<std::shared_ptr<const RoutingTable>>. Nothing here includes uv.h.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/model.h"
+#include "routing/selection.h"
+
+namespace sluice::routing {
+
+struct Endpoint {
+  std::string address;  // "127.0.0.1:8080", as configured
+  sockaddr_storage sockaddr{};
+  socklen_t sockaddr_len = 0;
+  uint32_t weight = 1;
+};
+
+class PickState;
+
+// One version of one function: how to reach and call it. Immutable.
+struct Version {
+  uint32_t id = 0;       // dense index into RoutingTable::versions(); valid within this table
+  std::string function;  // "checkout"
+  std::string number;    // "3" or "$LATEST"
+  std::string label;     // "checkout:3": the version header's value
+  std::vector<Endpoint> endpoints;
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t response_timeout_ms = 30000;
+  uint32_t max_concurrency = 0;  // 0 = unlimited
+
+  // Weighted round robin over `endpoints` using this worker's state. nullptr if none.
+  const Endpoint* pick_endpoint(PickState& state) const;
+};
+
+// A stable name whose traffic map sends shares of requests to versions. Immutable.
+class Alias {
+ public:
+  uint32_t id = 0;  // dense index into RoutingTable::aliases(); valid within this table
+  std::string function;
+  std::string name;
+  std::string label;  // "checkout:prod"
+  config::Selection selection = config::Selection::kRandom;
+  config::StickySpec sticky;
+  bool allow_override = false;
+
+  struct Share {
+    const Version* version;
+    double weight;  // as configured, >= 0
+  };
+  const std::vector<Share>& shares() const { return shares_; }
+
+  // Picks the version for one request. `sticky_point` in [0,1) when the request carries a
+  // sticky key (see sticky_point()); otherwise random (from `draw`) or exact (from `state`)
+  // per `selection`. Never allocates. Returns nullptr only if no share has weight > 0.
+  const Version* pick(uint64_t draw, std::optional<double> sticky_point, PickState& state) const;
+
+  // Internal layout, filled by the builder.
+  std::vector<Share> shares_;
+  Cumulative cumulative_;    // random draw over shares_
+  StickyLayout sticky_;      // [0,1) laid out newest version first
+};
+
+struct Function {
+  std::string name;
+  std::string version_header;  // empty: none added
+  std::vector<const Version*> versions;  // published ascending, then $LATEST if defined
+  std::vector<const Alias*> aliases;
+
+  const Version* find_version(std::string_view number) const;  // "3" or "$LATEST"
+  const Alias* find_alias(std::string_view name) const;
+};
+
+struct Route {
+  std::string host;         // empty = any; lower-case
+  std::string path_prefix;  // starts with '/'
+  const Function* function = nullptr;
+  const Alias* alias = nullptr;      // set unless the route pins a version
+  const Version* version = nullptr;  // set when the route pins a version
+};
+
+// Worker-local mutable selection state (smooth weighted round robin counters for `exact`
+// aliases and for endpoint pools). One per worker per table; never shared between threads.
+class PickState {
+ public:
+  explicit PickState(const class RoutingTable& table);
+  SmoothWrr& alias_wrr(uint32_t alias_id) { return alias_wrr_[alias_id]; }
+  SmoothWrr& endpoint_wrr(uint32_t version_id) { return endpoint_wrr_[version_id]; }
+
+ private:
+  std::vector<SmoothWrr> alias_wrr_;
+  std::vector<SmoothWrr> endpoint_wrr_;
+};
+
+class RoutingTable {
+ public:
+  // Builds from a config that passed validation. Returns nullptr and fills `errors` if an
+  // endpoint cannot be resolved.
+  static std::shared_ptr<const RoutingTable> build(config::Config cfg,
+                                                   std::vector<config::Diagnostic>* errors);
+
+  // Longest match: a route naming the request's host beats one for any host; among those, the
+  // longest path prefix wins. `host` may carry a ":port" and any case. nullptr if none.
+  const Route* match(std::string_view host, std::string_view path) const;
+
+  const Function* find_function(std::string_view name) const;
+
+  const config::Config& config() const { return config_; }
+  const std::vector<std::unique_ptr<Function>>& functions() const { return functions_; }
+  const std::vector<std::unique_ptr<Version>>& versions() const { return versions_; }
+  const std::vector<std::unique_ptr<Alias>>& aliases() const { return aliases_; }
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  config::Config config_;
+  std::vector<std::unique_ptr<Function>> functions_;
+  std::vector<std::unique_ptr<Version>> versions_;
+  std::vector<std::unique_ptr<Alias>> aliases_;
+  std::vector<Route> routes_;  // sorted for match()
+};
+
+}  // namespace sluice::routing
