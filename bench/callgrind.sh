@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Counts user-space instructions (callgrind Ir) per proxied request for sluice, nginx and HAProxy:
+# runs N1 and then N2 sequential requests on one keep-alive connection, each in a fresh process
+# under callgrind; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up and shutdown.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+usage() {
+  cat <<USAGE
+usage: bench/callgrind.sh [--save] [--no-sluice | --sluice PATH] [--no-haproxy] [--n1 N] [--n2 N]
+
+Prints callgrind instructions (Ir) per proxied request for each proxy (one worker/thread, same
+configs as run_bench.sh) and the ratios sluice/nginx and sluice/HAProxy. The figure does not move
+with machine load, so use it to steer optimisation.
+
+  --save          also write the output to bench/results/<UTC date>-callgrind.txt
+  --no-sluice     leave sluice out; --sluice PATH: binary to use (default: \$SLUICE_BIN,
+                  build-bench/sluice, build/sluice; left out with a warning if none is found)
+  --no-haproxy    leave HAProxy out
+  --n1 N --n2 N   request counts of the two runs (default 200 and 2200)
+USAGE
+}
+
+N1="${N1:-200}"
+N2="${N2:-2200}"
+save=0
+sluice_mode=auto
+sluice_bin=""
+with_haproxy=1
+while (($#)); do
+  case "$1" in
+    --save) save=1 ;;
+    --no-sluice) sluice_mode=off ;;
+    --sluice)
+      sluice_mode=required
+      sluice_bin="${2:?--sluice needs a path}"
+      shift
+      ;;
+    --no-haproxy) with_haproxy=0 ;;
+    --n1)
+      N1="${2:?}"
+      shift
+      ;;
+    --n2)
+      N2="${2:?}"
+      shift
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
+[[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] && ((N2 > N1)) || die "need integers N2 > N1"
+
+if ((save)); then
+  mkdir -p "$BENCH_DIR/results"
+  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-callgrind.txt"
+  exec > >(tee "$out_file.partial") 2>&1
+fi
+
+"$REPO_DIR/scripts/setup" --bench
+for tool in valgrind nginx haproxy python3; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/setup --bench installs it)"
+done
+if [[ "$sluice_mode" == auto ]]; then
+  sluice_bin="$(find_sluice)"
+  if [[ -z "$sluice_bin" ]]; then
+    echo "note: no sluice binary found (set SLUICE_BIN or build build-bench/sluice); running without sluice" >&2
+    sluice_mode=off
+  fi
+fi
+[[ "$sluice_mode" != required || -x "$sluice_bin" ]] || die "sluice binary $sluice_bin is not executable"
+
+echo "== sluice instructions per request (bench/callgrind.sh)"
+machine_info
+echo "method:  valgrind --tool=callgrind, user-space instructions (Ir) of the whole proxy process;"
+echo "         N1=$N1 and N2=$N2 sequential GET / on one keep-alive connection, each run in a fresh"
+echo "         process; Ir/request = (Ir(N2) - Ir(N1)) / (N2 - N1). Upstream: nginx, not traced."
+
+mapfile -t ports < <(free_ports 3)
+up1="${ports[0]}" up2="${ports[1]}" port="${ports[2]}"
+subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" PORT="$port")
+render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
+render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}"
+render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}"
+render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}"
+
+start_bg upstream nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-upstream.err" -c "$BENCH_TMP/nginx-upstream.conf"
+wait_port "$up1" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+wait_port "$up2" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+
+proxy_cmd() { # proxy_cmd NAME -> sets CMD to the proxy's command line
+  case "$1" in
+    sluice) CMD=("$sluice_bin" run -c "$BENCH_TMP/sluice.toml") ;;
+    nginx) CMD=(nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-proxy.err" -c "$BENCH_TMP/nginx-proxy.conf") ;;
+    haproxy) CMD=(haproxy -db -f "$BENCH_TMP/haproxy.cfg") ;;
+  esac
+}
+
+# measure NAME N: runs the proxy under callgrind for N requests; prints total Ir.
+measure() {
+  local name="$1" n="$2" out="$BENCH_TMP/callgrind.$1.$2" pid ir
+  proxy_cmd "$name"
+  start_bg "cg-$name-$n" valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
+    --trace-children=no "${CMD[@]}"
+  pid=$LAST_PID
+  wait_port "$port" 90 "$pid" "cg-$name-$n" || return 1
+  if ! python3 "$BENCH_DIR/keepalive_client.py" --port "$port" --count "$n" --timeout-s 300 \
+    >"$BENCH_TMP/client.$name.$n" 2>&1; then
+    sed 's/^/  | /' "$BENCH_TMP/client.$name.$n" >&2
+    stop_pid "$pid" KILL
+    return 1
+  fi
+  sleep 0.5 # let the proxy see the client's close before it is stopped
+  stop_pid "$pid" TERM
+  ir="$(awk '/^(summary|totals):/ { print $2; exit }' "$out" 2>/dev/null)"
+  [[ -n "$ir" ]] || {
+    echo "no callgrind totals for $name ($n requests); valgrind output:" >&2
+    sed 's/^/  | /' "$BENCH_TMP/cg-$name-$n.log" | tail -20 >&2
+    return 1
+  }
+  echo "$ir"
+}
+
+proxies=()
+[[ "$sluice_mode" != off ]] && proxies+=(sluice)
+proxies+=(nginx)
+((with_haproxy)) && proxies+=(haproxy)
+
+declare -A per_req
+echo
+printf '%-9s %16s %16s %14s\n' proxy "Ir @ N1=$N1" "Ir @ N2=$N2" "Ir/request"
+for p in "${proxies[@]}"; do
+  if ir1="$(measure "$p" "$N1")" && ir2="$(measure "$p" "$N2")"; then
+    per_req[$p]=$(((ir2 - ir1) / (N2 - N1)))
+    printf '%-9s %16s %16s %14s\n' "$p" "$ir1" "$ir2" "${per_req[$p]}"
+  else
+    [[ "$p" == sluice && "$sluice_mode" == auto ]] || die "measuring $p failed"
+    echo "warning: measuring sluice ($sluice_bin) failed; leaving it out" >&2
+  fi
+done
+
+echo
+if [[ -n "${per_req[sluice]:-}" ]]; then
+  for other in nginx haproxy; do
+    [[ -n "${per_req[$other]:-}" ]] || continue
+    awk -v s="${per_req[sluice]}" -v o="${per_req[$other]}" -v n="$other" \
+      'BEGIN { printf "sluice/%-8s Ir/request %.2fx (lower is better)\n", n, s / o }'
+  done
+else
+  echo "sluice not measured; no ratios."
+fi
+
+if ((save)); then
+  mv "$out_file.partial" "$out_file"
+  echo "saved: ${out_file#"$REPO_DIR"/}"
+fi

@@ -1,0 +1,138 @@
+# bench/lib.sh: helpers shared by run_bench.sh and callgrind.sh (sourced, not run directly).
+# Tracks every process it starts by PID and stops them (and removes the temp dir) at exit.
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+BENCH_PIDS=()
+BENCH_TMP="$(mktemp -d /tmp/sluice-bench.XXXXXX)"
+
+bench_cleanup() {
+  local pid i
+  for pid in "${BENCH_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${BENCH_PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  BENCH_PIDS=()
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+  echo "$(basename "$0"): $*" >&2
+  exit 1
+}
+
+# free_ports N: prints N distinct free loopback TCP ports, one per line.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# render TEMPLATE OUT KEY=VALUE...: copies TEMPLATE to OUT replacing each @KEY@ with VALUE.
+render() {
+  local src="$1" dst="$2" kv args=()
+  shift 2
+  for kv in "$@"; do
+    args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+  done
+  sed "${args[@]}" "$src" >"$dst"
+}
+
+# start_bg NAME CMD...: starts CMD in the background, output to $BENCH_TMP/NAME.log; sets
+# LAST_PID and records the PID for cleanup. (taskset and valgrind exec, so the PID is the server.)
+start_bg() {
+  local name="$1"
+  shift
+  "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  BENCH_PIDS+=("$LAST_PID")
+}
+
+# stop_pid PID [SIGNAL]: signals PID, waits up to 60 s for it to exit (valgrind writes its
+# output at exit), then kills it; removes it from the cleanup list.
+stop_pid() {
+  local pid="$1" sig="${2:-TERM}" i keep=() p
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${BENCH_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  BENCH_PIDS=("${keep[@]}")
+}
+
+# wait_port PORT TIMEOUT_S PID NAME: waits until 127.0.0.1:PORT accepts; fails if PID exits.
+wait_port() {
+  local port="$1" timeout_s="$2" pid="$3" name="$4" deadline
+  deadline=$((SECONDS + timeout_s))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited during start-up; its output:" >&2
+      sed 's/^/  | /' "$BENCH_TMP/$name.log" >&2 || true
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$name did not accept on port $port within ${timeout_s}s; its output:" >&2
+  sed 's/^/  | /' "$BENCH_TMP/$name.log" >&2 || true
+  return 1
+}
+
+# cpu_ticks PID: user+system CPU time of PID (all its threads) in clock ticks.
+cpu_ticks() {
+  local stat
+  stat="$(cat "/proc/$1/stat")"
+  stat="${stat##*) }" # fields after "(comm) "; utime and stime are fields 14 and 15 overall
+  awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# vm_hwm_kb PID: peak resident set size of PID in KiB.
+vm_hwm_kb() {
+  awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+# machine_info: one block describing the machine and tool versions.
+machine_info() {
+  local model
+  model="$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+  [[ -n "$model" ]] || model="$(lscpu 2>/dev/null | awk -F': *' '/Model name/ { print $2; exit }')"
+  echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "machine: $(nproc) CPUs, ${model:-unknown CPU}, kernel $(uname -r), load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "tools:   $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{ print "haproxy/" $3 }'), $(wrk -v 2>&1 | head -1 | awk '{ print "wrk/" $2 }')"
+  echo "sluice:  $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet HEAD -- proxy 2>/dev/null || echo ' (+ uncommitted changes in proxy/)')"
+}
+
+# find_sluice: prints the sluice binary to use ($SLUICE_BIN, else the usual build dirs) or nothing.
+find_sluice() {
+  local c
+  if [[ -n "${SLUICE_BIN:-}" ]]; then
+    echo "$SLUICE_BIN"
+    return
+  fi
+  for c in "$REPO_DIR/build-bench/sluice" "$REPO_DIR/build/sluice"; do
+    if [[ -x "$c" ]]; then
+      echo "$c"
+      return
+    fi
+  done
+}
