@@ -63,6 +63,7 @@ struct TrafficShare {
 struct AliasSpec {
   std::string name;
   std::vector<TrafficShare> traffic;  // in file order
+  SourcePos traffic_pos;              // position of the traffic table
   Selection selection = Selection::kRandom;
   StickySpec sticky;
   bool allow_override = false;

@@ -1,0 +1,907 @@
+// Reads sluice TOML into a validated config::Config; every error is collected with its
+// file:line:column and what was expected. toml++ is used here and nowhere else.
+#include "config/loader.h"
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "config/lint.h"
+#include "config/values.h"
+
+namespace sluice::config {
+namespace {
+
+constexpr double kMaxTrafficWeight = 1'000'000;
+constexpr uint64_t kMaxEndpointWeight = 10'000;
+constexpr const char* kDurationHint =
+    "expected a number with a unit ms, s, m or h, e.g. \"250ms\", \"1s\", \"2m\"";
+constexpr const char* kNameRule =
+    "expected lower-case letters, digits, '_' and '-', starting with a letter or digit, at most "
+    "63 characters: [a-z0-9][a-z0-9_-]{0,62}";
+
+SourcePos pos_of(const toml::source_region& r) {
+  return {static_cast<uint32_t>(r.begin.line), static_cast<uint32_t>(r.begin.column)};
+}
+SourcePos pos_of(const toml::node& n) {
+  return pos_of(n.source());
+}
+SourcePos pos_of(const toml::key& k) {
+  return pos_of(k.source());
+}
+
+bool before(SourcePos a, SourcePos b) {
+  return a.line != b.line ? a.line < b.line : a.column < b.column;
+}
+
+std::string quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+  std::string out;
+  for (const std::string& s : items) {
+    if (!out.empty()) out += sep;
+    out += s;
+  }
+  return out;
+}
+
+std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a decimal number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// RFC 9110 token characters: what a header name may contain.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+// A table's entries ordered as written (toml++ keeps them sorted by key).
+std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const toml::table& t) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> out;
+  for (auto&& [k, v] : t) out.emplace_back(&k, &v);
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return before(pos_of(*a.first), pos_of(*b.first));
+  });
+  return out;
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) { cfg_.source = source_; }
+
+  void load(const toml::table& root);
+
+  Config cfg_;
+  std::vector<Diagnostic> errors_;
+
+ private:
+  void error(SourcePos pos, std::string message) {
+    errors_.push_back(Diagnostic{source_, pos, std::move(message)});
+  }
+  void wrong_type(const toml::node& n, const std::string& what, const std::string& expected) {
+    error(pos_of(n),
+          "wrong type for " + what + ": " + type_name(n) + " (expected " + expected + ")");
+  }
+
+  void check_keys(const toml::table& t, const std::vector<std::string>& allowed,
+                  const std::string& where);
+  const toml::table* table_at(const toml::table& parent, std::string_view key,
+                              const std::string& what);
+
+  bool read_string(const toml::table& t, std::string_view key, const std::string& what,
+                   std::string* out);
+  bool read_bool(const toml::table& t, std::string_view key, const std::string& what, bool* out);
+  bool read_uint(const toml::table& t, std::string_view key, const std::string& what, uint64_t min,
+                 uint64_t max, uint64_t* out);
+  template <typename T>
+  void read_uint_into(const toml::table& t, std::string_view key, const std::string& what,
+                      uint64_t min, uint64_t max, T* out) {
+    uint64_t v = 0;
+    if (read_uint(t, key, what, min, max, &v)) *out = static_cast<T>(v);
+  }
+  bool read_duration(const toml::table& t, std::string_view key, const std::string& what,
+                     bool allow_zero, uint32_t* out_ms);
+  std::optional<SocketAddress> read_address(const toml::node& n, const std::string& what,
+                                            bool allow_port_zero);
+
+  void load_listen(const toml::table& root);
+  void load_admin(const toml::table& root);
+  void load_limits(const toml::table& root);
+  void load_functions(const toml::table& root);
+  void load_function(std::string name, SourcePos pos, const toml::table& t);
+  void load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out);
+  void load_version(FunctionSpec& f, std::string number, SourcePos pos, const toml::table& t);
+  void load_alias(FunctionSpec& f, std::string name, SourcePos pos, const toml::table& t);
+  void load_routes(const toml::table& root);
+  void load_route(const toml::table& t,
+                  std::map<std::pair<std::string, std::string>, SourcePos>& seen);
+
+  std::string source_;
+};
+
+void Loader::check_keys(const toml::table& t, const std::vector<std::string>& allowed,
+                        const std::string& where) {
+  for (auto&& [k, v] : t) {
+    if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
+    const std::string suggestion = closest_match(k.str(), allowed);
+    std::string msg = "unknown key " + quote(k.str()) + " in " + where;
+    if (!suggestion.empty()) {
+      msg += " (did you mean " + quote(suggestion) + "?)";
+    } else {
+      msg += " (expected one of: " + join(allowed) + ")";
+    }
+    error(pos_of(k), std::move(msg));
+  }
+}
+
+const toml::table* Loader::table_at(const toml::table& parent, std::string_view key,
+                                    const std::string& what) {
+  const toml::node* n = parent.get(key);
+  if (!n) return nullptr;
+  if (!n->is_table()) {
+    wrong_type(*n, what, "a table");
+    return nullptr;
+  }
+  return n->as_table();
+}
+
+bool Loader::read_string(const toml::table& t, std::string_view key, const std::string& what,
+                         std::string* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return false;
+  if (!n->is_string()) {
+    wrong_type(*n, what, "a string");
+    return false;
+  }
+  *out = n->as_string()->get();
+  return true;
+}
+
+bool Loader::read_bool(const toml::table& t, std::string_view key, const std::string& what,
+                       bool* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return false;
+  if (!n->is_boolean()) {
+    wrong_type(*n, what, "true or false");
+    return false;
+  }
+  *out = n->as_boolean()->get();
+  return true;
+}
+
+bool Loader::read_uint(const toml::table& t, std::string_view key, const std::string& what,
+                       uint64_t min, uint64_t max, uint64_t* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return false;
+  const std::string expected =
+      "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  if (!n->is_integer()) {
+    wrong_type(*n, what, expected);
+    return false;
+  }
+  const int64_t v = n->as_integer()->get();
+  if (v < 0 || static_cast<uint64_t>(v) < min || static_cast<uint64_t>(v) > max) {
+    error(pos_of(*n),
+          what + " = " + std::to_string(v) + " is out of range (expected " + expected + ")");
+    return false;
+  }
+  *out = static_cast<uint64_t>(v);
+  return true;
+}
+
+bool Loader::read_duration(const toml::table& t, std::string_view key, const std::string& what,
+                           bool allow_zero, uint32_t* out_ms) {
+  const toml::node* n = t.get(key);
+  if (!n) return false;
+  if (!n->is_string()) {
+    wrong_type(*n, what, std::string("a duration string, ") + (kDurationHint + 9));
+    return false;
+  }
+  const std::string& text = n->as_string()->get();
+  auto ms = parse_duration_ms(text);
+  if (!ms) {
+    error(pos_of(*n), "bad duration " + quote(text) + " for " + what + " (" + kDurationHint + ")");
+    return false;
+  }
+  if (*ms == 0 && !allow_zero) {
+    error(pos_of(*n), what + " must be longer than 0 (expected a positive duration, e.g. \"1s\")");
+    return false;
+  }
+  *out_ms = static_cast<uint32_t>(*ms);
+  return true;
+}
+
+std::optional<SocketAddress> Loader::read_address(const toml::node& n, const std::string& what,
+                                                  bool allow_port_zero) {
+  if (!n.is_string()) {
+    wrong_type(n, what, "an address string \"host:port\"");
+    return std::nullopt;
+  }
+  const std::string& text = n.as_string()->get();
+  std::string why;
+  auto addr = parse_socket_address(text, allow_port_zero, &why);
+  if (!addr) {
+    error(pos_of(n), "bad address " + quote(text) + " for " + what + ": " + why +
+                         " (expected \"host:port\" or \"[ipv6]:port\", e.g. \"127.0.0.1:8080\")");
+  }
+  return addr;
+}
+
+void Loader::load(const toml::table& root) {
+  check_keys(root,
+             {"workers", "strict", "listen", "admin", "state", "limits", "upstream", "log",
+              "functions", "routes"},
+             "the top level");
+  read_uint_into(root, "workers", "workers", 0, 1024, &cfg_.workers);
+  read_bool(root, "strict", "strict", &cfg_.strict);
+  load_listen(root);
+  load_admin(root);
+  if (const toml::table* state = table_at(root, "state", "[state]")) {
+    check_keys(*state, {"dir"}, "[state]");
+    read_string(*state, "dir", "state.dir", &cfg_.state_dir);
+  }
+  load_limits(root);
+  if (const toml::table* up = table_at(root, "upstream", "[upstream]")) {
+    check_keys(*up, {"keepalive", "idle_timeout"}, "[upstream]");
+    read_uint_into(*up, "keepalive", "upstream.keepalive", 0, 100000, &cfg_.upstream.keepalive);
+    read_duration(*up, "idle_timeout", "upstream.idle_timeout", false,
+                  &cfg_.upstream.idle_timeout_ms);
+  }
+  if (const toml::table* log = table_at(root, "log", "[log]")) {
+    check_keys(*log, {"access"}, "[log]");
+    std::string access;
+    if (read_string(*log, "access", "log.access", &access)) {
+      if (access.empty()) {
+        error(pos_of(*log->get("access")),
+              "log.access is empty (expected a file path, \"stdout\" or \"off\")");
+      } else {
+        cfg_.log.access = access;
+      }
+    }
+  }
+  load_functions(root);
+  load_routes(root);
+}
+
+void Loader::load_listen(const toml::table& root) {
+  const toml::node* n = root.get("listen");
+  if (!n) {
+    cfg_.listen.push_back(ListenSpec{SocketAddress{"0.0.0.0:8080", "0.0.0.0", 8080}, {}, {}});
+    return;
+  }
+  std::vector<const toml::table*> tables;
+  if (n->is_table()) {
+    tables.push_back(n->as_table());
+  } else if (n->is_array()) {
+    const toml::array& arr = *n->as_array();
+    if (arr.empty()) {
+      error(pos_of(*n), "listen is empty (expected at least one [[listen]] with an address)");
+    }
+    for (const toml::node& e : arr) {
+      if (e.is_table()) {
+        tables.push_back(e.as_table());
+      } else {
+        wrong_type(e, "a listen entry", "a table with address = \"host:port\"");
+      }
+    }
+  } else {
+    wrong_type(*n, "listen", "a [listen] table or [[listen]] tables");
+    return;
+  }
+  std::map<std::string, SourcePos> seen;
+  for (const toml::table* t : tables) {
+    check_keys(*t, {"address", "tls"}, "[listen]");
+    ListenSpec spec{SocketAddress{"0.0.0.0:8080", "0.0.0.0", 8080}, {}, pos_of(*t)};
+    bool ok = true;
+    if (const toml::node* a = t->get("address")) {
+      if (auto addr = read_address(*a, "listen.address", true)) {
+        spec.address = *addr;
+        spec.pos = pos_of(*a);
+      } else {
+        ok = false;
+      }
+    }
+    if (const toml::node* tls = t->get("tls")) {
+      if (!tls->is_table()) {
+        wrong_type(*tls, "listen.tls", "a table { cert = \"file.pem\", key = \"file.key\" }");
+      } else {
+        const toml::table& tt = *tls->as_table();
+        check_keys(tt, {"cert", "key"}, "listen.tls");
+        TlsSpec tls_spec;
+        for (auto [key, out] :
+             {std::pair{"cert", &tls_spec.cert}, std::pair{"key", &tls_spec.key}}) {
+          const bool present = read_string(tt, key, std::string("listen.tls.") + key, out);
+          if (!tt.get(key)) {
+            error(pos_of(*tls),
+                  std::string("listen.tls has no ") + key +
+                      " (expected tls = { cert = \"file.pem\", key = \"file.key\" })");
+          } else if (present && out->empty()) {
+            error(pos_of(*tt.get(key)),
+                  std::string("listen.tls.") + key + " is empty (expected a file path)");
+          }
+        }
+        spec.tls = tls_spec;
+      }
+    }
+    if (ok) {
+      auto [it, inserted] = seen.emplace(spec.address.text, spec.pos);
+      if (!inserted) {
+        error(spec.pos, "duplicate listen address " + quote(spec.address.text) +
+                            " (already listed at line " + std::to_string(it->second.line) +
+                            "; expected each address once)");
+      }
+    }
+    cfg_.listen.push_back(std::move(spec));
+  }
+}
+
+void Loader::load_admin(const toml::table& root) {
+  const toml::table* admin = table_at(root, "admin", "[admin]");
+  if (!admin) return;
+  check_keys(*admin, {"address", "token_file"}, "[admin]");
+  read_string(*admin, "token_file", "admin.token_file", &cfg_.admin.token_file);
+  const toml::node* a = admin->get("address");
+  if (!a) return;
+  auto addr = read_address(*a, "admin.address", true);
+  if (!addr) return;
+  cfg_.admin.address = *addr;
+  if (!is_loopback_host(addr->host) && cfg_.admin.token_file.empty()) {
+    error(pos_of(*a),
+          "admin address " + quote(addr->text) +
+              " is not loopback, so it needs a token (expected a loopback address "
+              "such as \"127.0.0.1:9901\", or [admin] token_file = \"/path/to/token\")");
+  }
+}
+
+void Loader::load_limits(const toml::table& root) {
+  const toml::table* l = table_at(root, "limits", "[limits]");
+  if (!l) return;
+  check_keys(*l,
+             {"header_timeout", "idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
+              "max_connections", "drain_timeout"},
+             "[limits]");
+  LimitsSpec& s = cfg_.limits;
+  read_duration(*l, "header_timeout", "limits.header_timeout", false, &s.header_timeout_ms);
+  read_duration(*l, "idle_timeout", "limits.idle_timeout", false, &s.idle_timeout_ms);
+  read_duration(*l, "drain_timeout", "limits.drain_timeout", true, &s.drain_timeout_ms);
+  read_uint_into(*l, "max_header_bytes", "limits.max_header_bytes", 1024, 16u << 20,
+                 &s.max_header_bytes);
+  read_uint_into(*l, "max_headers", "limits.max_headers", 1, 10000, &s.max_headers);
+  read_uint_into(*l, "max_body_size", "limits.max_body_size", 0, uint64_t{1} << 62,
+                 &s.max_body_size);
+  read_uint_into(*l, "max_connections", "limits.max_connections", 1, 10'000'000,
+                 &s.max_connections);
+}
+
+void Loader::load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out) {
+  uint32_t ms = 0;
+  if (read_duration(t, "connect_timeout", where + ".connect_timeout", false, &ms))
+    out->connect_timeout_ms = ms;
+  if (read_duration(t, "response_timeout", where + ".response_timeout", false, &ms))
+    out->response_timeout_ms = ms;
+  uint64_t n = 0;
+  if (read_uint(t, "max_concurrency", where + ".max_concurrency", 0, 10'000'000, &n))
+    out->max_concurrency = static_cast<uint32_t>(n);
+}
+
+void Loader::load_functions(const toml::table& root) {
+  const toml::table* fns = table_at(root, "functions", "functions");
+  if (!fns) return;
+  for (auto [k, v] : in_file_order(*fns)) {
+    if (!is_valid_name(std::string(k->str()))) {
+      error(pos_of(*k),
+            "invalid function name " + quote(std::string(k->str())) + " (" + kNameRule + ")");
+      continue;
+    }
+    if (!v->is_table()) {
+      wrong_type(*v, "functions." + std::string(k->str()),
+                 "a table [functions." + std::string(k->str()) + "]");
+      continue;
+    }
+    load_function(std::string(k->str()), pos_of(*k), *v->as_table());
+  }
+}
+
+void Loader::load_function(std::string name, SourcePos pos, const toml::table& t) {
+  FunctionSpec f;
+  f.name = std::move(name);
+  f.pos = pos;
+  const std::string where = "functions." + f.name;
+  check_keys(t,
+             {"version_header", "connect_timeout", "response_timeout", "max_concurrency", "latest",
+              "versions", "aliases"},
+             "[" + where + "]");
+  std::string header;
+  if (read_string(t, "version_header", where + ".version_header", &header)) {
+    if (!header.empty() && !is_token(header)) {
+      error(pos_of(*t.get("version_header")),
+            "version_header " + quote(header) +
+                " is not a valid header name (expected letters, digits and -, or \"\" for none)");
+    } else {
+      f.version_header = lower(header);
+    }
+  }
+  load_settings(t, where, &f.defaults);
+
+  if (const toml::table* latest = table_at(t, "latest", where + ".latest"))
+    load_version(f, kLatest, pos_of(*latest), *latest);
+  if (const toml::table* versions = table_at(t, "versions", where + ".versions")) {
+    for (auto [k, v] : in_file_order(*versions)) {
+      auto number = parse_version_number(std::string(k->str()));
+      if (!number) {
+        std::string msg = "version key " + quote(std::string(k->str())) + " in " + where +
+                          ".versions is not a version number (expected a positive integer "
+                          "without leading zeros, e.g. [" +
+                          where + ".versions.3]";
+        if (std::string(k->str()) == kLatest) msg += "; $LATEST is [" + where + ".latest]";
+        error(pos_of(*k), msg + ")");
+        continue;
+      }
+      if (!v->is_table()) {
+        wrong_type(*v, where + ".versions." + std::string(k->str()), "a table");
+        continue;
+      }
+      load_version(f, std::string(k->str()), pos_of(*k), *v->as_table());
+    }
+  }
+  if (!t.get("latest") && !t.get("versions")) {
+    error(pos, "function " + f.name + " defines no versions (expected [" + where +
+                   ".versions.1] or [" + where + ".latest] with endpoints)");
+  }
+  if (const toml::table* aliases = table_at(t, "aliases", where + ".aliases")) {
+    for (auto [k, v] : in_file_order(*aliases)) {
+      if (!is_valid_name(std::string(k->str()))) {
+        error(pos_of(*k),
+              "invalid alias name " + quote(std::string(k->str())) + " (" + kNameRule + ")");
+        continue;
+      }
+      if (!v->is_table()) {
+        wrong_type(*v, where + ".aliases." + std::string(k->str()),
+                   "a table with traffic = { ... }");
+        continue;
+      }
+      load_alias(f, std::string(k->str()), pos_of(*k), *v->as_table());
+    }
+  }
+  cfg_.functions.push_back(std::move(f));
+}
+
+void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
+                          const toml::table& t) {
+  VersionSpec v;
+  v.number = std::move(number);
+  v.pos = pos;
+  const std::string where = "functions." + f.name + "." +
+                            (v.number == kLatest ? std::string("latest") : "versions." + v.number);
+  const std::string label = f.name + ":" + v.number;
+  check_keys(t, {"endpoints", "connect_timeout", "response_timeout", "max_concurrency"},
+             "[" + where + "]");
+  const char* endpoints_hint =
+      "expected endpoints = [\"host:port\", ...] or [{ address = \"host:port\", weight = 2 }]";
+  const toml::node* eps = t.get("endpoints");
+  if (!eps) {
+    error(pos, "version " + label + " has no endpoints (" + endpoints_hint + ")");
+  } else if (!eps->is_array()) {
+    wrong_type(*eps, where + ".endpoints", "an array of \"host:port\" strings or tables");
+  } else if (eps->as_array()->empty()) {
+    error(pos_of(*eps), "version " + label + " has no endpoints (" + endpoints_hint + ")");
+  } else {
+    for (const toml::node& e : *eps->as_array()) {
+      Endpoint ep;
+      ep.pos = pos_of(e);
+      if (e.is_string()) {
+        auto addr = read_address(e, "an endpoint of " + label, false);
+        if (!addr) continue;
+        ep.address = *addr;
+      } else if (e.is_table()) {
+        const toml::table& et = *e.as_table();
+        check_keys(et, {"address", "weight"}, "an endpoint of " + label);
+        const toml::node* a = et.get("address");
+        if (!a) {
+          error(ep.pos, "endpoint of " + label +
+                            " has no address (expected { address = \"host:port\", weight = 1 })");
+          continue;
+        }
+        auto addr = read_address(*a, "an endpoint of " + label, false);
+        if (!addr) continue;
+        ep.address = *addr;
+        if (const toml::node* w = et.get("weight")) {
+          const std::string expected =
+              "a positive integer from 1 to " + std::to_string(kMaxEndpointWeight);
+          if (!w->is_integer()) {
+            wrong_type(*w, "endpoint weight", expected);
+            continue;
+          }
+          const int64_t wv = w->as_integer()->get();
+          if (wv < 1 || static_cast<uint64_t>(wv) > kMaxEndpointWeight) {
+            error(pos_of(*w), "endpoint weight " + std::to_string(wv) + " of " + label +
+                                  " is out of range (expected " + expected + ")");
+            continue;
+          }
+          ep.weight = static_cast<uint32_t>(wv);
+        }
+      } else {
+        wrong_type(e, "an endpoint of " + label,
+                   "\"host:port\" or { address = \"host:port\", weight = 1 }");
+        continue;
+      }
+      v.endpoints.push_back(std::move(ep));
+    }
+  }
+  load_settings(t, where, &v.settings);
+  if (!v.settings.connect_timeout_ms) v.settings.connect_timeout_ms = f.defaults.connect_timeout_ms;
+  if (!v.settings.response_timeout_ms)
+    v.settings.response_timeout_ms = f.defaults.response_timeout_ms;
+  if (!v.settings.max_concurrency) v.settings.max_concurrency = f.defaults.max_concurrency;
+  if (v.number == kLatest) {
+    f.latest = std::move(v);
+  } else {
+    const uint32_t n = *parse_version_number(v.number);
+    f.versions.emplace(n, std::move(v));
+  }
+}
+
+std::string defined_versions(const FunctionSpec& f) {
+  std::vector<std::string> names;
+  for (const auto& [n, v] : f.versions) names.push_back(v.number);
+  if (f.latest) names.push_back(kLatest);
+  if (names.empty()) return "no versions are defined";
+  return "defined: " + join(names);
+}
+
+bool has_version(const FunctionSpec& f, std::string_view number) {
+  if (number == kLatest) return f.latest.has_value();
+  auto n = parse_version_number(number);
+  return n && f.versions.count(*n) != 0;
+}
+
+void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const toml::table& t) {
+  AliasSpec a;
+  a.name = std::move(name);
+  a.pos = pos;
+  const std::string label = f.name + ":" + a.name;
+  const std::string where = "functions." + f.name + ".aliases." + a.name;
+  check_keys(t, {"traffic", "selection", "sticky", "allow_override"}, "[" + where + "]");
+  const char* traffic_hint =
+      "expected traffic = { \"<version>\" = <weight>, ... }, e.g. { \"1\" = 100 }";
+  const toml::node* tr = t.get("traffic");
+  if (!tr) {
+    error(pos, "alias " + label + " has no traffic map (" + traffic_hint + ")");
+  } else if (!tr->is_table()) {
+    wrong_type(*tr, where + ".traffic", "a table { \"<version>\" = <weight>, ... }");
+  } else if (tr->as_table()->empty()) {
+    error(pos_of(*tr), "alias " + label + " has an empty traffic map (" + traffic_hint + ")");
+  } else {
+    a.traffic_pos = pos_of(*tr);
+    bool all_valid = true;
+    double sum = 0;
+    const std::string weight_hint =
+        "expected a number from 0 to " + std::to_string(static_cast<int64_t>(kMaxTrafficWeight));
+    for (auto [k, v] : in_file_order(*tr->as_table())) {
+      const std::string& version = std::string(k->str());
+      if (version != kLatest && !parse_version_number(version)) {
+        error(pos_of(*k), "traffic key " + quote(version) + " of alias " + label +
+                              " is not a version (expected a version number such as \"3\", or "
+                              "\"$LATEST\")");
+        all_valid = false;
+        continue;
+      }
+      if (!has_version(f, version)) {
+        error(pos_of(*k), "alias " + label + " sends traffic to version " + version +
+                              ", which is not defined (" + defined_versions(f) + ")");
+        all_valid = false;
+        continue;
+      }
+      double w = 0;
+      if (v->is_integer()) {
+        w = static_cast<double>(v->as_integer()->get());
+      } else if (v->is_floating_point()) {
+        w = v->as_floating_point()->get();
+      } else {
+        error(pos_of(*v), "weight for version " + version + " of alias " + label +
+                              " is not a number: " + type_name(*v) + " (" + weight_hint + ")");
+        all_valid = false;
+        continue;
+      }
+      if (!std::isfinite(w) || w < 0 || w > kMaxTrafficWeight) {
+        std::ostringstream text;
+        text << w;
+        error(pos_of(*v), std::string(w < 0 ? "negative" : "out-of-range") + " weight " +
+                              text.str() + " for version " + version + " of alias " + label + " (" +
+                              weight_hint + ")");
+        all_valid = false;
+        continue;
+      }
+      sum += w;
+      a.traffic.push_back(TrafficShare{version, w, pos_of(*k)});
+    }
+    if (all_valid && sum <= 0) {
+      error(pos_of(*tr), "alias " + label +
+                             " sends no traffic: every weight is 0 (expected at least one "
+                             "weight > 0)");
+    }
+  }
+  if (const toml::node* s = t.get("selection")) {
+    if (!s->is_string()) {
+      wrong_type(*s, where + ".selection", "\"random\" or \"exact\"");
+    } else if (s->as_string()->get() == "random") {
+      a.selection = Selection::kRandom;
+    } else if (s->as_string()->get() == "exact") {
+      a.selection = Selection::kExact;
+    } else {
+      error(pos_of(*s), "unknown selection " + quote(s->as_string()->get()) + " for alias " +
+                            label + " (expected \"random\" or \"exact\")");
+    }
+  }
+  if (const toml::node* s = t.get("sticky")) {
+    const char* sticky_hint =
+        "expected sticky = { header = \"x-user-id\" } or { cookie = \"uid\", issue = true }";
+    if (!s->is_table()) {
+      wrong_type(*s, where + ".sticky", "a table { header = \"...\" } or { cookie = \"...\" }");
+    } else {
+      const toml::table& st = *s->as_table();
+      check_keys(st, {"header", "cookie", "issue"}, where + ".sticky");
+      std::string header, cookie;
+      const bool has_header = read_string(st, "header", where + ".sticky.header", &header);
+      const bool has_cookie = read_string(st, "cookie", where + ".sticky.cookie", &cookie);
+      bool issue = false;
+      const bool has_issue = read_bool(st, "issue", where + ".sticky.issue", &issue);
+      if (st.get("header") && st.get("cookie")) {
+        error(pos_of(*s), "sticky of alias " + label + " names both a header and a cookie (" +
+                              sticky_hint + ")");
+      } else if (!st.get("header") && !st.get("cookie")) {
+        error(pos_of(*s),
+              "sticky of alias " + label + " names no header or cookie (" + sticky_hint + ")");
+      } else if (has_header) {
+        if (!is_token(header)) {
+          error(pos_of(*st.get("header")), "sticky header " + quote(header) +
+                                               " is not a valid header name (" + sticky_hint + ")");
+        } else if (st.get("issue")) {
+          error(pos_of(*st.get("issue")),
+                "sticky issue = ... only applies to a cookie (" + std::string(sticky_hint) + ")");
+        } else {
+          a.sticky.kind = StickySpec::Kind::kHeader;
+          a.sticky.name = lower(header);
+        }
+      } else if (has_cookie) {
+        if (!is_token(cookie)) {
+          error(pos_of(*st.get("cookie")), "sticky cookie " + quote(cookie) +
+                                               " is not a valid cookie name (" + sticky_hint + ")");
+        } else {
+          a.sticky.kind = StickySpec::Kind::kCookie;
+          a.sticky.name = cookie;
+          a.sticky.issue = has_issue && issue;
+        }
+      }
+    }
+  }
+  read_bool(t, "allow_override", where + ".allow_override", &a.allow_override);
+  f.aliases.push_back(std::move(a));
+}
+
+void Loader::load_routes(const toml::table& root) {
+  const toml::node* n = root.get("routes");
+  if (!n) return;
+  std::map<std::pair<std::string, std::string>, SourcePos> seen;
+  if (n->is_table()) {
+    load_route(*n->as_table(), seen);
+    return;
+  }
+  if (!n->is_array()) {
+    wrong_type(*n, "routes", "[[routes]] tables");
+    return;
+  }
+  for (const toml::node& e : *n->as_array()) {
+    if (!e.is_table()) {
+      wrong_type(e, "a route", "a [[routes]] table with target = \"function:alias\"");
+      continue;
+    }
+    load_route(*e.as_table(), seen);
+  }
+}
+
+void Loader::load_route(const toml::table& t,
+                        std::map<std::pair<std::string, std::string>, SourcePos>& seen) {
+  RouteSpec r;
+  r.pos = pos_of(t);
+  check_keys(t, {"host", "path_prefix", "target"}, "[[routes]]");
+  bool ok = true;
+  std::string host;
+  if (read_string(t, "host", "routes.host", &host)) {
+    const bool bad = host.find_first_of("/ \t?#@") != std::string::npos ||
+                     (host.find(':') != std::string::npos && host.front() != '[');
+    if (bad) {
+      error(pos_of(*t.get("host")),
+            "route host " + quote(host) +
+                " is not a host name (expected a name without port or path, e.g. "
+                "\"api.example.com\"; routes match any port)");
+      ok = false;
+    }
+    r.host = lower(host);
+  } else if (t.get("host")) {
+    ok = false;
+  }
+  std::string prefix;
+  if (read_string(t, "path_prefix", "routes.path_prefix", &prefix)) {
+    if (prefix.empty() || prefix.front() != '/' ||
+        prefix.find_first_of(" \t?#") != std::string::npos) {
+      error(
+          pos_of(*t.get("path_prefix")),
+          "route path_prefix " + quote(prefix) +
+              " is not a path (expected a path starting with '/', without query, e.g. \"/api/\")");
+      ok = false;
+    } else {
+      r.path_prefix = prefix;
+    }
+  } else if (t.get("path_prefix")) {
+    ok = false;
+  }
+  const toml::node* target = t.get("target");
+  const char* target_hint =
+      "expected \"function:alias\", \"function:<version>\" or \"function:$LATEST\"";
+  if (!target) {
+    error(r.pos, std::string("route has no target (") + target_hint + ")");
+    ok = false;
+  } else if (!target->is_string()) {
+    wrong_type(*target, "routes.target", target_hint);
+    ok = false;
+  } else {
+    const std::string& text = target->as_string()->get();
+    const size_t colon = text.find(':');
+    const SourcePos tpos = pos_of(*target);
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+      error(tpos, "route target " + quote(text) + " is malformed (" + target_hint + ")");
+      ok = false;
+    } else {
+      r.function = text.substr(0, colon);
+      r.target = text.substr(colon + 1);
+      const FunctionSpec* f = nullptr;
+      std::vector<std::string> fn_names;
+      for (const FunctionSpec& fs : cfg_.functions) {
+        fn_names.push_back(fs.name);
+        if (fs.name == r.function) f = &fs;
+      }
+      if (!f) {
+        const std::string suggestion = closest_match(r.function, fn_names);
+        error(tpos, "route target " + quote(text) + " names function " + quote(r.function) +
+                        ", which is not defined (" +
+                        (!suggestion.empty() ? "did you mean " + quote(suggestion) + "?"
+                         : fn_names.empty()  ? std::string("no functions are defined")
+                                             : "defined: " + join(fn_names)) +
+                        ")");
+        ok = false;
+      } else if (r.target == kLatest || parse_version_number(r.target) ||
+                 std::all_of(r.target.begin(), r.target.end(),
+                             [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+        r.pinned_version = true;
+        if (!has_version(*f, r.target)) {
+          error(tpos, "route target " + quote(text) + " pins version " + r.target + " of " +
+                          f->name + ", which is not defined (" + defined_versions(*f) + ")");
+          ok = false;
+        }
+      } else {
+        std::vector<std::string> alias_names;
+        bool found = false;
+        for (const AliasSpec& a : f->aliases) {
+          alias_names.push_back(a.name);
+          found = found || a.name == r.target;
+        }
+        if (!found) {
+          const std::string suggestion = closest_match(r.target, alias_names);
+          error(tpos, "route target " + quote(text) + " names alias " + quote(r.target) + " of " +
+                          f->name + ", which is not defined (" +
+                          (!suggestion.empty()   ? "did you mean " + quote(suggestion) + "?"
+                           : alias_names.empty() ? "function " + f->name + " has no aliases"
+                                                 : "defined aliases: " + join(alias_names)) +
+                          ")");
+          ok = false;
+        }
+      }
+    }
+  }
+  if (ok) {
+    auto [it, inserted] = seen.emplace(std::pair{r.host, r.path_prefix}, r.pos);
+    if (!inserted) {
+      error(r.pos, "duplicate route match: " +
+                       (r.host.empty() ? std::string("any host") : "host " + quote(r.host)) +
+                       " with path_prefix " + quote(r.path_prefix) + " is already routed at line " +
+                       std::to_string(it->second.line) +
+                       " (expected each host + path_prefix pair once)");
+      ok = false;
+    }
+  }
+  if (ok) cfg_.routes.push_back(std::move(r));
+}
+
+}  // namespace
+
+LoadResult load_string(std::string_view toml_text, std::string source_name, bool force_strict) {
+  LoadResult result;
+  Loader loader(source_name);
+  try {
+    toml::table root = toml::parse(toml_text, std::string_view(source_name));
+    loader.load(root);
+  } catch (const toml::parse_error& e) {
+    result.errors.push_back(Diagnostic{source_name, pos_of(e.source()),
+                                       std::string(e.description()) + " (expected valid TOML)"});
+    return result;
+  }
+  result.errors = std::move(loader.errors_);
+  std::stable_sort(result.errors.begin(), result.errors.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) { return before(a.pos, b.pos); });
+  if (!result.errors.empty()) return result;
+  result.warnings = lint(loader.cfg_);
+  if (loader.cfg_.strict || force_strict) {
+    for (Diagnostic& d : result.warnings) {
+      d.message += " (strict: lint findings are errors)";
+      result.errors.push_back(std::move(d));
+    }
+    result.warnings.clear();
+    if (!result.errors.empty()) return result;
+  }
+  result.config = std::move(loader.cfg_);
+  return result;
+}
+
+LoadResult load_file(const std::string& path, bool force_strict) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back(Diagnostic{path,
+                                       {},
+                                       std::string("cannot read the file: ") +
+                                           std::strerror(errno) +
+                                           " (expected a readable TOML file)"});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_string(text.str(), path, force_strict);
+}
+
+LoadResult load_file(const std::string& path) {
+  return load_file(path, false);
+}
+
+}  // namespace sluice::config
