@@ -136,3 +136,10 @@ find_sluice() {
     fi
   done
 }
+
+# core_busy_ticks CPULIST: busy (non-idle) clock ticks of the given CPUs ("0" or "0,1") from
+# /proc/stat: user+nice+system+irq+softirq+steal.
+core_busy_ticks() {
+  awk -v list="$1" 'BEGIN { n = split(list, c, ","); for (i = 1; i <= n; i++) want["cpu" c[i]] = 1 }
+    ($1 in want) { s += $2 + $3 + $4 + $7 + $8 + $9 } END { print s + 0 }' /proc/stat
+}

@@ -209,12 +209,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
     kill -0 "$pid" 2>/dev/null || die "$t (pid $pid) died"
     c0="$(cpu_ticks "$pid")"
     u0="$(cpu_ticks "${pid_of[upstream]}")"
+    k0=0
+    ((PIN)) && k0="$(core_busy_ticks "$PROXY_CPUS")"
     line="$(run_wrk "$t" "$duration_s")"
     c1="$(cpu_ticks "$pid")"
     u1="$(cpu_ticks "${pid_of[upstream]}")"
-    printf '%s\t%d\t%d\t%d\t%s\n' "$t" "$r" $((c1 - c0)) $((u1 - u0)) "${line#WRKRESULT }" >>"$results"
+    k1=0
+    ((PIN)) && k1="$(core_busy_ticks "$PROXY_CPUS")"
+    printf '%s\t%d\t%d\t%d\t%d\t%s\n' "$t" "$r" $((c1 - c0)) $((u1 - u0)) $((k1 - k0)) \
+      "${line#WRKRESULT }" >>"$results"
     printf '  round %d %-9s %s\n' "$r" "$t" "$(awk -F'\t' -v t="$t" -v r="$r" '$1==t && $2==r' "$results" |
-      python3 "$BENCH_DIR/bench_table.py" --one-line --clk-tck "$clk_tck")"
+      python3 "$BENCH_DIR/bench_table.py" --one-line --clk-tck "$clk_tck" --pinned "$PIN")"
   done
 done
 
@@ -224,7 +229,7 @@ for t in "${targets[@]}"; do
 done
 
 echo
-python3 "$BENCH_DIR/bench_table.py" --clk-tck "$clk_tck" "${hwm_args[@]}" <"$results"
+python3 "$BENCH_DIR/bench_table.py" --clk-tck "$clk_tck" "${hwm_args[@]}" --pinned "$PIN" <"$results"
 
 if ((save)); then
   mv "$out_file.partial" "$out_file"
