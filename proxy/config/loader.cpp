@@ -465,7 +465,7 @@ void Loader::load_function(std::string name, SourcePos pos, const toml::table& t
   load_settings(t, where, &f.defaults);
 
   if (const toml::table* latest = table_at(t, "latest", where + ".latest"))
-    load_version(f, kLatest, pos_of(*latest), *latest);
+    load_version(f, kLatest, pos_of(t.find("latest")->first), *latest);
   if (const toml::table* versions = table_at(t, "versions", where + ".versions")) {
     for (auto [k, v] : in_file_order(*versions)) {
       auto number = parse_version_number(std::string(k->str()));
