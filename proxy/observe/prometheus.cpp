@@ -16,8 +16,13 @@ void append_double(std::string& out, double value) {
     out += value > 0 ? "+Inf" : "-Inf";
     return;
   }
+  // Plain decimals ("0.0001", not "1e-04") for the usual magnitudes: easier to read and to grep.
+  double magnitude = std::fabs(value);
+  auto format = (magnitude == 0 || (magnitude >= 1e-9 && magnitude < 1e15))
+                    ? std::chars_format::fixed
+                    : std::chars_format::general;
   char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, format);
   out.append(buf, ec == std::errc() ? end : buf);
 }
 
