@@ -1,0 +1,112 @@
+// The sluice binary: the proxy (`run`), the config checker (`check`), the demo, and the CLI.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "config/check_command.h"
+#include "config/loader.h"
+#include "demo/demo.h"
+#include "routing/table.h"
+#include "worker/server.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: sluice <command> [options]\n"
+    "\n"
+    "sluice is a weighted-routing HTTP reverse proxy: versions, aliases, canaries, rollback.\n"
+    "\n"
+    "commands:\n"
+    "  run -c FILE        serve the configuration in FILE (also: sluice -c FILE)\n"
+    "  check -c FILE      validate and lint FILE; --strict turns warnings into errors\n"
+    "  demo               run the proxy with built-in demo upstreams on 127.0.0.1:8080\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  the TOML configuration (see config/sluice.toml for every key)\n"
+    "  -h, --help         show help (also: sluice <command> --help)\n"
+    "  --version          print the version\n"
+    "\n"
+    "signals (run): SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads FILE.\n";
+
+const char* kRunUsage =
+    "usage: sluice run -c FILE\n"
+    "\n"
+    "Serves FILE's listeners and proxies each request: route -> alias -> weighted version ->\n"
+    "endpoint. A listen port of 0 picks a free port; the bound addresses are printed to stderr\n"
+    "as `sluice: listening on HOST:PORT` once every worker accepts.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  the TOML configuration\n"
+    "  -h, --help         this help\n";
+
+std::shared_ptr<const sluice::routing::RoutingTable> load_table(const std::string& path) {
+  sluice::config::LoadResult r = sluice::config::load_file(path);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
+  for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  if (!r.config) {
+    std::fprintf(stderr, "sluice: %s: %zu error(s); configuration not loaded\n", path.c_str(),
+                 r.errors.size());
+    return nullptr;
+  }
+  std::vector<sluice::config::Diagnostic> errors;
+  auto table = sluice::routing::RoutingTable::build(std::move(*r.config), &errors);
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  return table;
+}
+
+int run_command(int argc, char** argv, int first) {
+  std::string path;
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kRunUsage, stdout);
+      return 0;
+    }
+    if ((a == "-c" || a == "--config") && i + 1 < argc) {
+      path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      path = a.substr(9);
+    } else {
+      std::fprintf(stderr, "sluice run: unexpected argument '%s'\n%s", a.c_str(), kRunUsage);
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    std::fprintf(stderr, "sluice run: missing -c FILE\n%s", kRunUsage);
+    return 2;
+  }
+  auto table = load_table(path);
+  if (!table) return 1;
+  sluice::worker::Server server(table);
+  server.set_reloader([path]() {
+    auto t = load_table(path);
+    if (!t) std::fprintf(stderr, "sluice: reload rejected; the running configuration stays\n");
+    return t;
+  });
+  return server.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "version") {
+    std::printf("sluice %s\n", SLUICE_VERSION);
+    return 0;
+  }
+  if (cmd == "run") return run_command(argc, argv, 2);
+  if (cmd == "-c" || cmd == "--config" || cmd.rfind("--config=", 0) == 0)
+    return run_command(argc, argv, 1);
+  if (cmd == "check") return sluice::config::run_check_command(argc - 1, argv + 1);
+  if (cmd == "demo") return sluice::demo::run_demo_command(argc - 1, argv + 1);
+  std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,333 @@
+// Upstream connections and per-endpoint idle pools (see connection.h).
+#include "upstream/connection.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+namespace sluice::upstream {
+
+using worker::as_handle;
+using worker::as_stream;
+
+namespace {
+// Response heads from upstreams we chose are bounded generously; the client limits do not apply.
+constexpr uint32_t kMaxResponseHeadBytes = 64 * 1024;
+constexpr uint32_t kMaxResponseHeaders = 256;
+}  // namespace
+
+Connection::Connection(Pool& pool)
+    : pool_(pool), parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {}
+
+const routing::Endpoint& Connection::endpoint() const {
+  return pool_.endpoint();
+}
+
+Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
+  uv_loop_t* loop = pool.context().loop;
+  auto owned = std::unique_ptr<Connection>(new Connection(pool));
+  Connection* c = owned.get();
+  pool.all_.emplace(c, std::move(owned));
+  if (uv_tcp_init(loop, &c->socket_) != 0) {
+    pool.erase(c);
+    return nullptr;
+  }
+  c->socket_.data = c;
+  ++c->open_handles_;
+  if (uv_timer_init(loop, &c->timer_) != 0) {
+    c->close();
+    return nullptr;
+  }
+  c->timer_.data = c;
+  ++c->open_handles_;
+  uv_tcp_nodelay(&c->socket_, 1);
+  const routing::Endpoint& ep = pool.endpoint();
+  int rc = uv_tcp_connect(&c->connect_req_, &c->socket_,
+                          reinterpret_cast<const sockaddr*>(&ep.sockaddr), &Connection::on_connect);
+  if (rc != 0) {
+    c->close();
+    return nullptr;
+  }
+  c->connect_req_.data = c;
+  uv_timer_start(&c->timer_, &Connection::on_timer, connect_timeout_ms, 0);
+  return c;
+}
+
+void Connection::lend(Borrower* b, uint32_t response_timeout_ms, bool head_request) {
+  borrower_ = b;
+  response_timeout_ms_ = response_timeout_ms;
+  head_request_ = head_request;
+  parser_.reset();
+  awaiting_response_ = true;
+  response_started_ = response_done_ = false;
+  broken_ = false;
+  if (connected_) {
+    uv_timer_stop(&timer_);  // the idle timer
+    if (!reading_) start_reading();
+  }
+}
+
+void Connection::release(bool reusable) {
+  borrower_ = nullptr;
+  if (closing_) return;
+  if (reusable && connected_ && response_done_ && !broken_ && !tunnel_ && parser_.keep_alive() &&
+      socket_.write_queue_size == 0 && out_.empty()) {
+    go_idle();
+  } else {
+    close();
+  }
+}
+
+void Connection::go_idle() {
+  reused_ = true;
+  awaiting_response_ = false;
+  if (paused_ || !reading_) {
+    paused_ = false;
+    start_reading();
+  }
+  pool_.add_idle(this);
+}
+
+void Connection::close() {
+  if (std::exchange(closing_, true)) return;
+  borrower_ = nullptr;
+  pool_.remove_idle(this);
+  for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
+    if (h->data && !uv_is_closing(h)) uv_close(h, &Connection::on_closed);
+}
+
+void Connection::on_closed(uv_handle_t* h) {
+  auto* self = static_cast<Connection*>(h->data);
+  if (--self->open_handles_ == 0) self->pool_.erase(self);  // last use of self
+}
+
+void Connection::fail(Failure kind) {
+  Borrower* b = borrower_;
+  const bool started = response_started_;
+  close();
+  if (b) b->on_upstream_failed(kind, started, reused_);
+}
+
+size_t Connection::queued_bytes() const {
+  return socket_.write_queue_size + pre_connect_.size();
+}
+
+void Connection::flush() {
+  if (closing_) {
+    out_.clear();
+    return;
+  }
+  if (!connected_) {
+    out_.drain_into(pre_connect_);
+    return;
+  }
+  if (!out_.empty()) {
+    int rc = out_.flush(as_stream(&socket_), pool_.context().writes, &Connection::on_write);
+    if (rc < 0) {
+      // Report asynchronously: the borrower is inside its own call.
+      broken_ = true;
+      awaiting_response_ = false;
+      uv_timer_start(&timer_, &Connection::on_timer, 0, 0);
+      return;
+    }
+  }
+  if (awaiting_response_ && borrower_ && !uv_is_active(as_handle(&timer_)))
+    uv_timer_start(&timer_, &Connection::on_timer, response_timeout_ms_, 0);
+}
+
+void Connection::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->data);
+  if (self->closing_ || status == UV_ECANCELED) return;
+  uv_timer_stop(&self->timer_);
+  if (status < 0) {
+    self->fail(Failure::kConnect);
+    return;
+  }
+  self->connected_ = true;
+  self->start_reading();
+  if (!self->pre_connect_.empty()) {
+    std::unique_ptr<worker::WriteOp> op = self->pool_.context().writes.get();
+    op->bytes.swap(self->pre_connect_);
+    self->pre_connect_.clear();
+    uv_buf_t buf = uv_buf_init(op->bytes.data(), unsigned(op->bytes.size()));
+    op->req.data = op.get();
+    if (uv_write(&op->req, as_stream(&self->socket_), &buf, 1, &Connection::on_write) != 0) {
+      self->fail(Failure::kConnect);
+      return;
+    }
+    op.release();
+  }
+  if (self->borrower_ && self->awaiting_response_)
+    uv_timer_start(&self->timer_, &Connection::on_timer, self->response_timeout_ms_, 0);
+  else if (!self->borrower_)
+    self->close();  // the request went away while we were connecting
+}
+
+void Connection::start_reading() {
+  if (uv_read_start(as_stream(&socket_), &worker::LoopContext::on_alloc, &Connection::on_read) == 0)
+    reading_ = true;
+}
+
+void Connection::pause_reading() {
+  if (reading_) {
+    uv_read_stop(as_stream(&socket_));
+    reading_ = false;
+    paused_ = true;
+  }
+}
+
+void Connection::resume_reading() {
+  if (paused_ && !closing_) {
+    paused_ = false;
+    start_reading();
+  }
+}
+
+void Connection::start_tunnel() {
+  tunnel_ = true;
+}
+
+void Connection::on_write(uv_write_t* req, int status) {
+  std::unique_ptr<worker::WriteOp> op(static_cast<worker::WriteOp*>(req->data));
+  auto* self = static_cast<Connection*>(req->handle->data);
+  self->pool_.context().writes.put(std::move(op));
+  if (self->closing_) return;
+  if (status < 0) {
+    self->fail(Failure::kReset);
+    return;
+  }
+  if (self->borrower_ && self->socket_.write_queue_size < worker::kHighWaterBytes)
+    self->borrower_->on_upstream_drained();
+}
+
+void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Connection*>(s->data);
+  if (self->closing_ || nread == 0) return;
+  if (nread < 0) {
+    if (self->borrower_ && self->tunnel_) {
+      self->fail(Failure::kReset);
+    } else if (self->borrower_ && self->response_started_ && !self->response_done_ &&
+               self->parser_.in_message()) {
+      // A body delimited by EOF ends here; anything else was cut short.
+      Borrower* b = self->borrower_;
+      self->broken_ = true;
+      if (self->parser_.finish() && self->response_done_) {
+        b->on_upstream_flush();
+        if (self->borrower_) self->release(false);
+      } else {
+        self->fail(Failure::kReset);
+      }
+    } else if (self->borrower_ && !self->response_done_) {
+      self->fail(Failure::kReset);
+    } else {
+      self->close();  // idle connection closed by the upstream
+    }
+    return;
+  }
+  const char* data = buf->base;
+  size_t len = static_cast<size_t>(nread);
+  if (!self->borrower_) {
+    self->close();  // bytes on an idle connection: not a state we can reuse
+    return;
+  }
+  Borrower* b = self->borrower_;
+  if (self->awaiting_response_) {
+    self->awaiting_response_ = false;
+    self->response_started_ = true;
+    uv_timer_stop(&self->timer_);
+  }
+  if (self->tunnel_) {
+    b->on_upstream_raw(data, len);
+    return;
+  }
+  http::Parser::Result r = self->parser_.feed(data, len);
+  if (r.status == http::Parser::Status::kError) {
+    if (self->borrower_ == b) self->fail(Failure::kBadResponse);
+    return;
+  }
+  if (r.consumed < len) {
+    if (self->tunnel_ && self->borrower_ == b) {
+      b->on_upstream_raw(data + r.consumed, len - r.consumed);
+      return;
+    }
+    self->broken_ = true;  // bytes after the response: never reuse
+  }
+  if (self->borrower_ == b) b->on_upstream_flush();
+}
+
+void Connection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<Connection*>(t->data);
+  if (self->closing_) return;
+  if (self->broken_ && self->borrower_ && !self->response_started_) {
+    self->fail(Failure::kReset);  // deferred write failure
+  } else if (!self->connected_) {
+    self->fail(Failure::kTimeout);
+  } else if (self->borrower_) {
+    self->fail(Failure::kTimeout);
+  } else {
+    self->close();  // idle too long
+  }
+}
+
+int Connection::on_head(http::Parser& p) {
+  if (!borrower_) return -1;
+  int rc = borrower_->on_upstream_head(p);
+  if (rc < 0) return -1;
+  if (head_request_ && p.status_code() >= 200) return 1;
+  return rc;
+}
+
+int Connection::on_body(http::Parser&, const char* data, size_t len) {
+  if (!borrower_) return -1;
+  return borrower_->on_upstream_body(data, len);
+}
+
+bool Connection::on_message_end(http::Parser& p) {
+  const int status = p.status_code();
+  if (status >= 100 && status < 200 && status != 101) {
+    if (borrower_) borrower_->on_upstream_end(p);
+    return false;  // interim response: the final one follows
+  }
+  response_done_ = true;
+  if (!p.keep_alive()) broken_ = true;
+  if (borrower_) borrower_->on_upstream_end(p);
+  return true;
+}
+
+Pool::~Pool() = default;
+
+Connection* Pool::take_idle() {
+  while (!idle_.empty()) {
+    Connection* c = idle_.back();
+    idle_.pop_back();
+    if (!c->closing_) return c;
+  }
+  return nullptr;
+}
+
+void Pool::add_idle(Connection* c) {
+  if (idle_.size() >= max_idle_) {
+    c->close();
+    return;
+  }
+  idle_.push_back(c);
+  uv_timer_start(&c->timer_, &Connection::on_timer, idle_timeout_ms_, 0);
+}
+
+void Pool::remove_idle(Connection* c) {
+  auto it = std::find(idle_.begin(), idle_.end(), c);
+  if (it != idle_.end()) idle_.erase(it);
+}
+
+void Pool::erase(Connection* c) {
+  all_.erase(c);
+}
+
+void Pool::close_all() {
+  std::vector<Connection*> all;
+  all.reserve(all_.size());
+  for (auto& [c, owned] : all_) all.push_back(c);
+  for (Connection* c : all) c->close();
+}
+
+}  // namespace sluice::upstream

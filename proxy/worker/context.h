@@ -1,0 +1,49 @@
+// What every connection of one worker shares: the loop, one read buffer, write-request recycling,
+// the worker's PRNG. Owned by the Worker; lives as long as its loop.
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+
+#include "routing/selection.h"
+#include "worker/outbox.h"
+
+namespace sluice::worker {
+
+inline constexpr size_t kReadBufferBytes = 64 * 1024;
+// Back-pressure: stop reading one side while the other side's queued writes exceed this.
+inline constexpr size_t kHighWaterBytes = 256 * 1024;
+
+struct LoopContext {
+  uv_loop_t* loop = nullptr;
+  WriteOpPool writes;
+  // All reads of this worker land here; a read callback consumes or copies its bytes before it
+  // returns, so one buffer serves every connection.
+  std::array<char, kReadBufferBytes> read_buffer{};
+  routing::Rng rng{1};
+
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+};
+
+// Recovers the LoopContext from any handle of a worker's loop.
+inline LoopContext& context_of(uv_handle_t* h) {
+  return *static_cast<LoopContext*>(h->loop->data);
+}
+
+inline void LoopContext::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  LoopContext& ctx = context_of(h);
+  *buf = uv_buf_init(ctx.read_buffer.data(), unsigned(ctx.read_buffer.size()));
+}
+
+template <typename T>
+inline uv_handle_t* as_handle(T* h) {
+  return reinterpret_cast<uv_handle_t*>(h);
+}
+template <typename T>
+inline uv_stream_t* as_stream(T* h) {
+  return reinterpret_cast<uv_stream_t*>(h);
+}
+
+}  // namespace sluice::worker

@@ -1,0 +1,56 @@
+// The proxy process: binds listeners (one SO_REUSEPORT socket per worker), starts the workers,
+// publishes routing snapshots, and runs the control loop (signals) until a graceful stop.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "routing/table.h"
+#include "worker/worker.h"
+
+namespace sluice::worker {
+
+class Server {
+ public:
+  // Builds a new table from the config file; returns nullptr (having logged why) if invalid.
+  using Reloader = std::function<std::shared_ptr<const routing::RoutingTable>()>;
+
+  explicit Server(std::shared_ptr<const routing::RoutingTable> table);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void set_reloader(Reloader r) { reloader_ = std::move(r); }
+  // Called on the control loop once all listeners accept (e.g. to start demo helpers).
+  void set_on_ready(std::function<void(Server&)> f) { on_ready_ = std::move(f); }
+
+  // Binds, starts workers, serves until SIGTERM/SIGINT and a drain. Returns the exit code.
+  int run();
+  // Thread-safe: makes `table` the snapshot every next request sees.
+  void publish(std::shared_ptr<const routing::RoutingTable> table);
+  std::shared_ptr<const routing::RoutingTable> table() const { return shared_.table.load(); }
+  uv_loop_t* control_loop() { return &loop_; }
+  // The bound listener addresses ("127.0.0.1:8080"), known after binding.
+  const std::vector<std::string>& bound() const { return bound_; }
+  // Starts a graceful stop (as SIGTERM does). Control-loop thread only.
+  void stop();
+
+ private:
+  bool bind_all(uint32_t workers, std::vector<std::vector<int>>& fds_per_worker);
+  static void on_signal(uv_signal_t* s, int signum);
+
+  Shared shared_;
+  Reloader reloader_;
+  std::function<void(Server&)> on_ready_;
+  uv_loop_t loop_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::string> bound_;
+  bool stopping_ = false;
+};
+
+}  // namespace sluice::worker

@@ -1,0 +1,169 @@
+// Worker thread: loop, listeners, snapshot refresh, pools, graceful stop (see worker.h).
+#include "worker/worker.h"
+
+#include <cstdio>
+#include <random>
+
+#include "worker/client_conn.h"
+
+namespace sluice::worker {
+
+std::atomic<int32_t>* Shared::concurrency_counter(const std::string& label) {
+  std::lock_guard<std::mutex> lock(concurrency_mutex);
+  auto& slot = concurrency[label];
+  if (!slot) slot = std::make_unique<std::atomic<int32_t>>(0);
+  return slot.get();
+}
+
+Worker::Worker(Shared& shared, uint32_t index, std::vector<int> listen_fds)
+    : shared_(shared), index_(index), listen_fds_(std::move(listen_fds)) {}
+
+Worker::~Worker() {
+  join();
+}
+
+void Worker::start() {
+  std::shared_ptr<const routing::RoutingTable> table = shared_.table.load();
+  limits_ = table->config().limits;
+  // The loop is set up here, on the caller's thread, so start() can report failures.
+  uv_loop_init(&loop_);
+  loop_.data = &ctx_;
+  ctx_.loop = &loop_;
+  std::random_device rd;
+  ctx_.rng = routing::Rng((uint64_t(rd()) << 32) ^ rd() ^ (uint64_t(index_) << 56));
+  uv_async_init(&loop_, &async_, &Worker::on_async);
+  async_.data = this;
+  uv_timer_init(&loop_, &drain_timer_);
+  drain_timer_.data = this;
+  for (int fd : listen_fds_) {
+    auto tcp = std::make_unique<uv_tcp_t>();
+    uv_tcp_init(&loop_, tcp.get());
+    tcp->data = this;
+    int rc = uv_tcp_open(tcp.get(), fd);
+    if (rc == 0) rc = uv_listen(as_stream(tcp.get()), 4096, &Worker::on_connection);
+    if (rc != 0)
+      std::fprintf(stderr, "sluice: worker %u: listen failed: %s\n", index_, uv_strerror(rc));
+    listeners_.push_back(std::move(tcp));
+  }
+  refresh_snapshot();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Everything is closed; free what is left.
+  for (auto& s : snapshots_) s.reset();
+  snapshots_.clear();
+  current_ = nullptr;
+  pools_.clear();
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) std::fprintf(stderr, "sluice: worker %u: loop not clean at exit\n", index_);
+}
+
+void Worker::request_stop(uint32_t drain_ms) {
+  drain_ms_.store(drain_ms);
+  stop_requested_.store(true);
+  uv_async_send(&async_);
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::on_async(uv_async_t* a) {
+  auto* self = static_cast<Worker*>(a->data);
+  if (self->stop_requested_.load() && !self->stopping_) self->begin_stop();
+}
+
+void Worker::begin_stop() {
+  stopping_ = true;
+  for (auto& l : listeners_)
+    if (!uv_is_closing(as_handle(l.get()))) uv_close(as_handle(l.get()), nullptr);
+  std::vector<ClientConn*> all;
+  all.reserve(conns_.size());
+  for (auto& [c, owned] : conns_) all.push_back(c);
+  for (ClientConn* c : all) c->drain();
+  uv_timer_start(&drain_timer_, &Worker::on_drain_timer, drain_ms_.load(), 0);
+  maybe_finish_stop();
+}
+
+void Worker::on_drain_timer(uv_timer_t* t) {
+  auto* self = static_cast<Worker*>(t->data);
+  std::vector<ClientConn*> all;
+  for (auto& [c, owned] : self->conns_) all.push_back(c);
+  for (ClientConn* c : all) c->close();
+}
+
+void Worker::maybe_finish_stop() {
+  if (!stopping_ || !conns_.empty()) return;
+  for (auto& [addr, pool] : pools_) pool->close_all();
+  if (!uv_is_closing(as_handle(&async_))) uv_close(as_handle(&async_), nullptr);
+  if (!uv_is_closing(as_handle(&drain_timer_))) uv_close(as_handle(&drain_timer_), nullptr);
+}
+
+void Worker::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Worker*>(server->data);
+  if (status < 0 || self->stopping_) return;
+  auto owned = std::make_unique<ClientConn>(*self);
+  ClientConn* c = owned.get();
+  self->conns_.emplace(c, std::move(owned));
+  const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
+  c->set_counter(&self->shared_.connections);
+  if (!c->accept(server)) return;  // it closes itself
+  if (open >= self->limits_.max_connections) c->close();
+}
+
+void Worker::erase(ClientConn* c) {
+  conns_.erase(c);
+  maybe_finish_stop();
+}
+
+Snapshot* Worker::acquire_snapshot() {
+  if (shared_.generation.load(std::memory_order_acquire) != generation_) refresh_snapshot();
+  ++current_->users;
+  return current_;
+}
+
+void Worker::release_snapshot(Snapshot* s) {
+  if (--s->users == 0 && s != current_) {
+    for (auto it = snapshots_.begin(); it != snapshots_.end(); ++it)
+      if (it->get() == s) {
+        snapshots_.erase(it);
+        break;
+      }
+  }
+}
+
+void Worker::refresh_snapshot() {
+  generation_ = shared_.generation.load(std::memory_order_acquire);
+  auto snap = std::make_unique<Snapshot>();
+  snap->table = shared_.table.load();
+  const routing::RoutingTable& table = *snap->table;
+  snap->picks = std::make_unique<routing::PickState>(table);
+  snap->pools.resize(table.versions().size());
+  snap->concurrency.resize(table.versions().size(), nullptr);
+  for (const auto& v : table.versions()) {
+    for (const routing::Endpoint& ep : v->endpoints) snap->pools[v->id].push_back(pool_for(ep));
+    if (v->max_concurrency) snap->concurrency[v->id] = shared_.concurrency_counter(v->label);
+  }
+  if (current_ && current_->users == 0) {
+    for (auto it = snapshots_.begin(); it != snapshots_.end(); ++it)
+      if (it->get() == current_) {
+        snapshots_.erase(it);
+        break;
+      }
+  }
+  current_ = snap.get();
+  snapshots_.push_back(std::move(snap));
+}
+
+upstream::Pool* Worker::pool_for(const routing::Endpoint& ep) {
+  auto& slot = pools_[ep.address];
+  if (!slot) {
+    const config::UpstreamPoolSpec& up = shared_.table.load()->config().upstream;
+    slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
+  }
+  return slot.get();
+}
+
+}  // namespace sluice::worker

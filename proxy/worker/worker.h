@@ -1,0 +1,98 @@
+// One worker thread: its own libuv loop, its own SO_REUSEPORT listening sockets, its client
+// connections and upstream pools. Reads the routing snapshot published by the Server.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "routing/table.h"
+#include "upstream/connection.h"
+#include "worker/context.h"
+
+namespace sluice::worker {
+
+class ClientConn;
+
+// Process-wide state the workers read. Owned by the Server; outlives every worker.
+struct Shared {
+  std::atomic<std::shared_ptr<const routing::RoutingTable>> table;
+  std::atomic<uint64_t> generation{0};  // bumped after each publish of `table`
+  std::atomic<uint32_t> connections{0};
+  // Per-version in-flight counters for max_concurrency, keyed by version label; created under
+  // the mutex by the Server when it publishes a table, never removed.
+  std::mutex concurrency_mutex;
+  std::unordered_map<std::string, std::unique_ptr<std::atomic<int32_t>>> concurrency;
+  std::atomic<int32_t>* concurrency_counter(const std::string& label);
+};
+
+// A worker's view of one routing table: the table plus worker-local selection state and
+// pool lookup. Kept alive while any request still uses it (`users`).
+struct Snapshot {
+  std::shared_ptr<const routing::RoutingTable> table;
+  std::unique_ptr<routing::PickState> picks;
+  std::vector<std::vector<upstream::Pool*>> pools;  // [version id][endpoint index]
+  std::vector<std::atomic<int32_t>*> concurrency;   // [version id], null = unlimited
+  uint32_t users = 0;
+};
+
+class Worker {
+ public:
+  Worker(Shared& shared, uint32_t index, std::vector<int> listen_fds);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();  // runs the loop on a new thread
+  // Thread-safe: stop accepting, let requests in flight finish for up to drain_ms, then end.
+  void request_stop(uint32_t drain_ms);
+  void join();
+
+  // Loop-thread API for connections.
+  LoopContext& context() { return ctx_; }
+  Snapshot* acquire_snapshot();  // the current one; caller must release_snapshot()
+  void release_snapshot(Snapshot* s);
+  void erase(ClientConn* c);  // last use of c
+  const config::LimitsSpec& limits() const { return limits_; }
+  bool stopping() const { return stopping_; }
+  uint32_t index() const { return index_; }
+
+ private:
+  void run();
+  void refresh_snapshot();
+  void begin_stop();
+  void maybe_finish_stop();
+  upstream::Pool* pool_for(const routing::Endpoint& ep);
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_async(uv_async_t* a);
+  static void on_drain_timer(uv_timer_t* t);
+
+  Shared& shared_;
+  const uint32_t index_;
+  std::vector<int> listen_fds_;
+  uv_loop_t loop_{};
+  LoopContext ctx_;
+  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  uv_async_t async_{};
+  uv_timer_t drain_timer_{};
+  std::thread thread_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<uint32_t> drain_ms_{30000};
+  bool stopping_ = false;
+  config::LimitsSpec limits_;
+  uint32_t max_connections_per_worker_ = 0;
+  uint64_t generation_ = ~uint64_t(0);
+  Snapshot* current_ = nullptr;
+  std::vector<std::unique_ptr<Snapshot>> snapshots_;  // current plus any still in use
+  std::unordered_map<std::string, std::unique_ptr<upstream::Pool>> pools_;  // by address
+  std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> conns_;
+};
+
+}  // namespace sluice::worker
