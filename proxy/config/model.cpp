@@ -4,10 +4,16 @@
 namespace sluice::config {
 
 std::string Diagnostic::to_string() const {
+  // Appended piece by piece: GCC 12's -Wrestrict misfires on `":" + std::to_string(...)`.
   std::string out = file;
-  if (pos.line != 0) out += ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
-  out += ": ";
-  out += message;
+  if (pos.line != 0) {
+    out.push_back(':');
+    out.append(std::to_string(pos.line));
+    out.push_back(':');
+    out.append(std::to_string(pos.column));
+  }
+  out.append(": ");
+  out.append(message);
   return out;
 }
 
