@@ -1,6 +1,7 @@
 // Access log: JSON line formatting into per-worker buffers, and the writer thread.
 #include "observe/access_log.h"
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -15,6 +16,13 @@ namespace sluice::observe {
 namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
+
+// Printable ASCII other than '"' and '\\': copied into JSON strings as is.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x7f; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
 
 // Length of the valid UTF-8 sequence starting at s[i] (a byte >= 0x80), or 0 if invalid.
 size_t utf8_sequence_length(std::string_view s, size_t i) {
@@ -52,6 +60,14 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
+    // Copy the run of bytes that need no escaping in one append.
+    size_t run = i;
+    while (run < s.size() && kPlain[static_cast<unsigned char>(s[run])]) ++run;
+    if (run != i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       size_t len = utf8_sequence_length(s, i);
