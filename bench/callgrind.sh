@@ -18,6 +18,8 @@ with machine load, so use it to steer optimisation.
                   build-bench/sluice, build/sluice; left out with a warning if none is found)
   --no-haproxy    leave HAProxy out
   --n1 N --n2 N   request counts of the two runs (default 200 and 2200)
+
+environment: PROFILE=equal|plain (see bench/README.md), SLUICE_BIN, N1, N2
 USAGE
 }
 
@@ -79,6 +81,7 @@ fi
 
 echo "== sluice instructions per request (bench/callgrind.sh)"
 machine_info
+profile_note
 echo "method:  valgrind --tool=callgrind, user-space instructions (Ir) of the whole proxy process;"
 echo "         N1=$N1 and N2=$N2 sequential GET / on one keep-alive connection, each run in a fresh"
 echo "         process; Ir/request = (Ir(N2) - Ir(N1)) / (N2 - N1). Upstream: nginx, not traced."

@@ -43,14 +43,36 @@ print("\n".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-# render TEMPLATE OUT KEY=VALUE...: copies TEMPLATE to OUT replacing each @KEY@ with VALUE.
+# PROFILE: "equal" (default) keeps the nginx/HAProxy config lines marked "# equal-work" (the
+# forwarding/request-id/version headers sluice adds by default); "plain" drops them.
+PROFILE="${PROFILE:-equal}"
+case "$PROFILE" in
+  equal | plain) ;;
+  *)
+    echo "PROFILE must be equal or plain" >&2
+    exit 2
+    ;;
+esac
+
+# render TEMPLATE OUT KEY=VALUE...: copies TEMPLATE to OUT replacing each @KEY@ with VALUE (and
+# dropping "# equal-work" lines when PROFILE=plain).
 render() {
   local src="$1" dst="$2" kv args=()
   shift 2
   for kv in "$@"; do
     args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
   done
+  [[ "$PROFILE" == plain ]] && args+=(-e '/# equal-work$/d')
   sed "${args[@]}" "$src" >"$dst"
+}
+
+# profile_note: one line saying what per-request header work the comparison proxies do.
+profile_note() {
+  if [[ "$PROFILE" == equal ]]; then
+    echo "profile: equal -- nginx/HAProxy add X-Forwarded-For/-Proto/-Host, Via, x-request-id and a served-by response header, like sluice"
+  else
+    echo "profile: plain -- nginx/HAProxy forward without extra headers (sluice still adds its default headers)"
+  fi
 }
 
 # start_bg NAME CMD...: starts CMD in the background, output to $BENCH_TMP/NAME.log; sets

@@ -20,7 +20,7 @@ sluice/HAProxy ratios.
   --rounds N      rounds (default \$ROUNDS or 3)
   --duration D    wrk duration per run, e.g. 10s (default \$DURATION or 10s)
 
-environment: DURATION=10s ROUNDS=3 WARMUP=2s CONNS=64 THREADS=2
+environment: DURATION=10s ROUNDS=3 WARMUP=2s CONNS=64 THREADS=2 PROFILE=equal|plain
              PIN=1 PROXY_CPUS=0 LOAD_CPUS=1   (PIN=0: no taskset, everything floats)
 USAGE
 }
@@ -112,6 +112,7 @@ fi
 
 echo "== sluice side-by-side benchmark (bench/run_bench.sh)"
 machine_info
+profile_note
 if ((PIN)); then
   echo "placement: proxy under test on CPU $PROXY_CPUS; wrk and the upstream nginx on CPU $LOAD_CPUS"
 else
