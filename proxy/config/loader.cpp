@@ -646,7 +646,11 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
       }
       if (!std::isfinite(w) || w < 0 || w > kMaxTrafficWeight) {
         std::ostringstream text;
-        text << w;
+        if (v->is_integer()) {
+          text << v->as_integer()->get();
+        } else {
+          text << w;
+        }
         error(pos_of(*v), std::string(w < 0 ? "negative" : "out-of-range") + " weight " +
                               text.str() + " for version " + version + " of alias " + label + " (" +
                               weight_hint + ")");

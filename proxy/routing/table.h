@@ -66,13 +66,13 @@ class Alias {
 
   // Internal layout, filled by the builder.
   std::vector<Share> shares_;
-  Cumulative cumulative_;    // random draw over shares_
-  StickyLayout sticky_;      // [0,1) laid out newest version first
+  Cumulative cumulative_;  // random draw over shares_
+  StickyLayout sticky_;    // [0,1) laid out newest version first
 };
 
 struct Function {
   std::string name;
-  std::string version_header;  // empty: none added
+  std::string version_header;            // empty: none added
   std::vector<const Version*> versions;  // published ascending, then $LATEST if defined
   std::vector<const Alias*> aliases;
 
@@ -90,6 +90,8 @@ struct Route {
 
 // Worker-local mutable selection state (smooth weighted round robin counters for `exact`
 // aliases and for endpoint pools). One per worker per table; never shared between threads.
+// Pass it only with the table it was built from: ids index its vectors. Build a new one when
+// the worker picks up a new table (rotations restart; shares stay exact per window).
 class PickState {
  public:
   explicit PickState(const class RoutingTable& table);
@@ -110,6 +112,8 @@ class RoutingTable {
 
   // Longest match: a route naming the request's host beats one for any host; among those, the
   // longest path prefix wins. `host` may carry a ":port" and any case. nullptr if none.
+  // path_prefix is a plain string prefix, not a segment match: "/api" also matches "/apix"
+  // (write "/api/" for one segment). Linear in the number of routes; no allocation.
   const Route* match(std::string_view host, std::string_view path) const;
 
   const Function* find_function(std::string_view name) const;

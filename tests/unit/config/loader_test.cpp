@@ -260,7 +260,16 @@ endpoints = ["127.0.0.1:9001"]
 [functions.f.aliases.prod]
 traffic = { "1" = 2e6 }
 )",
-                     4, 19, "out-of-range weight 2e+06");
+                     4, 19, "out-of-range weight 2e+06 for version 1");
+  }
+  SUBCASE("an integer weight too large is shown as written") {
+    expect_one_error(R"(
+[functions.f.versions.1]
+endpoints = ["127.0.0.1:9001"]
+[functions.f.aliases.prod]
+traffic = { "1" = 2000001 }
+)",
+                     4, 19, "out-of-range weight 2000001 for version 1");
   }
   SUBCASE("a key that is not a version") {
     expect_one_error(R"(
