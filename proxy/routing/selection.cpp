@@ -77,6 +77,12 @@ Cumulative::Cumulative(const std::vector<double>& weights) {
 size_t Cumulative::pick_scaled(uint64_t point) const {
   if (point >= total_) return kNoPick;
   // First index whose end is beyond the point; a zero weight has an empty span and is skipped.
+  // Aliases rarely list more than a few versions: a branch-free count beats a binary search.
+  if (ends_.size() <= 8) {
+    size_t index = 0;
+    for (uint64_t end : ends_) index += end <= point;
+    return index;
+  }
   auto it = std::upper_bound(ends_.begin(), ends_.end(), point);
   return static_cast<size_t>(it - ends_.begin());
 }

@@ -68,6 +68,19 @@ TEST_CASE("cumulative weights split evenly spread points exactly") {
   }
 }
 
+TEST_CASE("cumulative weights over many versions give each exactly its span") {
+  // More than 8 weights takes the binary-search path; zeros sit first, inside and last.
+  const std::vector<double> weights = {0, 3, 1, 0, 4, 1, 5, 9, 2, 6, 0};
+  const Cumulative table(weights);
+  REQUIRE(table.total() == 31);
+  std::vector<int> hits(weights.size());
+  for (uint64_t point = 0; point < table.total(); ++point) ++hits[table.pick_scaled(point)];
+  for (size_t i = 0; i < weights.size(); ++i) {
+    CAPTURE(i);
+    CHECK(hits[i] == static_cast<int>(weights[i]));
+  }
+}
+
 TEST_CASE("weight 0 is never picked and 100 always is") {
   Cumulative zero_first({0, 100});
   Cumulative zero_last({100, 0});
