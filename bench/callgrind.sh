@@ -62,7 +62,7 @@ done
 
 if ((save)); then
   mkdir -p "$BENCH_DIR/results"
-  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-callgrind.txt"
+  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-callgrind${PROFILE_SUFFIX}.txt"
   exec > >(tee "$out_file.partial") 2>&1
 fi
 

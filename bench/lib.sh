@@ -54,6 +54,9 @@ case "$PROFILE" in
     ;;
 esac
 
+PROFILE_SUFFIX=""
+if [[ "$PROFILE" == plain ]]; then PROFILE_SUFFIX="-plain"; fi
+
 # render TEMPLATE OUT KEY=VALUE...: copies TEMPLATE to OUT replacing each @KEY@ with VALUE (and
 # dropping "# equal-work" lines when PROFILE=plain).
 render() {
@@ -141,7 +144,14 @@ machine_info() {
   echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "machine: $(nproc) CPUs, ${model:-unknown CPU}, kernel $(uname -r), load avg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tools:   $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{ print "haproxy/" $3 }'), $(wrk -v 2>&1 | head -1 | awk '{ print "wrk/" $2 }')"
-  echo "sluice:  $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet HEAD -- proxy 2>/dev/null || echo ' (+ uncommitted changes in proxy/)')"
+  local tree bin="${sluice_bin:-}"
+  tree="tree $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  git -C "$REPO_DIR" diff --quiet HEAD -- proxy 2>/dev/null || tree+=" + uncommitted changes in proxy/"
+  if [[ -n "$bin" && -x "$bin" ]]; then
+    echo "sluice:  $bin (built $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC'); $tree)"
+  else
+    echo "sluice:  not measured ($tree)"
+  fi
 }
 
 # find_sluice: prints the sluice binary to use ($SLUICE_BIN, else the usual build dirs) or nothing.

@@ -81,7 +81,7 @@ warmup_s="$(seconds "$WARMUP")"
 
 if ((save)); then
   mkdir -p "$BENCH_DIR/results"
-  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-run_bench.txt"
+  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-run_bench${PROFILE_SUFFIX}.txt"
   exec > >(tee "$out_file.partial") 2>&1
 fi
 
