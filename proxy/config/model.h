@@ -73,19 +73,19 @@ struct AliasSpec {
 struct FunctionSpec {
   std::string name;
   std::string version_header = "x-sluice-version";  // empty: do not add the header
-  UpstreamSettings defaults;                          // function-level request settings
-  std::optional<VersionSpec> latest;                  // $LATEST
-  std::map<uint32_t, VersionSpec> versions;           // published, keyed by number
+  UpstreamSettings defaults;                        // function-level request settings
+  std::optional<VersionSpec> latest;                // $LATEST
+  std::map<uint32_t, VersionSpec> versions;         // published, keyed by number
   std::vector<AliasSpec> aliases;
   SourcePos pos;
 };
 
 struct RouteSpec {
-  std::string host;                // empty = any host; lower-case, no port
-  std::string path_prefix = "/";   // starts with '/'
-  std::string function;            // target "function:alias" or "function:version"
-  std::string target;              // alias name, version number or kLatest
-  bool pinned_version = false;     // target names a version, not an alias
+  std::string host;               // empty = any host; lower-case, no port
+  std::string path_prefix = "/";  // starts with '/'
+  std::string function;           // target "function:alias" or "function:version"
+  std::string target;             // alias name, version number or kLatest
+  bool pinned_version = false;    // target names a version, not an alias
   SourcePos pos;
 };
 
@@ -117,8 +117,8 @@ struct LimitsSpec {
 
 // Upstream keep-alive pools, per endpoint per worker.
 struct UpstreamPoolSpec {
-  uint32_t keepalive = 64;             // idle connections kept per endpoint per worker
-  uint32_t idle_timeout_ms = 60000;    // an idle pooled connection is closed after this
+  uint32_t keepalive = 64;           // idle connections kept per endpoint per worker
+  uint32_t idle_timeout_ms = 60000;  // an idle pooled connection is closed after this
 };
 
 struct LogSpec {
