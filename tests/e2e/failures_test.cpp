@@ -74,7 +74,7 @@ TEST_CASE("request smuggling vectors get 400 and never reach the upstream as an 
   REQUIRE_STARTED(s);
   const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: e2e.test\r\n\r\n";
   struct Vector {
-    const char* name;
+    std::string name;
     std::string bytes;
     bool head_invalid;  // the head alone is invalid: nothing may reach the upstream
   };

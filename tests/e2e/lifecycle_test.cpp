@@ -2,6 +2,8 @@
 // drain_timeout, and exit 0.
 #include <signal.h>
 
+#include <cmath>
+#include <map>
 #include <string>
 
 #include "e2e.h"
@@ -96,4 +98,36 @@ TEST_CASE("an idle keep-alive client does not hold up SIGTERM") {
   CHECK(*status == 0);
   CHECK(elapsed_ms(start) < 3000);  // far below the 30 s default drain timeout
   CHECK(idle.wait_closed(2000));
+}
+
+TEST_CASE("sluice demo serves hello:prod at 90/10 on 127.0.0.1:8080") {
+  // The demo uses fixed ports; skip (with a message) if something else holds them.
+  for (uint16_t port : {8080, 9101, 9102, 9103, 9901}) {
+    RawClient probe(port);
+    if (probe.connected()) {
+      MESSAGE("port " << port << " is busy; the demo test cannot run here");
+      return;
+    }
+  }
+  SluiceOptions opts;
+  opts.args = {"demo"};
+  Sluice s("# unused\n", opts);
+  REQUIRE_STARTED(s);
+  CHECK(s.port() == 8080);
+  CurlClient curl;
+  std::map<std::string, int> bodies;
+  std::map<std::string, int> versions;
+  constexpr int kRequests = 2000;
+  for (int i = 0; i < kRequests; ++i) {
+    HttpResult r = curl.get(s.url("/"));
+    ++bodies[r.body];
+    ++versions[r.header("x-sluice-version")];
+  }
+  CAPTURE(bodies["hello from v1\n"]);
+  CAPTURE(bodies["hello from v2\n"]);
+  CHECK(bodies["hello from v1\n"] + bodies["hello from v2\n"] == kRequests);
+  CHECK(versions["hello:1"] == bodies["hello from v1\n"]);
+  CHECK(std::abs(100.0 * versions["hello:1"] / kRequests - 90.0) <= 2.5);
+  CHECK(s.stdout_text().find("curl") != std::string::npos);  // it prints what to try
+  CHECK_CLEAN_STOP(s);
 }
