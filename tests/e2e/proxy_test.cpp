@@ -2,6 +2,8 @@
 // pipelining, HEAD/204/304, HTTP/1.0, Expect, 1xx, Upgrade, header rewriting, upstream reuse).
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <vector>
 
 #include "e2e.h"
 
@@ -446,5 +448,73 @@ TEST_CASE("endpoints within a version are picked by weighted round robin") {
   CHECK(hits["b"] == 100);
   CHECK(a.requests() == 200);
   CHECK(b.requests() == 100);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("upstream keepalive = 0 opens a fresh upstream connection per request") {
+  Upstream v1("v1");
+  ConfigText cfg;
+  cfg.body = "[upstream]\nkeepalive = 0\n\n";
+  cfg.function("shop", {{"1", {v1.address()}}})
+      .alias("shop", "prod", R"({ "1" = 100 })")
+      .route("shop:prod");
+  Sluice s(cfg.str());
+  REQUIRE_STARTED(s);
+  CurlClient curl;
+  int ok = 0;
+  for (int i = 0; i < 20; ++i) ok += curl.get(s.url("/")).status == 200;
+  CHECK(ok == 20);
+  CHECK(v1.requests() == 20);
+  CHECK(v1.connections() == 20);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("idle pooled upstream connections are closed after the upstream idle_timeout") {
+  Upstream v1("v1");
+  ConfigText cfg;
+  cfg.workers = 1;
+  cfg.body = "[upstream]\nidle_timeout = \"300ms\"\n\n";
+  cfg.function("shop", {{"1", {v1.address()}}})
+      .alias("shop", "prod", R"({ "1" = 100 })")
+      .route("shop:prod");
+  Sluice s(cfg.str());
+  REQUIRE_STARTED(s);
+  CurlClient curl;
+  REQUIRE(curl.get(s.url("/")).status == 200);
+  auto start = std::chrono::steady_clock::now();
+  CHECK(v1.open_connections() == 1);
+  CHECK(poll_until([&] { return v1.open_connections() == 0; }, 5000));
+  long ms = elapsed_ms(start);
+  CHECK(ms >= 200);
+  CHECK(ms < 3000);
+  // The next request simply opens a new upstream connection.
+  CHECK(curl.get(s.url("/")).status == 200);
+  CHECK(v1.connections() == 2);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("the upstream pool keeps at most keepalive idle connections per endpoint") {
+  Upstream v1("v1");
+  ConfigText cfg;
+  cfg.workers = 1;
+  cfg.body = "[upstream]\nkeepalive = 2\n\n";
+  cfg.function("shop", {{"1", {v1.address()}}})
+      .alias("shop", "prod", R"({ "1" = 100 })")
+      .route("shop:prod");
+  Sluice s(cfg.str());
+  REQUIRE_STARTED(s);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 5; ++i) {
+    clients.push_back(std::make_unique<RawClient>(s.port()));
+    REQUIRE(clients.back()->send(raw_request("GET", "/slow?ms=300")));
+  }
+  for (auto& c : clients) {
+    auto r = c->read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  CHECK(v1.connections() == 5);  // five concurrent requests need five upstream connections
+  CHECK(poll_until([&] { return v1.open_connections() == 2; }, 3000));
+  CHECK(v1.open_connections() == 2);
   CHECK_CLEAN_STOP(s);
 }

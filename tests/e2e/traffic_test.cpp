@@ -270,3 +270,33 @@ TEST_CASE("allow_override lets the request header pick a version only where allo
   CHECK(v2.requests() == 20);
   CHECK_CLEAN_STOP(s);
 }
+
+TEST_CASE("a sticky cookie is issued to keyless clients and keeps them on their version") {
+  Upstream v1("v1"), v2("v2");
+  ConfigText cfg;
+  cfg.function("shop", {{"1", {v1.address()}}, {"2", {v2.address()}}})
+      .alias("shop", "prod", R"({ "1" = 50, "2" = 50 })",
+             "sticky = { cookie = \"sluice-b\", issue = true }")
+      .route("shop:prod");
+  Sluice s(cfg.str());
+  REQUIRE_STARTED(s);
+  int on_v1 = 0, moved = 0;
+  for (int client = 0; client < 60; ++client) {
+    CAPTURE(client);
+    CurlClient curl;
+    HttpResult first = curl.get(s.url("/"));
+    std::string set_cookie = first.header("set-cookie");
+    REQUIRE(set_cookie.rfind("sluice-b=", 0) == 0);
+    std::string cookie = set_cookie.substr(0, set_cookie.find(';'));
+    on_v1 += first.header("x-upstream") == "v1";
+    for (int i = 0; i < 5; ++i) {
+      HttpResult again = curl.get(s.url("/"), {"Cookie: " + cookie});
+      moved += again.header("x-upstream") != first.header("x-upstream");
+      CHECK(!again.headers.has("set-cookie"));  // a client with the cookie gets no new one
+    }
+  }
+  CHECK(moved == 0);
+  CHECK(on_v1 >= 15);
+  CHECK(on_v1 <= 45);
+  CHECK_CLEAN_STOP(s);
+}
