@@ -106,15 +106,20 @@ proxy_cmd() { # proxy_cmd NAME -> sets CMD to the proxy's command line
   esac
 }
 
-# measure NAME N: runs the proxy under callgrind for N requests; prints total Ir.
+# measure NAME N: runs the proxy under callgrind for N requests; sets IR to the total Ir.
+# Runs in this shell (not in $(...)) so cleanup always knows the PIDs it started.
 measure() {
   local name="$1" n="$2" out="$BENCH_TMP/callgrind.$1.$2" pid ir
+  IR=""
   proxy_cmd "$name"
   start_bg "cg-$name-$n" valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
     --trace-children=no "${CMD[@]}"
   pid=$LAST_PID
-  wait_port "$port" 90 "$pid" "cg-$name-$n" || return 1
-  if ! python3 "$BENCH_DIR/keepalive_client.py" --port "$port" --count "$n" --timeout-s 300 \
+  if ! wait_port "$port" 90 "$pid" "cg-$name-$n"; then
+    stop_pid "$pid" KILL
+    return 1
+  fi
+  if ! run_fg python3 "$BENCH_DIR/keepalive_client.py" --port "$port" --count "$n" --timeout-s 300 \
     >"$BENCH_TMP/client.$name.$n" 2>&1; then
     sed 's/^/  | /' "$BENCH_TMP/client.$name.$n" >&2
     stop_pid "$pid" KILL
@@ -128,7 +133,7 @@ measure() {
     sed 's/^/  | /' "$BENCH_TMP/cg-$name-$n.log" | tail -20 >&2
     return 1
   }
-  echo "$ir"
+  IR="$ir"
 }
 
 proxies=()
@@ -140,7 +145,7 @@ declare -A per_req
 echo
 printf '%-9s %16s %16s %14s\n' proxy "Ir @ N1=$N1" "Ir @ N2=$N2" "Ir/request"
 for p in "${proxies[@]}"; do
-  if ir1="$(measure "$p" "$N1")" && ir2="$(measure "$p" "$N2")"; then
+  if measure "$p" "$N1" && ir1="$IR" && measure "$p" "$N2" && ir2="$IR"; then
     per_req[$p]=$(((ir2 - ir1) / (N2 - N1)))
     printf '%-9s %16s %16s %14s\n' "$p" "$ir1" "$ir2" "${per_req[$p]}"
   else

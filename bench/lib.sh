@@ -23,7 +23,7 @@ bench_cleanup() {
   rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 die() {
   echo "$(basename "$0"): $*" >&2
@@ -86,6 +86,19 @@ start_bg() {
   "$@" >"$BENCH_TMP/$name.log" 2>&1 &
   LAST_PID=$!
   BENCH_PIDS+=("$LAST_PID")
+}
+
+# run_fg CMD...: runs CMD to completion like a foreground command, but as a tracked background
+# job, so a signal to this script interrupts the wait at once and cleanup stops CMD too.
+run_fg() {
+  local pid rc=0 keep=() p
+  "$@" &
+  pid=$!
+  BENCH_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  for p in "${BENCH_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  BENCH_PIDS=("${keep[@]}")
+  return "$rc"
 }
 
 # stop_pid PID [SIGNAL]: signals PID, waits up to 60 s for it to exit (valgrind writes its

@@ -165,7 +165,9 @@ echo
 echo "sanity (400 requests on one keep-alive connection each):"
 checked=()
 for t in "${targets[@]}"; do
-  if res="$(python3 "$BENCH_DIR/keepalive_client.py" --port "${port_of[$t]}" --count 400 --timeout-s 20 2>&1)"; then
+  if run_fg python3 "$BENCH_DIR/keepalive_client.py" --port "${port_of[$t]}" --count 400 --timeout-s 20 \
+    >"$BENCH_TMP/sanity.out" 2>&1; then
+    res="$(cat "$BENCH_TMP/sanity.out")"
     printf '  %-9s %s\n' "$t" "$res"
     if [[ "$t" != upstream ]]; then
       v2="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bodies"].get("hello from v2",0))' "$res")"
@@ -177,7 +179,7 @@ for t in "${targets[@]}"; do
     fi
     checked+=("$t")
   else
-    printf '  %-9s FAILED: %s\n' "$t" "$res"
+    printf '  %-9s FAILED: %s\n' "$t" "$(cat "$BENCH_TMP/sanity.out")"
     [[ "$t" == sluice && "$sluice_mode" == auto ]] && continue
     die "$t failed its sanity check"
   fi
@@ -188,20 +190,22 @@ targets=("${checked[@]}")
 clk_tck="$(getconf CLK_TCK)"
 results="$BENCH_TMP/results.tsv"
 : >"$results"
-run_wrk() { # run_wrk TARGET DURATION_S -> prints the WRKRESULT line
+# run_wrk TARGET DURATION_S: one wrk run; sets WRK_LINE to its result line (conf/wrk_report.lua).
+# Runs in this shell (not in $(...)) so a signal stops it at once and cleanup sees its PID.
+run_wrk() {
   local t="$1" d="$2"
-  "${pin_load[@]}" timeout $((d + 30)) wrk -c "$CONNS" -t "$THREADS" -d "${d}s" --latency \
-    -s "$BENCH_DIR/conf/wrk_report.lua" "http://127.0.0.1:${port_of[$t]}/" >"$BENCH_TMP/wrk.out" 2>&1 ||
-    {
-      cat "$BENCH_TMP/wrk.out" >&2
-      die "wrk against $t failed"
-    }
-  grep '^WRKRESULT ' "$BENCH_TMP/wrk.out" || die "wrk against $t printed no result"
+  if ! run_fg "${pin_load[@]}" timeout $((d + 30)) wrk -c "$CONNS" -t "$THREADS" -d "${d}s" \
+    --latency -s "$BENCH_DIR/conf/wrk_report.lua" "http://127.0.0.1:${port_of[$t]}/" \
+    >"$BENCH_TMP/wrk.out" 2>&1; then
+    cat "$BENCH_TMP/wrk.out" >&2
+    die "wrk against $t failed"
+  fi
+  WRK_LINE="$(grep '^WRKRESULT ' "$BENCH_TMP/wrk.out")" || die "wrk against $t printed no result"
 }
 
 echo
 echo "warm-up: ${warmup_s}s per target"
-for t in "${targets[@]}"; do run_wrk "$t" "$warmup_s" >/dev/null; done
+for t in "${targets[@]}"; do run_wrk "$t" "$warmup_s"; done
 
 echo "measuring: $ROUNDS rounds x ${#targets[@]} targets x ${duration_s}s"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -212,13 +216,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     u0="$(cpu_ticks "${pid_of[upstream]}")"
     k0=0
     ((PIN)) && k0="$(core_busy_ticks "$PROXY_CPUS")"
-    line="$(run_wrk "$t" "$duration_s")"
+    run_wrk "$t" "$duration_s"
     c1="$(cpu_ticks "$pid")"
     u1="$(cpu_ticks "${pid_of[upstream]}")"
     k1=0
     ((PIN)) && k1="$(core_busy_ticks "$PROXY_CPUS")"
     printf '%s\t%d\t%d\t%d\t%d\t%s\n' "$t" "$r" $((c1 - c0)) $((u1 - u0)) $((k1 - k0)) \
-      "${line#WRKRESULT }" >>"$results"
+      "${WRK_LINE#WRKRESULT }" >>"$results"
     printf '  round %d %-9s %s\n' "$r" "$t" "$(awk -F'\t' -v t="$t" -v r="$r" '$1==t && $2==r' "$results" |
       python3 "$BENCH_DIR/bench_table.py" --one-line --clk-tck "$clk_tck" --pinned "$PIN")"
   done
