@@ -58,7 +58,7 @@ while (($#)); do
   esac
   shift
 done
-[[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] && ((N2 > N1)) || die "need integers N2 > N1"
+if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || ((N2 <= N1)); then die "need integers N2 > N1"; fi
 
 if ((save)); then
   mkdir -p "$BENCH_DIR/results"

@@ -1,5 +1,6 @@
 # bench/lib.sh: helpers shared by run_bench.sh and callgrind.sh (sourced, not run directly).
 # Tracks every process it starts by PID and stops them (and removes the temp dir) at exit.
+# shellcheck shell=bash
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
@@ -55,6 +56,7 @@ case "$PROFILE" in
 esac
 
 PROFILE_SUFFIX=""
+# shellcheck disable=SC2034 # used by the scripts that source this file
 if [[ "$PROFILE" == plain ]]; then PROFILE_SUFFIX="-plain"; fi
 
 # render TEMPLATE OUT KEY=VALUE...: copies TEMPLATE to OUT replacing each @KEY@ with VALUE (and
