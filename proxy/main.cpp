@@ -1,8 +1,12 @@
 // The sluice binary: the proxy (`run`), the config checker (`check`), the demo, and the CLI.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
+#include "admin/cli.h"
+#include "admin/control.h"
+#include "admin/server.h"
 #include "config/check_command.h"
 #include "config/loader.h"
 #include "demo/demo.h"
@@ -20,13 +24,16 @@ const char* kUsage =
     "  run -c FILE        serve the configuration in FILE (also: sluice -c FILE)\n"
     "  check -c FILE      validate and lint FILE; --strict turns warnings into errors\n"
     "  demo               run the proxy with built-in demo upstreams on 127.0.0.1:8080\n"
+    "  status, alias set, rollback, publish, reload   admin client (see below)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  the TOML configuration (see config/sluice.toml for every key)\n"
     "  -h, --help         show help (also: sluice <command> --help)\n"
     "  --version          print the version\n"
     "\n"
-    "signals (run): SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads FILE.\n";
+    "signals (run): SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads FILE\n"
+    "(so do saving FILE and POST /admin/reload). The admin API listens on [admin] address\n"
+    "(default 127.0.0.1:9901) and prints `sluice: admin on HOST:PORT`.\n";
 
 const char* kRunUsage =
     "usage: sluice run -c FILE\n"
@@ -38,21 +45,6 @@ const char* kRunUsage =
     "options:\n"
     "  -c, --config FILE  the TOML configuration\n"
     "  -h, --help         this help\n";
-
-std::shared_ptr<const sluice::routing::RoutingTable> load_table(const std::string& path) {
-  sluice::config::LoadResult r = sluice::config::load_file(path);
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
-  for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-  if (!r.config) {
-    std::fprintf(stderr, "sluice: %s: %zu error(s); configuration not loaded\n", path.c_str(),
-                 r.errors.size());
-    return nullptr;
-  }
-  std::vector<sluice::config::Diagnostic> errors;
-  auto table = sluice::routing::RoutingTable::build(std::move(*r.config), &errors);
-  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-  return table;
-}
 
 int run_command(int argc, char** argv, int first) {
   std::string path;
@@ -75,13 +67,27 @@ int run_command(int argc, char** argv, int first) {
     std::fprintf(stderr, "sluice run: missing -c FILE\n%s", kRunUsage);
     return 2;
   }
-  auto table = load_table(path);
+  sluice::admin::Control control(path);
+  auto table = control.init();
   if (!table) return 1;
   sluice::worker::Server server(table);
-  server.set_reloader([path]() {
-    auto t = load_table(path);
-    if (!t) std::fprintf(stderr, "sluice: reload rejected; the running configuration stays\n");
-    return t;
+  control.attach(server);
+  std::string config_dir = std::filesystem::path(path).parent_path().string();
+  sluice::admin::AdminServer admin(control, table->config().admin,
+                                   config_dir.empty() ? "." : config_dir);
+  server.set_on_start([&](sluice::worker::Server& s) {
+    std::string error;
+    if (!admin.start(s.control_loop(), &error)) {
+      std::fprintf(stderr, "sluice: %s\n", error.c_str());
+      return false;
+    }
+    if (control.start_watch(s.control_loop()) != 0)
+      std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
+    return true;
+  });
+  server.set_on_stop([&]() {
+    admin.close();
+    control.close();
   });
   return server.run();
 }
@@ -96,6 +102,8 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(kUsage, stdout);
+    std::fputs("\n", stdout);
+    std::fputs(sluice::admin::client_usage(), stdout);
     return 0;
   }
   if (cmd == "--version" || cmd == "version") {
@@ -107,6 +115,8 @@ int main(int argc, char** argv) {
     return run_command(argc, argv, 1);
   if (cmd == "check") return sluice::config::run_check_command(argc - 1, argv + 1);
   if (cmd == "demo") return sluice::demo::run_demo_command(argc - 1, argv + 1);
+  if (sluice::admin::is_client_command(cmd))
+    return sluice::admin::run_client_command(argc - 1, argv + 1);
   std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -118,6 +118,8 @@ int Server::run() {
     return 1;
   }
   uv_loop_init(&loop_);
+  control_ctx_.loop = &loop_;
+  loop_.data = &control_ctx_;
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sighup_);
@@ -126,6 +128,21 @@ int Server::run() {
   uv_signal_start(&sigint_, &Server::on_signal, SIGINT);
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
 
+  if (on_start_ && !on_start_(*this)) {
+    for (auto& list : fds)
+      for (int fd : list) ::close(fd);
+    stopping_ = true;
+    if (on_stop_) on_stop_();
+    uv_walk(
+        &loop_,
+        [](uv_handle_t* h, void*) {
+          if (!uv_is_closing(h)) uv_close(h, nullptr);
+        },
+        nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return 1;
+  }
   for (uint32_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(shared_, i, fds[i]));
     workers_.back()->start();
@@ -144,6 +161,7 @@ void Server::stop() {
   if (std::exchange(stopping_, true)) return;
   const uint32_t drain_ms = shared_.table.load()->config().limits.drain_timeout_ms;
   for (auto& w : workers_) w->request_stop(drain_ms);
+  if (on_stop_) on_stop_();
   // Close the control loop's handles; uv_run returns once the workers' stop is under way and
   // run() joins them.
   uv_walk(
@@ -157,12 +175,7 @@ void Server::stop() {
 void Server::on_signal(uv_signal_t* s, int signum) {
   auto* self = static_cast<Server*>(s->data);
   if (signum == SIGHUP) {
-    if (!self->reloader_) return;
-    std::shared_ptr<const routing::RoutingTable> t = self->reloader_();
-    if (t) {
-      self->publish(std::move(t));
-      std::fprintf(stderr, "sluice: configuration reloaded\n");
-    }
+    if (self->reloader_) self->reloader_();
     return;
   }
   std::fprintf(stderr, "sluice: stopping (draining requests in flight)\n");

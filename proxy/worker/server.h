@@ -16,8 +16,8 @@ namespace sluice::worker {
 
 class Server {
  public:
-  // Builds a new table from the config file; returns nullptr (having logged why) if invalid.
-  using Reloader = std::function<std::shared_ptr<const routing::RoutingTable>()>;
+  // Called on the control loop on SIGHUP; reloads the config file and publish()es it if valid.
+  using Reloader = std::function<void()>;
 
   explicit Server(std::shared_ptr<const routing::RoutingTable> table);
   ~Server();
@@ -27,6 +27,13 @@ class Server {
   void set_reloader(Reloader r) { reloader_ = std::move(r); }
   // Called on the control loop once all listeners accept (e.g. to start demo helpers).
   void set_on_ready(std::function<void(Server&)> f) { on_ready_ = std::move(f); }
+  // Called on the control loop after the listeners are bound and before the workers start and
+  // the `listening on` lines are printed (e.g. to open the admin listener and the file watch).
+  // Returning false aborts run() with exit code 1.
+  void set_on_start(std::function<bool(Server&)> f) { on_start_ = std::move(f); }
+  // Called on the control loop when a graceful stop begins, before the remaining control-loop
+  // handles are closed: close your own handles there (with their own close callbacks).
+  void set_on_stop(std::function<void()> f) { on_stop_ = std::move(f); }
 
   // Binds, starts workers, serves until SIGTERM/SIGINT and a drain. Returns the exit code.
   int run();
@@ -46,7 +53,10 @@ class Server {
   Shared shared_;
   Reloader reloader_;
   std::function<void(Server&)> on_ready_;
+  std::function<bool(Server&)> on_start_;
+  std::function<void()> on_stop_;
   uv_loop_t loop_{};
+  LoopContext control_ctx_;  // loop_.data: lets control-loop streams use LoopContext::on_alloc
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::string> bound_;

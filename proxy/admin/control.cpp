@@ -1,0 +1,495 @@
+// The control plane: reloads, alias changes, rollbacks, publishes, status (see control.h).
+#include "admin/control.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "config/loader.h"
+#include "worker/server.h"
+
+namespace sluice::admin {
+namespace {
+
+using nlohmann::json;
+
+void log_line(const std::string& s) {
+  std::fprintf(stderr, "%s\n", s.c_str());
+  std::fflush(stderr);
+}
+
+bool version_defined(const config::FunctionSpec& fn, const std::string& v) {
+  if (v == config::kLatest) return fn.latest.has_value();
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  return fn.versions.count(static_cast<uint32_t>(std::stoul(v))) > 0;
+}
+
+std::string defined_list(const config::FunctionSpec& fn) {
+  std::string out;
+  for (const auto& [n, v] : fn.versions) out += (out.empty() ? "" : ", ") + std::to_string(n);
+  if (fn.latest) out += (out.empty() ? "" : ", ") + std::string(config::kLatest);
+  return out.empty() ? "none" : out;
+}
+
+const config::AliasSpec* find_alias(const config::Config& cfg, const std::string& f,
+                                    const std::string& a) {
+  for (const config::FunctionSpec& fn : cfg.functions)
+    if (fn.name == f)
+      for (const config::AliasSpec& al : fn.aliases)
+        if (al.name == a) return &al;
+  return nullptr;
+}
+
+}  // namespace
+
+ApiResult api_error(int status, std::string message, std::string field) {
+  json body = {{"error", std::move(message)}};
+  if (!field.empty()) body["field"] = std::move(field);
+  return {status, std::move(body)};
+}
+
+Control::Control(std::string config_path) : path_(std::move(config_path)), store_("") {
+  std::filesystem::path p(path_);
+  dir_ = p.parent_path().string();
+  if (dir_.empty()) dir_ = ".";
+  base_ = p.filename().string();
+}
+
+Control::~Control() = default;
+
+bool Control::read_config_text(std::string& text, std::string* error) const {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) {
+    *error = path_ + ": cannot read the file: " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  text = ss.str();
+  return true;
+}
+
+Control::Built Control::build(const config::Config& file, State& next) const {
+  Built b;
+  std::vector<config::Diagnostic> diags;
+  config::Config cfg = compose(file, next, &b.dropped);
+  b.table = routing::RoutingTable::build(std::move(cfg), &diags);
+  for (const auto& d : diags) b.errors.push_back(d.to_string());
+  if (!b.table && b.errors.empty()) b.errors.push_back("cannot build the routing table");
+  return b;
+}
+
+std::shared_ptr<const routing::RoutingTable> Control::init() {
+  std::string text, err;
+  if (!read_config_text(text, &err)) {
+    log_line(err);
+    return nullptr;
+  }
+  config::LoadResult r = config::load_string(text, path_);
+  for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
+  for (const auto& e : r.errors) log_line(e.to_string());
+  if (!r.config) {
+    log_line("sluice: " + path_ + ": " + std::to_string(r.errors.size()) +
+             " error(s); configuration not loaded");
+    return nullptr;
+  }
+  store_ = Store(r.config->state_dir);
+  State loaded;
+  if (!store_.load(loaded, &err)) {
+    log_line("sluice: state: " + err);
+    return nullptr;
+  }
+  State next = loaded;
+  std::vector<config::Diagnostic> diags;
+  check_immutable(*r.config, next, &diags);
+  for (const auto& d : diags) log_line(d.to_string());
+  if (!diags.empty()) {
+    log_line("sluice: " + path_ + ": configuration not loaded");
+    return nullptr;
+  }
+  Built b = build(*r.config, next);
+  for (const auto& e : b.errors) log_line(e);
+  if (!b.table) return nullptr;
+  if (!(next == loaded) && !store_.save(next, &err)) {
+    log_line("sluice: state: " + err);
+    return nullptr;
+  }
+  for (const DroppedOverride& d : b.dropped) {
+    log_line("sluice: alias " + d.function + ":" + d.alias + ": the file wins over the saved " +
+             "override (" + d.why + ")");
+    if (!store_.audit(
+            {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)},
+            &err))
+      log_line("sluice: state: " + err);
+  }
+  if (!store_.durable()) log_line("sluice: no [state] dir: API changes are kept in memory only");
+  file_ = std::move(*r.config);
+  state_ = std::move(next);
+  current_ = b.table;
+  last_seen_hash_ = fnv_hex(text);
+  last_reload_ = {
+      {"time", now_rfc3339()}, {"cause", "start"}, {"result", "ok"}, {"errors", json::array()}};
+  return current_;
+}
+
+void Control::attach(worker::Server& server) {
+  publish_ = [&server](std::shared_ptr<const routing::RoutingTable> t) {
+    server.publish(std::move(t));
+  };
+  server.set_reloader([this]() { reload("sighup"); });
+}
+
+int Control::start_watch(uv_loop_t* loop, uint64_t debounce_ms) {
+  debounce_ms_ = debounce_ms;
+  watch_ = new uv_fs_event_t{};
+  debounce_ = new uv_timer_t{};
+  int rc = uv_timer_init(loop, debounce_);
+  if (rc != 0) {
+    delete debounce_;
+    debounce_ = nullptr;
+    delete watch_;
+    watch_ = nullptr;
+    return rc;
+  }
+  debounce_->data = this;
+  rc = uv_fs_event_init(loop, watch_);
+  if (rc == 0) {
+    watch_->data = this;
+    rc = uv_fs_event_start(watch_, &Control::on_fs_event, dir_.c_str(), 0);
+  }
+  if (rc != 0) log_line(std::string("sluice: cannot watch ") + dir_ + ": " + uv_err_name(rc));
+  return rc;
+}
+
+void Control::close() {
+  auto free_handle = [](uv_handle_t* h) {
+    if (h->type == UV_TIMER)
+      delete reinterpret_cast<uv_timer_t*>(h);
+    else
+      delete reinterpret_cast<uv_fs_event_t*>(h);
+  };
+  if (watch_) {
+    if (watch_->loop)
+      uv_close(reinterpret_cast<uv_handle_t*>(watch_), free_handle);
+    else
+      delete watch_;
+    watch_ = nullptr;
+  }
+  if (debounce_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(debounce_), free_handle);
+    debounce_ = nullptr;
+  }
+}
+
+void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int status) {
+  auto* self = static_cast<Control*>(h->data);
+  if (status < 0 || !self->debounce_) return;
+  if (filename && self->base_ != filename && std::string_view(filename) != "..data") return;
+  uv_timer_start(self->debounce_, &Control::on_debounce, self->debounce_ms_, 0);
+}
+
+void Control::on_debounce(uv_timer_t* t) {
+  auto* self = static_cast<Control*>(t->data);
+  std::string text, err;
+  if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
+  if (fnv_hex(text) == self->last_seen_hash_) return;
+  self->reload("watch");
+}
+
+ApiResult Control::reload(const std::string& cause) {
+  std::vector<std::string> errors;
+  std::string text, err;
+  std::optional<config::Config> cfg;
+  State next = state_;
+  Built b;
+  if (!read_config_text(text, &err)) {
+    errors.push_back(err);
+  } else {
+    last_seen_hash_ = fnv_hex(text);
+    config::LoadResult r = config::load_string(text, path_);
+    for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
+    for (const auto& e : r.errors) errors.push_back(e.to_string());
+    if (r.config) {
+      std::vector<config::Diagnostic> diags;
+      check_immutable(*r.config, next, &diags);
+      for (const auto& d : diags) errors.push_back(d.to_string());
+      if (diags.empty()) {
+        b = build(*r.config, next);
+        errors.insert(errors.end(), b.errors.begin(), b.errors.end());
+        if (b.table) cfg = std::move(r.config);
+      }
+    }
+  }
+  std::vector<AuditEntry> audits;
+  if (errors.empty()) {
+    // Aliases whose effective map the new file changes: history + audit (cause: file).
+    for (const config::FunctionSpec& fn : b.table->config().functions) {
+      for (const config::AliasSpec& al : fn.aliases) {
+        const config::AliasSpec* old = find_alias(current_->config(), fn.name, al.name);
+        if (!old) continue;
+        TrafficMap before = traffic_of(*old), after = traffic_of(al);
+        if (before == after) continue;
+        bool dropped = false;
+        for (const DroppedOverride& d : b.dropped)
+          dropped |= d.function == fn.name && d.alias == al.name;
+        if (!dropped) next.functions[fn.name].aliases[al.name].push_history(before);
+        audits.push_back(
+            {"file", "file", fn.name, al.name, traffic_json(before), traffic_json(after)});
+      }
+    }
+    file_ = *cfg;  // commit() publishes the table built from it
+    ApiResult c = commit(std::move(next), b.table, audits);
+    if (c.status != 200) errors.push_back(c.body.value("error", "cannot save state"));
+  }
+  last_reload_ = {{"time", now_rfc3339()},
+                  {"cause", cause},
+                  {"result", errors.empty() ? "ok" : "error"},
+                  {"errors", errors}};
+  if (!errors.empty()) {
+    ++reloads_error_;
+    for (const std::string& e : errors) log_line(e);
+    log_line("sluice: reload (" + cause + ") rejected; the running configuration stays");
+    ApiResult r = api_error(400, "reload rejected: " + errors.front(), "config");
+    r.body["errors"] = errors;
+    return r;
+  }
+  ++reloads_ok_;
+  log_line("sluice: configuration reloaded (" + cause + ")");
+  return {200, {{"result", "ok"}, {"cause", cause}, {"changes", audits.size()}}};
+}
+
+ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
+                          const std::vector<AuditEntry>& audits) {
+  std::string err;
+  if (!(next == state_) && !store_.save(next, &err)) {
+    log_line("sluice: state: " + err);
+    return api_error(500, "cannot save state: " + err);
+  }
+  for (const AuditEntry& a : audits)
+    if (!store_.audit(a, &err)) log_line("sluice: audit: " + err);
+  state_ = std::move(next);
+  current_ = table;
+  if (publish_) publish_(std::move(table));
+  return {200, json::object()};
+}
+
+const config::FunctionSpec* Control::file_function(const std::string& name) const {
+  for (const config::FunctionSpec& fn : current_->config().functions)
+    if (fn.name == name) return &fn;
+  return nullptr;
+}
+
+const config::AliasSpec* Control::file_alias(const std::string& f, const std::string& a) const {
+  return find_alias(file_, f, a);
+}
+
+TrafficMap Control::effective(const std::string& f, const std::string& a) const {
+  const config::AliasSpec* al = find_alias(current_->config(), f, a);
+  return al ? traffic_of(*al) : TrafficMap{};
+}
+
+ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
+                             const std::string& actor) {
+  const config::FunctionSpec* fn = file_function(f);
+  if (!fn) return api_error(404, "no function named " + f, "function");
+  const config::AliasSpec* file_al = file_alias(f, a);
+  if (!file_al) return api_error(404, "function " + f + " has no alias named " + a, "alias");
+  if (!body.is_object()) return api_error(400, "the body must be a JSON object", "body");
+  for (auto it = body.begin(); it != body.end(); ++it)
+    if (it.key() != "traffic")
+      return api_error(400, "unknown field " + it.key() + " (expected only traffic)", it.key());
+  if (!body.contains("traffic") || !body["traffic"].is_object() || body["traffic"].empty())
+    return api_error(400, "traffic must be a non-empty object of version -> weight", "traffic");
+  TrafficMap map;
+  double sum = 0;
+  for (auto it = body["traffic"].begin(); it != body["traffic"].end(); ++it) {
+    const std::string field = "traffic." + it.key();
+    if (!version_defined(*fn, it.key()))
+      return api_error(400,
+                       "alias " + f + ":" + a + " sends traffic to version " + it.key() +
+                           ", which is not defined (defined: " + defined_list(*fn) + ")",
+                       field);
+    if (!it.value().is_number())
+      return api_error(400, "weight of version " + it.key() + " must be a number", field);
+    double w = it.value().get<double>();
+    if (!std::isfinite(w) || w < 0)
+      return api_error(400, "weight of version " + it.key() + " must be >= 0", field);
+    sum += w;
+    map.emplace_back(it.key(), w);
+  }
+  if (sum <= 0) return api_error(400, "at least one weight must be > 0", "traffic");
+  map = canonical(std::move(map));
+
+  TrafficMap old = effective(f, a);
+  State next = state_;
+  AliasState& as = next.functions[f].aliases[a];
+  if (map != old) as.push_history(old);
+  as.override_traffic = map;
+  as.override_file_hash = alias_file_hash(*file_al);
+  Built b = build(file_, next);
+  if (!b.table) return api_error(400, b.errors.front(), "traffic");
+  std::vector<AuditEntry> audits;
+  if (map != old) audits.push_back({actor, "api", f, a, traffic_json(old), traffic_json(map)});
+  size_t depth = as.history.size();
+  ApiResult c = commit(std::move(next), b.table, audits);
+  if (c.status != 200) return c;
+  return {200,
+          {{"function", f},
+           {"alias", a},
+           {"old", traffic_json(old)},
+           {"new", traffic_json(map)},
+           {"history_depth", depth}}};
+}
+
+ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
+  if (!file_function(f)) return api_error(404, "no function named " + f, "function");
+  const config::AliasSpec* file_al = file_alias(f, a);
+  if (!file_al) return api_error(404, "function " + f + " has no alias named " + a, "alias");
+  State next = state_;
+  AliasState& as = next.functions[f].aliases[a];
+  if (as.history.empty())
+    return api_error(409, "alias " + f + ":" + a + " has no earlier traffic map to roll back to",
+                     "alias");
+  TrafficMap old = effective(f, a);
+  TrafficMap target = as.history.back();
+  as.history.pop_back();
+  as.override_traffic = target;
+  as.override_file_hash = alias_file_hash(*file_al);
+  Built b = build(file_, next);
+  if (!b.table) return api_error(409, "cannot roll back: " + b.errors.front(), "alias");
+  size_t depth = as.history.size();
+  ApiResult c = commit(std::move(next), b.table,
+                       {{actor, "api", f, a, traffic_json(old), traffic_json(target)}});
+  if (c.status != 200) return c;
+  return {200,
+          {{"function", f},
+           {"alias", a},
+           {"old", traffic_json(old)},
+           {"new", traffic_json(target)},
+           {"history_depth", depth}}};
+}
+
+ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
+  const config::FunctionSpec* fn = file_function(f);
+  if (!fn) return api_error(404, "no function named " + f, "function");
+  if (!fn->latest)
+    return api_error(409,
+                     "function " + f + " has no $LATEST to publish (add [functions." + f +
+                         ".latest] to the file)",
+                     "latest");
+  State next = state_;
+  FunctionState& fs = next.functions[f];
+  uint32_t n = next_version_number(*fn, fs);
+  PublishedVersion pv;
+  pv.endpoints = fn->latest->endpoints;
+  pv.settings = fn->latest->settings;
+  pv.time = now_rfc3339();
+  config::VersionSpec as_version = *fn->latest;
+  fs.fingerprints[n] = fingerprint_of(as_version);
+  fs.published[n] = std::move(pv);
+  fs.next_number = n + 1;
+  Built b = build(file_, next);
+  if (!b.table) return api_error(500, b.errors.front());
+  json eps = json::array();
+  for (const config::Endpoint& e : fn->latest->endpoints) eps.push_back(e.address.text);
+  ApiResult c = commit(
+      std::move(next), b.table,
+      {{actor, "api", f, "", nullptr, {{"version", std::to_string(n)}, {"endpoints", eps}}}});
+  if (c.status != 200) return c;
+  return {200, {{"function", f}, {"version", std::to_string(n)}, {"endpoints", eps}}};
+}
+
+json Control::status(const observe::Snapshot* live) const {
+  json fns = json::array();
+  const config::Config& cfg = current_->config();
+  for (const config::FunctionSpec& fn : cfg.functions) {
+    auto fit = state_.functions.find(fn.name);
+    const FunctionState* fs = fit == state_.functions.end() ? nullptr : &fit->second;
+    json versions = json::array();
+    auto version_json = [&](const std::string& number, const config::VersionSpec& v,
+                            const std::string& source) {
+      json eps = json::array();
+      for (const config::Endpoint& e : v.endpoints) eps.push_back(e.address.text);
+      json out = {{"number", number}, {"source", source}, {"endpoints", eps}};
+      for (const auto& [k, val] : fingerprint_of(v)) out[k] = val;
+      versions.push_back(out);
+    };
+    const config::FunctionSpec* ff = nullptr;  // the file's own definition
+    for (const config::FunctionSpec& x : file_.functions)
+      if (x.name == fn.name) ff = &x;
+    for (const auto& [n, v] : fn.versions)
+      version_json(std::to_string(n), v, ff && ff->versions.count(n) ? "file" : "api");
+    if (fn.latest) version_json(config::kLatest, *fn.latest, "file");
+    json aliases = json::array();
+    for (const config::AliasSpec& al : fn.aliases) {
+      const AliasState* as = nullptr;
+      if (fs) {
+        auto ait = fs->aliases.find(al.name);
+        if (ait != fs->aliases.end()) as = &ait->second;
+      }
+      TrafficMap map = traffic_of(al);
+      double sum = 0;
+      for (const auto& [v, w] : map) sum += w;
+      json per_version = json::array();
+      for (const auto& [v, w] : map) {
+        json pv = {{"version", v},
+                   {"weight", traffic_json({{v, w}})[v]},
+                   {"share", sum > 0 ? w / sum : 0.0}};
+        if (live) {
+          if (const observe::SeriesSnapshot* s = live->find(fn.name, al.name, v)) {
+            pv["requests_per_second"] = s->window_requests_per_second();
+            pv["error_rate"] = s->window_error_rate();
+            pv["p50_ms"] = s->window_duration.quantile_us(0.5) / 1000.0;
+            pv["p99_ms"] = s->window_duration.quantile_us(0.99) / 1000.0;
+            pv["requests_total"] = s->total.requests();
+            pv["in_flight"] = s->in_flight;
+          }
+        }
+        per_version.push_back(pv);
+      }
+      json history = json::array();
+      if (as)
+        for (auto it = as->history.rbegin(); it != as->history.rend(); ++it)
+          history.push_back(traffic_json(*it));
+      aliases.push_back({{"name", al.name},
+                         {"traffic", traffic_json(map)},
+                         {"source", as && as->override_traffic ? "api" : "file"},
+                         {"history_depth", history.size()},
+                         {"history", history},
+                         {"versions", per_version}});
+    }
+    json f = {{"name", fn.name}, {"versions", versions}, {"aliases", aliases}};
+    if (ff) f["next_version"] = next_version_number(*ff, fs ? *fs : FunctionState{});
+    fns.push_back(f);
+  }
+  json state = {{"durable", store_.durable()}};
+  if (store_.durable())
+    state["dir"] = store_.dir();
+  else
+    state["note"] = "no [state] dir: API changes are kept in memory only and lost on restart";
+  return {{"config", path_},
+          {"state", state},
+          {"reloads", {{"ok", reloads_ok_}, {"error", reloads_error_}, {"last", last_reload_}}},
+          {"live_figures", live != nullptr},
+          {"functions", fns}};
+}
+
+void Control::write_metrics(observe::PrometheusWriter& w) const {
+  w.family("sluice_config_reloads_total", "counter", "Configuration reloads, by result.");
+  w.sample("sluice_config_reloads_total", {{"result", "ok"}}, reloads_ok_);
+  w.sample("sluice_config_reloads_total", {{"result", "error"}}, reloads_error_);
+  w.family("sluice_alias_weight", "gauge", "Current traffic weight of a version in an alias.");
+  for (const config::FunctionSpec& fn : current_->config().functions)
+    for (const config::AliasSpec& al : fn.aliases)
+      for (const auto& [v, weight] : traffic_of(al))
+        w.sample("sluice_alias_weight", {{"function", fn.name}, {"alias", al.name}, {"version", v}},
+                 weight);
+  w.family("sluice_build_info", "gauge", "Build information.");
+  w.sample("sluice_build_info", {{"version", SLUICE_VERSION}}, uint64_t{1});
+}
+
+}  // namespace sluice::admin

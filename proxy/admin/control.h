@@ -1,0 +1,118 @@
+// The control plane: the config file, the durable runtime state and the published routing
+// snapshot. Reloads (file watch, SIGHUP, API), alias changes, rollbacks and publishes all go
+// through here. Every method runs on the control loop thread only.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "admin/state.h"
+#include "config/model.h"
+#include "observe/prometheus.h"
+#include "observe/stats.h"
+#include "routing/table.h"
+
+namespace sluice::worker {
+class Server;
+}
+
+namespace sluice::admin {
+
+// What an API call answers: an HTTP status and a JSON body.
+struct ApiResult {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// {"error": message, "field": field} with `status`.
+ApiResult api_error(int status, std::string message, std::string field = "");
+
+class Control {
+ public:
+  using Publisher = std::function<void(std::shared_ptr<const routing::RoutingTable>)>;
+
+  explicit Control(std::string config_path);
+  ~Control();
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
+
+  // Loads and validates the file, restores the state directory, checks published versions, and
+  // builds the first snapshot. Prints every diagnostic to stderr; nullptr if sluice cannot start.
+  std::shared_ptr<const routing::RoutingTable> init();
+
+  // Where snapshots go (Server::publish); attach() wires this and SIGHUP for a Server.
+  void set_publisher(Publisher p) { publish_ = std::move(p); }
+  void attach(worker::Server& server);
+
+  // Watches the config file's directory on `loop` (rename-saves, in-place writes, symlink and
+  // Kubernetes `..data` swaps), debounced by `debounce_ms`. Returns a libuv error code.
+  int start_watch(uv_loop_t* loop, uint64_t debounce_ms = 100);
+  // Closes the watch handles (their close callbacks run on the loop). Safe to call twice.
+  void close();
+
+  // Re-reads the file; publishes it if valid, else keeps the running snapshot. `cause`: "watch",
+  // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings).
+  ApiResult reload(const std::string& cause);
+  // Body {"traffic": {"3": 90, "4": 10}}. Answers once the change is durable and live.
+  ApiResult set_alias(const std::string& function, const std::string& alias,
+                      const nlohmann::json& body, const std::string& actor);
+  ApiResult rollback(const std::string& function, const std::string& alias,
+                     const std::string& actor);
+  // Publishes $LATEST as the function's next version number.
+  ApiResult publish_version(const std::string& function, const std::string& actor);
+
+  // GET /admin/status. `live`: merged observe figures, or nullptr when not available.
+  nlohmann::json status(const observe::Snapshot* live) const;
+  // Families the control plane owns for GET /metrics: reloads, alias weights, build info.
+  void write_metrics(observe::PrometheusWriter& w) const;
+
+  std::shared_ptr<const routing::RoutingTable> table() const { return current_; }
+  const config::Config& file_config() const { return file_; }
+  const State& state() const { return state_; }
+  uint64_t reloads_ok() const { return reloads_ok_; }
+  uint64_t reloads_error() const { return reloads_error_; }
+
+ private:
+  struct Built {
+    std::shared_ptr<const routing::RoutingTable> table;
+    std::vector<DroppedOverride> dropped;
+    std::vector<std::string> errors;
+  };
+  // file + next -> table (next loses overrides the file has since changed).
+  Built build(const config::Config& file, State& next) const;
+  // Saves `next`, appends `audits`, publishes `table`, then adopts them. 500 if not durable.
+  ApiResult commit(State next, std::shared_ptr<const routing::RoutingTable> table,
+                   const std::vector<AuditEntry>& audits);
+  const config::FunctionSpec* file_function(const std::string& name) const;
+  const config::AliasSpec* file_alias(const std::string& function, const std::string& alias) const;
+  TrafficMap effective(const std::string& function, const std::string& alias) const;
+  bool read_config_text(std::string& text, std::string* error) const;
+
+  static void on_fs_event(uv_fs_event_t* h, const char* filename, int events, int status);
+  static void on_debounce(uv_timer_t* t);
+
+  const std::string path_;
+  std::string dir_, base_;  // the watched directory and the file's name in it
+  config::Config file_;     // the last good file config
+  State state_;
+  Store store_;
+  std::shared_ptr<const routing::RoutingTable> current_;
+  Publisher publish_;
+
+  uint64_t reloads_ok_ = 0, reloads_error_ = 0;
+  nlohmann::json last_reload_;  // {time, cause, result, errors}
+  std::string last_seen_hash_;  // content hash of the last file text tried
+
+  // Watch handles; heap-allocated so their close callbacks may outlive a close() call site.
+  uv_fs_event_t* watch_ = nullptr;
+  uv_timer_t* debounce_ = nullptr;
+  uint64_t debounce_ms_ = 100;
+};
+
+}  // namespace sluice::admin

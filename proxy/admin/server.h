@@ -1,0 +1,79 @@
+// The admin listener: JSON API and Prometheus metrics over HTTP/1.1 on the control loop, parsed
+// with the data plane's llhttp glue. Mutating calls need the bearer token when one is configured.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "admin/control.h"
+#include "config/model.h"
+#include "observe/stats.h"
+
+namespace sluice::admin {
+
+// Compares a presented token with the expected one in time independent of where they differ.
+bool token_equals(std::string_view presented, std::string_view expected);
+// 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(std::string_view host);
+
+class AdminConn;
+
+class AdminServer {
+ public:
+  // `control` and `registry` (nullable) must outlive this server. `config_dir` resolves a
+  // relative token_file.
+  AdminServer(Control& control, config::AdminSpec spec, std::string config_dir = ".");
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // Live per-version figures for /admin/status and /metrics. TODO(issue 5): the data plane
+  // does not feed an observe::Registry yet; until it does, both render without them.
+  void set_registry(const observe::Registry* registry) { registry_ = registry; }
+
+  // Reads the token file (if any), refuses a non-loopback address without one, binds, listens
+  // and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
+  bool start(uv_loop_t* loop, std::string* error);
+  // Stops listening and closes every connection (close callbacks run on the loop). Idempotent.
+  void close();
+  const std::string& bound() const { return bound_; }
+
+  struct Request {
+    std::string method;  // "GET", "PUT", ...
+    std::string target;  // path and query as sent
+    std::string authorization;
+    std::string body;
+    std::string peer;  // client IP, for the audit actor
+  };
+  struct Reply {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    bool unauthorized = false;  // adds WWW-Authenticate
+  };
+  // Routes one request to the control plane. Runs synchronously on the control loop.
+  Reply handle(const Request& request);
+
+  // Connection bookkeeping (AdminConn only).
+  void erase(AdminConn* conn);
+
+ private:
+  static void on_connection(uv_stream_t* server, int status);
+  bool authorized(const Request& r) const;
+
+  Control& control_;
+  config::AdminSpec spec_;
+  std::string config_dir_;
+  std::string token_;                            // empty: no token configured
+  const observe::Registry* registry_ = nullptr;  // kept alive by the caller
+  uv_tcp_t* listener_ = nullptr;                 // freed by its close callback
+  std::string bound_;
+  std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;
+  bool closed_ = false;
+};
+
+}  // namespace sluice::admin
