@@ -238,6 +238,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
   if (self->tunnel_) {
     b->on_upstream_raw(data, len);
+    if (self->borrower_ == b) b->on_upstream_flush();
     return;
   }
   http::Parser::Result r = self->parser_.feed(data, len);
@@ -248,6 +249,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (r.consumed < len) {
     if (self->tunnel_ && self->borrower_ == b) {
       b->on_upstream_raw(data + r.consumed, len - r.consumed);
+      if (self->borrower_ == b) b->on_upstream_flush();
       return;
     }
     self->broken_ = true;  // bytes after the response: never reuse
@@ -273,7 +275,9 @@ int Connection::on_head(http::Parser& p) {
   if (!borrower_) return -1;
   int rc = borrower_->on_upstream_head(p);
   if (rc < 0) return -1;
-  if (head_request_ && p.status_code() >= 200) return 1;
+  // No body whatever the framing headers say: HEAD responses, 204 and 304 (RFC 9112 §6.3).
+  const int status = p.status_code();
+  if ((head_request_ && status >= 200) || status == 204 || status == 304) return 1;
   return rc;
 }
 

@@ -352,7 +352,13 @@ int ClientConn::on_head(http::Parser& p) {
   request_has_body_ = request_chunked_ || p.content_length() > 0;
   upgrade_requested_ = p.upgrade();
 
-  if (!http10_ && !p.has_header("host")) return local_error(400, "missing-host");
+  // RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is malformed.
+  int hosts = 0;
+  for (const http::Header& h : p.headers()) hosts += http::iequals(h.name, "host");
+  if ((!http10_ && hosts == 0) || hosts > 1) {
+    respond_error(400, hosts ? "duplicate-host" : "missing-host", true);
+    return -1;
+  }
   const uint64_t max_body = worker_.limits().max_body_size;
   if (max_body && p.has_content_length() && p.content_length() > max_body) {
     respond_error(413, "body-too-large", true);
