@@ -2,7 +2,6 @@
 // file:line:column and what was expected. toml++ is used here and nowhere else.
 #include "config/loader.h"
 
-#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -10,9 +9,10 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <utility>
+
+#include <toml++/toml.h>
 
 #include "config/lint.h"
 #include "config/values.h"
