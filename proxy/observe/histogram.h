@@ -20,7 +20,8 @@ namespace sluice::observe {
 // Threading: one writer thread calls record()/merge()/reset(); any thread may read at the same
 // time. Every cell is a std::atomic updated with a relaxed load + store (no locked instruction),
 // so reads are race-free; a read racing a write may miss that one value.
-class Histogram {
+// The bucket layout, shared by every counter width.
+class HistogramLayout {
  public:
   static constexpr unsigned kSubBucketBits = 6;  // 64 sub-buckets per power of two
   static constexpr unsigned kMaxValueBits = 28;  // values < 2^28 µs tracked exactly to 1/64
@@ -34,10 +35,36 @@ class Histogram {
       250000, 500000, 1000000, 2500000, 5000000, 10000000, 15000000, 30000000, 60000000};
   static constexpr size_t kPromBucketCount = kPromBoundsUs.size() + 1;  // + the +Inf bucket
 
-  Histogram() = default;
+  static size_t bucket_index(uint64_t us) {
+    if (us > kMaxTrackedUs) us = kMaxTrackedUs;
+    if (us < (uint64_t{2} << kSubBucketBits)) return static_cast<size_t>(us);
+    unsigned shift = static_cast<unsigned>(63 - __builtin_clzll(us)) - kSubBucketBits;
+    return (size_t{shift} << kSubBucketBits) + static_cast<size_t>(us >> shift);
+  }
+  static uint64_t bucket_low_us(size_t index);
+  static uint64_t bucket_width_us(size_t index);
+  // The Prometheus bucket (index into kPromBoundsUs, or kPromBoundsUs.size() for +Inf) of `us`,
+  // given its log-linear bucket.
+  static size_t prom_index(size_t bucket, uint64_t us) {
+    size_t prom = kPromIndex[bucket];
+    if (prom < kPromBoundsUs.size() && us > kPromBoundsUs[prom]) ++prom;
+    return prom;
+  }
+
+ private:
+  // For each log-linear bucket, the first Prometheus bound >= its lowest value.
+  static const std::array<uint8_t, kBucketCount> kPromIndex;
+};
+
+// Count: uint64_t for whole-run histograms; uint32_t for window slots (half the memory, and a
+// slot of a few seconds cannot reach 2^32 requests).
+template <typename Count>
+class BasicHistogram : public HistogramLayout {
+ public:
+  BasicHistogram() = default;
   // Copies load each cell (relaxed): a snapshot of a live histogram.
-  Histogram(const Histogram& other) { copy_from(other); }
-  Histogram& operator=(const Histogram& other) {
+  BasicHistogram(const BasicHistogram& other) { copy_from(other); }
+  BasicHistogram& operator=(const BasicHistogram& other) {
     if (this != &other) copy_from(other);
     return *this;
   }
@@ -45,17 +72,27 @@ class Histogram {
   // Hot path: about a dozen instructions, no locked instruction, no allocation.
   void record(uint64_t us) {
     size_t bucket = bucket_index(us);
-    bump(buckets_[bucket], 1);
-    size_t prom = kPromIndex[bucket];
-    if (prom < kPromBoundsUs.size() && us > kPromBoundsUs[prom]) ++prom;
-    bump(prom_[prom], 1);
-    bump(sum_us_, us);
+    bump(buckets_[bucket]);
+    bump(prom_[prom_index(bucket, us)]);
+    sum_us_.store(sum_us_.load(std::memory_order_relaxed) + us, std::memory_order_relaxed);
     if (us < min_us_.load(std::memory_order_relaxed)) min_us_.store(us, std::memory_order_relaxed);
     if (us > max_us_.load(std::memory_order_relaxed)) max_us_.store(us, std::memory_order_relaxed);
   }
 
   // Adds `other` (which may be live in another thread) into this one.
-  void merge(const Histogram& other);
+  template <typename OtherCount>
+  void merge(const BasicHistogram<OtherCount>& other) {
+    for (size_t i = 0; i < kBucketCount; ++i) add(buckets_[i], other.bucket_count(i));
+    for (size_t i = 0; i < kPromBucketCount; ++i) add(prom_[i], other.prom_count(i));
+    sum_us_.store(sum_us_.load(std::memory_order_relaxed) + other.sum_us(),
+                  std::memory_order_relaxed);
+    uint64_t other_min = other.min_raw();
+    if (other_min < min_us_.load(std::memory_order_relaxed))
+      min_us_.store(other_min, std::memory_order_relaxed);
+    uint64_t other_max = other.max_us();
+    if (other_max > max_us_.load(std::memory_order_relaxed))
+      max_us_.store(other_max, std::memory_order_relaxed);
+  }
   // Sets every cell to zero (writer only).
   void reset();
 
@@ -72,30 +109,31 @@ class Histogram {
   // Cumulative counts for each kPromBoundsUs bound, then the +Inf bucket (== count()).
   std::array<uint64_t, kPromBucketCount> cumulative_prom() const;
 
-  // Layout helpers (also used by tests).
-  static size_t bucket_index(uint64_t us) {
-    if (us > kMaxTrackedUs) us = kMaxTrackedUs;
-    if (us < (uint64_t{2} << kSubBucketBits)) return static_cast<size_t>(us);
-    unsigned shift = static_cast<unsigned>(63 - __builtin_clzll(us)) - kSubBucketBits;
-    return (size_t{shift} << kSubBucketBits) + static_cast<size_t>(us >> shift);
-  }
-  static uint64_t bucket_low_us(size_t index);
-  static uint64_t bucket_width_us(size_t index);
+  uint64_t bucket_count(size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
+  uint64_t prom_count(size_t i) const { return prom_[i].load(std::memory_order_relaxed); }
+  uint64_t min_raw() const { return min_us_.load(std::memory_order_relaxed); }  // MAX if empty
 
  private:
-  static void bump(std::atomic<uint64_t>& cell, uint64_t n) {
-    cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  static void bump(std::atomic<Count>& cell) {
+    cell.store(cell.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  void copy_from(const Histogram& other);
+  static void add(std::atomic<Count>& cell, uint64_t n) {
+    cell.store(static_cast<Count>(cell.load(std::memory_order_relaxed) + n),
+               std::memory_order_relaxed);
+  }
+  void copy_from(const BasicHistogram& other);
 
-  // For each log-linear bucket, the first Prometheus bound >= its lowest value.
-  static const std::array<uint8_t, kBucketCount> kPromIndex;
-
-  std::array<std::atomic<uint64_t>, kBucketCount> buckets_{};
-  std::array<std::atomic<uint64_t>, kPromBucketCount> prom_{};
+  std::array<std::atomic<Count>, kBucketCount> buckets_{};
+  std::array<std::atomic<Count>, kPromBucketCount> prom_{};
   std::atomic<uint64_t> sum_us_{0};
   std::atomic<uint64_t> min_us_{UINT64_MAX};
   std::atomic<uint64_t> max_us_{0};
 };
+
+extern template class BasicHistogram<uint64_t>;
+extern template class BasicHistogram<uint32_t>;
+
+using Histogram = BasicHistogram<uint64_t>;      // whole run, merged snapshots
+using SlotHistogram = BasicHistogram<uint32_t>;  // one window slot of one worker
 
 }  // namespace sluice::observe

@@ -195,7 +195,8 @@ SeriesSnapshot Series::snapshot(uint64_t now_ms) const {
     uint64_t before = slot.epoch.load(std::memory_order_acquire);
     if (before == kEmpty || before == kResetting || before < oldest || before > epoch_now) continue;
     Counts counts = slot.counts.load();
-    Histogram duration = slot.duration;
+    Histogram duration;
+    duration.merge(slot.duration);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (slot.epoch.load(std::memory_order_relaxed) != before) continue;  // rotated while reading
     out.window.add(counts);

@@ -128,7 +128,7 @@ class Series {
     // Slot number (now_ms / slot_ms) the contents belong to; kResetting while being zeroed.
     std::atomic<uint64_t> epoch{kEmpty};
     LiveCounts counts;
-    Histogram duration;
+    SlotHistogram duration;
   };
   static constexpr uint64_t kEmpty = UINT64_MAX;
   static constexpr uint64_t kResetting = UINT64_MAX - 1;

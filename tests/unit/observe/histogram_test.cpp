@@ -9,6 +9,7 @@
 #include "observe/histogram.h"
 
 using sluice::observe::Histogram;
+using sluice::observe::SlotHistogram;
 
 namespace {
 
@@ -143,6 +144,18 @@ TEST_CASE("merging histograms equals recording the union") {
   for (double q : {0.5, 0.9, 0.99, 0.999}) CHECK(a.quantile_us(q) == both.quantile_us(q));
   CHECK(a.cumulative_prom() == both.cumulative_prom());
 
+  SUBCASE("a 32-bit slot histogram merges into a 64-bit one exactly") {
+    SlotHistogram slot;
+    Histogram from_slot;
+    for (uint64_t v : {150ull, 2'000ull, 2'000ull, 70'000'000ull}) slot.record(v);
+    from_slot.merge(slot);
+    CHECK(from_slot.count() == 4);
+    CHECK(from_slot.sum_us() == 70'004'150);
+    CHECK(from_slot.min_us() == 150);
+    CHECK(from_slot.quantile_us(0.5) == slot.quantile_us(0.5));
+    CHECK(from_slot.quantile_us(0.5) == doctest::Approx(2'000).epsilon(0.01));
+    CHECK(from_slot.cumulative_prom() == slot.cumulative_prom());
+  }
   SUBCASE("a copy is equal and independent") {
     Histogram copy = a;
     CHECK(copy.cumulative_prom() == a.cumulative_prom());
