@@ -22,6 +22,9 @@ bench_cleanup() {
   done
   BENCH_PIDS=()
   rm -rf "$BENCH_TMP"
+  if [[ -n "${BENCH_AUTOGROUP_NICE_RESTORE:-}" ]]; then
+    echo "$BENCH_AUTOGROUP_NICE_RESTORE" >/proc/self/autogroup 2>/dev/null || true
+  fi
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE
