@@ -128,7 +128,7 @@ TEST_CASE("access log lines count exactly across a rename and reopen under load"
   fs::path rotated = dir.path / "access.log.1";
   std::string error;
   constexpr int kWorkers = 2;
-  constexpr int kPerPhase = 4000;  // ~1 MB per phase per worker: ~15 hand-offs of 64 KiB each
+  constexpr int kPerPhase = 2500;  // ~0.6 MB per phase per worker: ~10 hand-offs of 64 KiB
   auto log = AccessLog::open(file.string(), kWorkers, &error);
   REQUIRE(log != nullptr);
 
