@@ -193,7 +193,11 @@ SeriesSnapshot Series::snapshot(uint64_t now_ms) const {
   for (size_t i = 0; i < window_spec_.slots; ++i) {
     const Slot& slot = slots_[i];
     uint64_t before = slot.epoch.load(std::memory_order_acquire);
-    if (before == kEmpty || before == kResetting || before < oldest || before > epoch_now) continue;
+    // A worker's clock may run a little ahead of the reader's (each loop caches its own time):
+    // its slot one epoch ahead is taken too. It reuses the oldest slot's storage, so the window
+    // never counts more than `slots` slots.
+    if (before == kEmpty || before == kResetting || before < oldest || before > epoch_now + 1)
+      continue;
     Counts counts = slot.counts.load();
     Histogram duration;
     duration.merge(slot.duration);
@@ -204,10 +208,11 @@ SeriesSnapshot Series::snapshot(uint64_t now_ms) const {
   }
 
   uint64_t first = load(first_ms_);
-  if (first != UINT64_MAX && first <= now_ms) {
+  if (first != UINT64_MAX) {
     uint64_t full_ms =
         (window_spec_.slots - 1) * window_spec_.slot_ms + now_ms % window_spec_.slot_ms;
-    out.window_ms = std::max(kMinRateSpanMs, std::min(full_ms, now_ms - first));
+    uint64_t active_ms = now_ms > first ? now_ms - first : 0;
+    out.window_ms = std::max(kMinRateSpanMs, std::min(full_ms, active_ms));
   }
   return out;
 }

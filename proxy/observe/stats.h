@@ -66,7 +66,9 @@ struct SeriesSnapshot {
   Histogram upstream_duration;  // whole run, µs (requests that reached an upstream)
   Counts window;
   Histogram window_duration;  // request durations inside the window
-  uint64_t window_ms = 0;     // span the window figures cover (for rates)
+  // Span the window figures cover, for rates: the window, or less if the series started
+  // recording more recently (at least 1000 ms once it has recorded anything).
+  uint64_t window_ms = 0;
 
   double window_requests_per_second() const;
   double window_error_rate() const;  // window.errors / window.requests(); 0 without requests

@@ -93,6 +93,13 @@ TEST_CASE("window counts drop out 60 seconds after their slot") {
   }
 }
 
+TEST_CASE("a reader whose clock lags the worker's still sees the newest slot") {
+  Series s({"f", "a", "1"}, kWindow);
+  s.end(200, 1'000, 900, FailureKind::kNone, 0, 6'000);  // slot 1 by the worker's clock
+  CHECK(s.snapshot(5'999).window.requests() == 1);       // the reader is still in slot 0
+  CHECK(s.snapshot(4'000).total.requests() == 1);
+}
+
 TEST_CASE("window request rate divides by the span the window covers") {
   Series s({"f", "a", "1"}, kWindow);
   SUBCASE("traffic for longer than the window") {
