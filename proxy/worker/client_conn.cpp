@@ -235,6 +235,10 @@ bool ClientConn::complete_request() {
 }
 
 void ClientConn::end_request_bookkeeping() {
+  if (in_request_ && !accounted_) {
+    accounted_ = true;
+    record_request();
+  }
   if (concurrency_) {
     concurrency_->fetch_sub(1, std::memory_order_relaxed);
     concurrency_ = nullptr;
@@ -245,7 +249,49 @@ void ClientConn::end_request_bookkeeping() {
   }
 }
 
+void ClientConn::record_request() {
+  observe::AccessLogBuffer* log = worker_.access_log();
+  if (!series_ && !log) return;
+  const uint64_t now_ns = uv_hrtime();
+  const uint64_t duration_us = (now_ns - start_ns_) / 1000;
+  const uint64_t upstream_us =
+      upstream_start_ns_
+          ? ((upstream_end_ns_ ? upstream_end_ns_ : now_ns) - upstream_start_ns_) / 1000
+          : observe::kNoUpstream;
+  const int status = status_ ? status_ : 499;  // 499: the client left before an answer
+  if (series_) {
+    series_->end(status, duration_us, upstream_us, failure_, retried_ ? 1 : 0,
+                 uv_now(worker_.context().loop));
+    series_ = nullptr;
+  }
+  if (log && parser_.head_complete()) {
+    observe::AccessRecord r;
+    r.unix_ms = observe::AccessLog::wall_clock_ms();
+    r.client = client_ip_;
+    r.method = parser_.method_name();
+    r.path = parser_.url();
+    r.status = status;
+    r.bytes = bytes_out_;
+    r.duration_us = duration_us;
+    r.upstream_us = upstream_us;
+    if (function_) r.function = function_->name;
+    if (alias_) r.alias = alias_->name;
+    if (version_) r.version = version_->number;
+    if (endpoint_) r.endpoint = endpoint_->address;
+    r.request_id = request_id_.empty() ? parser_.header("x-request-id") : request_id_;
+    r.retried = retried_;
+    log->append(r);
+  }
+}
+
 void ClientConn::reset_request() {
+  accounted_ = false;
+  alias_ = nullptr;
+  endpoint_ = nullptr;
+  series_ = nullptr;
+  upstream_start_ns_ = upstream_end_ns_ = bytes_out_ = 0;
+  status_ = 0;
+  failure_ = observe::FailureKind::kNone;
   in_request_ = request_done_ = response_done_ = response_started_ = false;
   local_response_ = request_has_body_ = request_chunked_ = head_request_ = false;
   upgrade_requested_ = chunk_response_ = retried_ = request_bytes_sent_ = false;
@@ -317,6 +363,8 @@ void ClientConn::respond_error(int status, const char* reason, bool close_after)
   const bool close_now = close_after || !client_keep_alive_ || draining_;
   http::build_error_response(status, reason, close_now, response_head_);
   out_.copy(response_head_);
+  status_ = status;
+  bytes_out_ += response_head_.size();
   response_started_ = true;
   response_done_ = true;
   if (close_now) {
@@ -329,6 +377,7 @@ void ClientConn::respond_error(int status, const char* reason, bool close_after)
 
 void ClientConn::on_message_begin(http::Parser&) {
   in_request_ = true;
+  start_ns_ = uv_hrtime();
   arm_timer(worker_.limits().header_timeout_ms);
 }
 
@@ -423,17 +472,22 @@ int ClientConn::start_upstream(http::Parser& p) {
     }
   }
   if (!version_ || version_->endpoints.empty()) return local_error(503, "no-healthy-version");
+  alias_ = route->alias;
+  series_ = worker_.series(*snapshot_, alias_, version_);
+  if (series_) series_->begin();
 
   std::atomic<int32_t>* limit = snapshot_->concurrency[version_->id];
   if (limit) {
     if (limit->fetch_add(1, std::memory_order_relaxed) >= int32_t(version_->max_concurrency)) {
       limit->fetch_sub(1, std::memory_order_relaxed);
+      if (series_) series_->throttled(uv_now(worker_.context().loop));
       return local_error(429, "throttled");
     }
     concurrency_ = limit;
   }
 
   const routing::Endpoint* ep = version_->pick_endpoint(*snapshot_->picks);
+  endpoint_ = ep;
   pool_ = snapshot_->pools[version_->id][size_t(ep - version_->endpoints.data())];
 
   request_id_.clear();
@@ -458,6 +512,7 @@ bool ClientConn::connect_upstream(bool fresh) {
   if (!up_) up_ = upstream::Connection::open(*pool_, version_->connect_timeout_ms);
   if (!up_) return false;
   up_->lend(this, version_->response_timeout_ms, head_request_);
+  upstream_start_ns_ = uv_hrtime();
   return true;
 }
 
@@ -517,10 +572,13 @@ int ClientConn::on_upstream_head(http::Parser& resp) {
   http::build_client_response(resp, info, response_head_);
   out_.borrow(response_head_);
   response_started_ = true;
+  status_ = status;
+  bytes_out_ += response_head_.size();
   return 0;
 }
 
 int ClientConn::on_upstream_body(const char* data, size_t len) {
+  bytes_out_ += len;
   if (chunk_response_) {
     chunk_header_.clear();
     http::append_chunk_header(len, chunk_header_);
@@ -538,6 +596,7 @@ bool ClientConn::on_upstream_end(http::Parser& resp) {
   if (status >= 100 && status < 200 && status != 101) return false;
   if (chunk_response_) out_.copy("0\r\n\r\n");
   response_done_ = true;
+  upstream_end_ns_ = uv_hrtime();
   if (status == 101) {
     tunnel_ = true;
     up_->start_tunnel();
@@ -567,9 +626,26 @@ void ClientConn::on_upstream_drained() {
   update_reading();
 }
 
+namespace {
+observe::FailureKind failure_kind(upstream::Failure kind) {
+  switch (kind) {
+    case upstream::Failure::kConnect:
+      return observe::FailureKind::kConnectFailed;
+    case upstream::Failure::kTimeout:
+      return observe::FailureKind::kTimeout;
+    case upstream::Failure::kReset:
+      return observe::FailureKind::kReset;
+    case upstream::Failure::kBadResponse:
+      return observe::FailureKind::kBadResponse;
+  }
+  return observe::FailureKind::kNone;
+}
+}  // namespace
+
 void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_started, bool reused) {
   up_ = nullptr;
   if (closing_) return;
+  failure_ = failure_kind(kind);
   if (tunnel_) {
     close_when_flushed();
     drive(nullptr, 0);
@@ -580,6 +656,8 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
   if (!response_started && reused && !retried_ && !request_has_body_ && !request_bytes_sent_ &&
       idempotent(parser_.method()) && kind == upstream::Failure::kReset && pool_) {
     retried_ = true;
+    if (series_) series_->attempt_failed(failure_, uv_now(worker_.context().loop));
+    failure_ = observe::FailureKind::kNone;
     if (connect_upstream(true)) {
       up_->out().borrow(upstream_head_);
       drive(nullptr, 0);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "http/parser.h"
+#include "observe/stats.h"
 #include "upstream/connection.h"
 #include "worker/context.h"
 
@@ -67,6 +68,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void respond_error(int status, const char* reason, bool close_after);
   bool complete_request();  // false: the connection is closing
   void end_request_bookkeeping();
+  void record_request();  // metrics series and access log line for the request just ended
   void flush_client();
   void flush_upstream();
   void stop_reading();
@@ -100,6 +102,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   const routing::Version* version_ = nullptr;
   const routing::Function* function_ = nullptr;
   std::atomic<int32_t>* concurrency_ = nullptr;  // counted in-flight slot, released at finish
+  const routing::Alias* alias_ = nullptr;        // nullptr when the route pins a version
+  const routing::Endpoint* endpoint_ = nullptr;
   upstream::Pool* pool_ = nullptr;
   upstream::Connection* up_ = nullptr;  // cleared by on_upstream_failed / release_upstream
   bool in_request_ = false;
@@ -118,6 +122,15 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   bool retried_ = false;
   bool request_bytes_sent_ = false;  // body bytes went upstream (no transparent retry)
   uint64_t body_bytes_in_ = 0;
+  // Figures for metrics and the access log.
+  observe::Series* series_ = nullptr;  // owned by the worker's stats; lives as long as the worker
+  uint64_t start_ns_ = 0;
+  uint64_t upstream_start_ns_ = 0;
+  uint64_t upstream_end_ns_ = 0;
+  uint64_t bytes_out_ = 0;
+  int status_ = 0;
+  observe::FailureKind failure_ = observe::FailureKind::kNone;
+  bool accounted_ = false;     // this request's figures were recorded
   std::string upstream_head_;  // the upstream request head (kept for a retry)
   std::string response_head_;  // the client response head being sent
   std::string set_cookie_;     // issued sticky cookie for this response, if any

@@ -15,6 +15,12 @@ std::atomic<int32_t>* Shared::concurrency_counter(const std::string& label) {
   return slot.get();
 }
 
+bool Shared::prepare(uint32_t workers, const config::Config& cfg, std::string* error) {
+  stats = std::make_unique<observe::Registry>(workers);
+  access_log = observe::AccessLog::open(cfg.log.access, workers, error);
+  return access_log != nullptr;
+}
+
 Worker::Worker(Shared& shared, uint32_t index, std::vector<int> listen_fds)
     : shared_(shared), index_(index), listen_fds_(std::move(listen_fds)) {}
 
@@ -35,6 +41,13 @@ void Worker::start() {
   async_.data = this;
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  uv_timer_init(&loop_, &log_timer_);
+  log_timer_.data = this;
+  if (shared_.stats) stats_ = &shared_.stats->worker(index_);
+  if (shared_.access_log && shared_.access_log->enabled()) {
+    access_log_ = &shared_.access_log->worker(index_);
+    uv_timer_start(&log_timer_, &Worker::on_log_timer, 200, 200);
+  }
   for (int fd : listen_fds_) {
     auto tcp = std::make_unique<uv_tcp_t>();
     uv_tcp_init(&loop_, tcp.get());
@@ -58,6 +71,27 @@ void Worker::run() {
   pools_.clear();
   int rc = uv_loop_close(&loop_);
   if (rc != 0) std::fprintf(stderr, "sluice: worker %u: loop not clean at exit\n", index_);
+}
+
+void Worker::on_log_timer(uv_timer_t* t) {
+  auto* self = static_cast<Worker*>(t->data);
+  if (self->access_log_) self->access_log_->flush();
+}
+
+observe::Series* Worker::series(Snapshot& snap, const routing::Alias* alias,
+                                const routing::Version* version) {
+  if (!stats_) return nullptr;
+  if (!alias) {
+    observe::Series*& s = snap.pinned_series[version->id];
+    if (!s) s = stats_->series(version->function, "", version->number);
+    return s;
+  }
+  auto& list = snap.alias_series[alias->id];
+  for (auto& [v, s] : list)
+    if (v == version) return s;
+  observe::Series* s = stats_->series(alias->function, alias->name, version->number);
+  list.emplace_back(version, s);
+  return s;
 }
 
 void Worker::request_stop(uint32_t drain_ms) {
@@ -99,6 +133,8 @@ void Worker::maybe_finish_stop() {
   for (auto& [addr, pool] : pools_) pool->close_all();
   if (!uv_is_closing(as_handle(&async_))) uv_close(as_handle(&async_), nullptr);
   if (!uv_is_closing(as_handle(&drain_timer_))) uv_close(as_handle(&drain_timer_), nullptr);
+  if (!uv_is_closing(as_handle(&log_timer_))) uv_close(as_handle(&log_timer_), nullptr);
+  if (access_log_) access_log_->flush();
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) {
@@ -142,8 +178,11 @@ void Worker::refresh_snapshot() {
   snap->picks = std::make_unique<routing::PickState>(table);
   snap->pools.resize(table.versions().size());
   snap->concurrency.resize(table.versions().size(), nullptr);
+  snap->alias_series.resize(table.aliases().size());
+  snap->pinned_series.resize(table.versions().size(), nullptr);
   for (const auto& v : table.versions()) {
-    for (const routing::Endpoint& ep : v->endpoints) snap->pools[v->id].push_back(pool_for(ep));
+    for (const routing::Endpoint& ep : v->endpoints)
+      snap->pools[v->id].push_back(pool_for(ep, table.config().upstream));
     if (v->max_concurrency) snap->concurrency[v->id] = shared_.concurrency_counter(v->label);
   }
   if (current_ && current_->users == 0) {
@@ -157,10 +196,9 @@ void Worker::refresh_snapshot() {
   snapshots_.push_back(std::move(snap));
 }
 
-upstream::Pool* Worker::pool_for(const routing::Endpoint& ep) {
+upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up) {
   auto& slot = pools_[ep.address];
   if (!slot) {
-    const config::UpstreamPoolSpec& up = shared_.table.load()->config().upstream;
     slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
   }
   return slot.get();

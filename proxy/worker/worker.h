@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "observe/access_log.h"
+#include "observe/stats.h"
 #include "routing/table.h"
 #include "upstream/connection.h"
 #include "worker/context.h"
@@ -31,6 +33,14 @@ struct Shared {
   std::mutex concurrency_mutex;
   std::unordered_map<std::string, std::unique_ptr<std::atomic<int32_t>>> concurrency;
   std::atomic<int32_t>* concurrency_counter(const std::string& label);
+
+  // Per-worker request figures (merged on read) and the access log. Created by prepare() before
+  // any worker starts; live until the process ends.
+  std::unique_ptr<observe::Registry> stats;
+  std::unique_ptr<observe::AccessLog> access_log;
+  // Creates `stats` and `access_log` for `workers` workers. False (with *error) if the access
+  // log cannot be opened.
+  bool prepare(uint32_t workers, const config::Config& cfg, std::string* error);
 };
 
 // A worker's view of one routing table: the table plus worker-local selection state and
@@ -40,6 +50,10 @@ struct Snapshot {
   std::unique_ptr<routing::PickState> picks;
   std::vector<std::vector<upstream::Pool*>> pools;  // [version id][endpoint index]
   std::vector<std::atomic<int32_t>*> concurrency;   // [version id], null = unlimited
+  // Figures series, found on first use: per alias, (version, series) pairs (few: scanned);
+  // per version for routes that pin it.
+  std::vector<std::vector<std::pair<const routing::Version*, observe::Series*>>> alias_series;
+  std::vector<observe::Series*> pinned_series;
   uint32_t users = 0;
 };
 
@@ -61,6 +75,10 @@ class Worker {
   void release_snapshot(Snapshot* s);
   void erase(ClientConn* c);  // last use of c
   const config::LimitsSpec& limits() const { return limits_; }
+  // The figures series for a request served by `version` through `alias` (nullptr: pinned).
+  observe::Series* series(Snapshot& snap, const routing::Alias* alias,
+                          const routing::Version* version);
+  observe::AccessLogBuffer* access_log() { return access_log_; }
   bool stopping() const { return stopping_; }
   uint32_t index() const { return index_; }
 
@@ -69,10 +87,11 @@ class Worker {
   void refresh_snapshot();
   void begin_stop();
   void maybe_finish_stop();
-  upstream::Pool* pool_for(const routing::Endpoint& ep);
+  upstream::Pool* pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up);
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* a);
   static void on_drain_timer(uv_timer_t* t);
+  static void on_log_timer(uv_timer_t* t);
 
   Shared& shared_;
   const uint32_t index_;
@@ -82,6 +101,9 @@ class Worker {
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   uv_async_t async_{};
   uv_timer_t drain_timer_{};
+  uv_timer_t log_timer_{};                 // flushes the access log buffer a few times a second
+  observe::WorkerStats* stats_ = nullptr;  // owned by shared_.stats
+  observe::AccessLogBuffer* access_log_ = nullptr;  // owned by shared_.access_log; null if off
   std::thread thread_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<uint32_t> drain_ms_{30000};
