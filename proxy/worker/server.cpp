@@ -123,10 +123,12 @@ int Server::run() {
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sighup_);
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) s->data = this;
+  uv_signal_init(&loop_, &sigusr1_);
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) s->data = this;
   uv_signal_start(&sigterm_, &Server::on_signal, SIGTERM);
   uv_signal_start(&sigint_, &Server::on_signal, SIGINT);
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
+  uv_signal_start(&sigusr1_, &Server::on_signal, SIGUSR1);
 
   if (on_start_ && !on_start_(*this)) {
     for (auto& list : fds)
@@ -143,6 +145,13 @@ int Server::run() {
     uv_loop_close(&loop_);
     return 1;
   }
+  std::string error;
+  if (!shared_.prepare(n, cfg, &error)) {
+    std::fprintf(stderr, "sluice: access log: %s\n", error.c_str());
+    for (auto& list : fds)
+      for (int fd : list) ::close(fd);
+    return 1;
+  }
   for (uint32_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(shared_, i, fds[i]));
     workers_.back()->start();
@@ -152,6 +161,7 @@ int Server::run() {
   if (on_ready_) on_ready_(*this);
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
+  if (shared_.access_log) shared_.access_log->stop();  // after the workers: their last lines
   uv_loop_close(&loop_);
   std::fprintf(stderr, "sluice: stopped\n");
   return 0;
@@ -174,6 +184,10 @@ void Server::stop() {
 
 void Server::on_signal(uv_signal_t* s, int signum) {
   auto* self = static_cast<Server*>(s->data);
+  if (signum == SIGUSR1) {  // log rotation: reopen the access log file
+    if (self->shared_.access_log) self->shared_.access_log->reopen();
+    return;
+  }
   if (signum == SIGHUP) {
     if (self->reloader_) self->reloader_();
     return;

@@ -43,6 +43,10 @@ class Server {
   uv_loop_t* control_loop() { return &loop_; }
   // The bound listener addresses ("127.0.0.1:8080"), known after binding.
   const std::vector<std::string>& bound() const { return bound_; }
+  // Per-version figures of every worker (merged on read) and the access log; set once run()
+  // has started the workers.
+  const observe::Registry* stats() const { return shared_.stats.get(); }
+  observe::AccessLog* access_log() { return shared_.access_log.get(); }
   // Starts a graceful stop (as SIGTERM does). Control-loop thread only.
   void stop();
 
@@ -57,7 +61,7 @@ class Server {
   std::function<void()> on_stop_;
   uv_loop_t loop_{};
   LoopContext control_ctx_;  // loop_.data: lets control-loop streams use LoopContext::on_alloc
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::string> bound_;
   bool stopping_ = false;
