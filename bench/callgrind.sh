@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<USAGE
 usage: bench/callgrind.sh [--save] [--no-sluice | --sluice PATH] [--no-haproxy] [--n1 N] [--n2 N]
+                         [--top N] [--keep DIR]
 
 Prints callgrind instructions (Ir) per proxied request for each proxy (one worker/thread, same
 configs as run_bench.sh) and the ratios sluice/nginx and sluice/HAProxy. The figure does not move
@@ -18,6 +19,8 @@ with machine load, so use it to steer optimisation.
                   build-bench/sluice, build/sluice; left out with a warning if none is found)
   --no-haproxy    leave HAProxy out
   --n1 N --n2 N   request counts of the two runs (default 200 and 2200)
+  --top N         also list each proxy's N most expensive functions per request (self Ir)
+  --keep DIR      copy the callgrind output files to DIR (for callgrind_annotate / kcachegrind)
 
 environment: PROFILE=equal|plain (see bench/README.md), SLUICE_BIN, N1, N2
 USAGE
@@ -29,6 +32,8 @@ save=0
 sluice_mode=auto
 sluice_bin=""
 with_haproxy=1
+top=0
+keep_dir=""
 while (($#)); do
   case "$1" in
     --save) save=1 ;;
@@ -45,6 +50,14 @@ while (($#)); do
       ;;
     --n2)
       N2="${2:?}"
+      shift
+      ;;
+    --top)
+      top="${2:?}"
+      shift
+      ;;
+    --keep)
+      keep_dir="${2:?}"
       shift
       ;;
     -h | --help)
@@ -153,6 +166,22 @@ for p in "${proxies[@]}"; do
     echo "warning: measuring sluice ($sluice_bin) failed; leaving it out" >&2
   fi
 done
+
+if ((top > 0)); then
+  for p in "${proxies[@]}"; do
+    [[ -n "${per_req[$p]:-}" ]] || continue
+    echo
+    echo "$p: top $top functions per request"
+    python3 "$BENCH_DIR/callgrind_top.py" "$BENCH_TMP/callgrind.$p.$N1" "$BENCH_TMP/callgrind.$p.$N2" \
+      "$N1" "$N2" "$top"
+  done
+fi
+if [[ -n "$keep_dir" ]]; then
+  mkdir -p "$keep_dir"
+  cp "$BENCH_TMP"/callgrind.*.* "$keep_dir"/
+  echo
+  echo "callgrind outputs copied to $keep_dir (callgrind.<proxy>.<requests>)"
+fi
 
 echo
 if [[ -n "${per_req[sluice]:-}" ]]; then
