@@ -448,3 +448,49 @@ TEST_CASE("connections beyond max_connections are not served until one closes") 
   CHECK(served);
   CHECK_CLEAN_STOP(s);
 }
+
+TEST_CASE("a broken upstream body after the head closes the client connection instead of hanging") {
+  Upstream v1("v1");
+  Sluice s(config_for(v1));
+  REQUIRE_STARTED(s);
+  for (const std::string target : {"/truncated", "/bad-chunked"}) {
+    CAPTURE(target);
+    RawClient c(s.port());
+    REQUIRE(c.send(raw_request("GET", target)));
+    // If sluice sees the bad bytes before it sent anything, it answers 502; otherwise it has
+    // relayed the 200 head and must end the connection. An empty reply is neither.
+    auto head = c.read_head();
+    REQUIRE_MESSAGE(head, "no response head at all; received: " << c.buffer());
+    if (head->status == 502) {
+      CHECK(head->header("x-sluice-error") == "bad-upstream-response");
+    } else {
+      CHECK(head->status == 200);
+      CHECK(c.wait_closed(5000));  // the response cannot complete: the connection must end
+      Response full;
+      CHECK(parse_response(c.buffer(), false, false, full) <= 0);  // never a complete message
+    }
+  }
+  check_still_serving(s);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("a client vanishing mid-request or mid-response does not poison the upstream pool") {
+  Upstream v1("v1");
+  Sluice s(config_for(v1, "", "", 1));
+  REQUIRE_STARTED(s);
+  {
+    RawClient half_body(s.port());
+    REQUIRE(half_body.send(raw_request("POST", "/count-body", "Content-Length: 1000\r\n") +
+                           "only-ten-b"));
+    REQUIRE(poll_until([&] { return v1.count_target("/count-body") == 1; }, 5000));
+  }
+  {
+    RawClient half_read(s.port());
+    REQUIRE(half_read.send(raw_request("GET", "/download?bytes=" + std::to_string(64 << 20))));
+    REQUIRE(half_read.read_head());
+  }
+  // The upstream connections serving the abandoned exchanges get closed, not pooled.
+  CHECK(poll_until([&] { return v1.open_connections() == 0; }, 5000));
+  for (int i = 0; i < 10; ++i) check_still_serving(s, "/after/" + std::to_string(i));
+  CHECK_CLEAN_STOP(s);
+}

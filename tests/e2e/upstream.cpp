@@ -424,6 +424,15 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
                    "x-kept: yes\r\n",
                    "hop"))
         break;
+    } else if (path == "/truncated") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common + "content-length: 1000\r\n\r\nonly-this");
+      break;
+    } else if (path == "/bad-chunked") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common +
+                  "transfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\ngarbage\r\n");
+      break;
     } else if (path == "/close-after") {
       if (!io.read_body(req.headers, nullptr)) break;
       respond(200, "", "closing");
