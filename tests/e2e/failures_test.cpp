@@ -242,6 +242,34 @@ TEST_CASE("a request no route matches gets 404 no-route") {
   CHECK(site->header("x-upstream") == "v2");
   CHECK(v1.requests() == 1);
   CHECK(v2.requests() == 1);
+
+  SUBCASE("the body of an unrouted request never becomes a request of its own") {
+    // sluice may skip the framed body and go on, or announce Connection: close and close; it
+    // must never read the body as the next request.
+    for (bool chunked : {false, true}) {
+      CAPTURE(chunked);
+      RawClient p(s.port());
+      const std::string evil = "GET /api/evil HTTP/1.1\r\nHost: e2e.test\r\n\r\n";
+      std::string first_req =
+          chunked ? raw_request("POST", "/nowhere", "Transfer-Encoding: chunked\r\n") + "2a\r\n" +
+                        evil + "\r\n0\r\n\r\n"
+                  : raw_request("POST", "/nowhere", "", evil);
+      REQUIRE(evil.size() == 0x2a);
+      REQUIRE(p.send(first_req + raw_request("GET", "/api/next")));
+      auto first = p.read_response();
+      REQUIRE(first);
+      check_generated_error(*first, 404, "no-route");
+      if (to_lower(first->header("connection")) == "close") {
+        CHECK(p.wait_closed(5000));
+      } else {
+        auto next = p.read_response();
+        REQUIRE(next);
+        CHECK(next->status == 200);
+        CHECK(next->header("x-target") == "/api/next");
+      }
+    }
+    CHECK(v1.count_target("/api/evil") == 0);
+  }
   CHECK_CLEAN_STOP(s);
 }
 
@@ -282,6 +310,31 @@ TEST_CASE("a version at max_concurrency answers 429 throttled") {
   CHECK(after.status == 200);
   CHECK(v1.count_target("/second") == 0);
   CHECK(v1.count_target("/third") == 1);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("max_concurrency is one limit shared by all workers") {
+  Upstream v1("v1");
+  Sluice s(config_for(v1, "", "max_concurrency = 2", 2));
+  REQUIRE_STARTED(s);
+  RawClient a(s.port()), b(s.port());
+  REQUIRE(a.send(raw_request("GET", "/slow?ms=1500")));
+  REQUIRE(b.send(raw_request("GET", "/slow?ms=1500")));
+  REQUIRE(poll_until([&] { return v1.requests() == 2; }, 5000));
+  int throttled = 0;
+  for (int i = 0; i < 8; ++i) {  // fresh connections land on both workers
+    RawClient c(s.port());
+    REQUIRE(c.send(raw_request("GET", "/extra")));
+    auto r = c.read_response();
+    REQUIRE(r);
+    throttled += r->status == 429 && r->header("x-sluice-error") == "throttled";
+  }
+  CHECK(throttled == 8);
+  CHECK(v1.count_target("/extra") == 0);
+  REQUIRE(a.read_response());
+  REQUIRE(b.read_response());
+  CurlClient curl;
+  CHECK(curl.get(s.url("/extra")).status == 200);
   CHECK_CLEAN_STOP(s);
 }
 

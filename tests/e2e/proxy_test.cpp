@@ -107,6 +107,26 @@ TEST_CASE("keep-alive connections carry many requests and upstream connections a
   CHECK(v1.requests() == 200);
   CHECK(v1.connections() <= 2);  // upstream keep-alive: far fewer connections than requests
 
+  SUBCASE("Connection: close from the client ends the connection after the response") {
+    RawClient c(s.port());
+    REQUIRE(c.send(raw_request("GET", "/last", "Connection: close\r\n")));
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->header("x-target") == "/last");
+    CHECK(c.wait_closed(5000));
+  }
+  SUBCASE("a close-delimited upstream body is re-framed so the client connection stays usable") {
+    RawClient c(s.port());
+    REQUIRE(c.send(raw_request("GET", "/eof-body") + raw_request("GET", "/after-eof")));
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "body-until-close");
+    auto next = c.read_response();
+    REQUIRE(next);
+    CHECK(next->header("x-target") == "/after-eof");
+  }
   SUBCASE("raw requests one after another on one socket") {
     RawClient c(s.port());
     REQUIRE(c.connected());

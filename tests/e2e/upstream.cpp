@@ -424,6 +424,10 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
                    "x-kept: yes\r\n",
                    "hop"))
         break;
+    } else if (path == "/eof-body") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common + "connection: close\r\n\r\nbody-until-close");
+      break;
     } else if (path == "/truncated") {
       if (!io.read_body(req.headers, nullptr)) break;
       io.send_all("HTTP/1.1 200 OK\r\n" + common + "content-length: 1000\r\n\r\nonly-this");
