@@ -76,6 +76,7 @@ int run_command(int argc, char** argv, int first) {
   sluice::admin::AdminServer admin(control, table->config().admin,
                                    config_dir.empty() ? "." : config_dir);
   server.set_on_start([&](sluice::worker::Server& s) {
+    admin.set_registry(s.stats());
     std::string error;
     if (!admin.start(s.control_loop(), &error)) {
       std::fprintf(stderr, "sluice: %s\n", error.c_str());

@@ -31,8 +31,8 @@ class AdminServer {
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
-  // Live per-version figures for /admin/status and /metrics. TODO(issue 5): the data plane
-  // does not feed an observe::Registry yet; until it does, both render without them.
+  // Live per-version figures for /admin/status and /metrics (Server::stats()); without one,
+  // both render without them.
   void set_registry(const observe::Registry* registry) { registry_ = registry; }
 
   // Reads the token file (if any), refuses a non-loopback address without one, binds, listens

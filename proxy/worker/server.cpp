@@ -130,7 +130,8 @@ int Server::run() {
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
   uv_signal_start(&sigusr1_, &Server::on_signal, SIGUSR1);
 
-  if (on_start_ && !on_start_(*this)) {
+  // Start-up failure after the loop exists: close every fd and control-loop handle, exit 1.
+  auto abort_start = [&]() {
     for (auto& list : fds)
       for (int fd : list) ::close(fd);
     stopping_ = true;
@@ -143,15 +144,16 @@ int Server::run() {
         nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
+    if (shared_.access_log) shared_.access_log->stop();
     return 1;
-  }
+  };
   std::string error;
   if (!shared_.prepare(n, cfg, &error)) {
     std::fprintf(stderr, "sluice: access log: %s\n", error.c_str());
-    for (auto& list : fds)
-      for (int fd : list) ::close(fd);
-    return 1;
+    return abort_start();
   }
+  // After prepare(): on_start_ may read stats().
+  if (on_start_ && !on_start_(*this)) return abort_start();
   for (uint32_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(shared_, i, fds[i]));
     workers_.back()->start();
