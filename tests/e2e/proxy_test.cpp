@@ -1,8 +1,10 @@
 // End-to-end: HTTP/1.1 proxying semantics through the real sluice binary (forwarding, keep-alive,
 // pipelining, HEAD/204/304, HTTP/1.0, Expect, 1xx, Upgrade, header rewriting, upstream reuse).
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "e2e.h"
@@ -536,5 +538,35 @@ TEST_CASE("the upstream pool keeps at most keepalive idle connections per endpoi
   CHECK(v1.connections() == 5);  // five concurrent requests need five upstream connections
   CHECK(poll_until([&] { return v1.open_connections() == 2; }, 3000));
   CHECK(v1.open_connections() == 2);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("concurrent clients on many connections each get their own responses") {
+  Upstream v1("v1");
+  Sluice s(single_version_config(v1));
+  REQUIRE_STARTED(s);
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 150;
+  std::atomic<int> ok{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      CurlClient curl;
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string tag = std::to_string(t) + "-" + std::to_string(i);
+        HttpResult r = i % 2 ? curl.request("POST", s.url("/echo?tag=" + tag), {}, "body-" + tag)
+                             : curl.get(s.url("/?tag=" + tag));
+        bool good = r.status == 200 &&
+                    r.header("x-target") == (i % 2 ? "/echo?tag=" : "/?tag=") + tag &&
+                    r.body == (i % 2 ? "body-" + tag : "hello from v1\n");
+        (good ? ok : wrong)++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(ok == kThreads * kPerThread);
+  CHECK(wrong == 0);
+  CHECK(v1.requests() == static_cast<size_t>(kThreads * kPerThread));
+  CHECK(v1.connections() <= static_cast<size_t>(kThreads));  // pooled, never one per request
   CHECK_CLEAN_STOP(s);
 }
