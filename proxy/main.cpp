@@ -11,6 +11,7 @@
 #include "config/loader.h"
 #include "demo/demo.h"
 #include "routing/table.h"
+#include "shift/manager.h"
 #include "worker/server.h"
 
 namespace {
@@ -75,6 +76,10 @@ int run_command(int argc, char** argv, int first) {
   std::string config_dir = std::filesystem::path(path).parent_path().string();
   sluice::admin::AdminServer admin(control, table->config().admin,
                                    config_dir.empty() ? "." : config_dir);
+  // Progressive shifts (proxy/shift/): admin routes, status, and the 1 s check timer.
+  sluice::shift::ShiftManager shifts(control, [&server] { return server.stats(); },
+                                     table->config().state_dir);
+  shifts.attach(admin);
   server.set_on_start([&](sluice::worker::Server& s) {
     admin.set_registry(s.stats());
     std::string error;
@@ -82,11 +87,14 @@ int run_command(int argc, char** argv, int first) {
       std::fprintf(stderr, "sluice: %s\n", error.c_str());
       return false;
     }
+    if (int rc = shifts.start(s.control_loop()); rc != 0)
+      std::fprintf(stderr, "sluice: shifts: %s\n", uv_err_name(rc));
     if (control.start_watch(s.control_loop()) != 0)
       std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
     return true;
   });
   server.set_on_stop([&]() {
+    shifts.close();
     admin.close();
     control.close();
   });

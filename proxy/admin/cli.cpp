@@ -19,6 +19,7 @@
 
 #include "config/loader.h"
 #include "http/parser.h"
+#include "shift/cli.h"
 
 namespace sluice::admin {
 namespace {
@@ -32,6 +33,7 @@ const char* kClientUsage =
     "  rollback FN:ALIAS               move an alias back to its previous traffic map\n"
     "  publish FN                      publish FN's $LATEST as its next version number\n"
     "  reload                          re-read the config file now\n"
+    "  shift FN:ALIAS --to V [...]     progressive shift with automatic rollback (shift --help)\n"
     "\n"
     "client options:\n"
     "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
@@ -136,7 +138,8 @@ const char* client_usage() {
 }
 
 bool is_client_command(const std::string& c) {
-  return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload";
+  return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload" ||
+         c == "shift";  // proxy/shift/cli.h
 }
 
 std::optional<ClientResponse> http_call(const std::string& address, const std::string& method,
@@ -222,6 +225,7 @@ std::optional<ClientResponse> http_call(const std::string& address, const std::s
 
 int run_client_command(int argc, char** argv) {
   std::string cmd = argv[0];
+  if (cmd == "shift") return shift::run_shift_command(argc, argv);  // proxy/shift/cli.h
   std::vector<std::string> args;
   std::string admin, config_path, token_file;
   bool as_json = false;

@@ -293,7 +293,7 @@ TrafficMap Control::effective(const std::string& f, const std::string& a) const 
 }
 
 ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
-                             const std::string& actor) {
+                             const std::string& actor, const std::string& cause) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
@@ -333,7 +333,7 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
   Built b = build(file_, next);
   if (!b.table) return api_error(400, b.errors.front(), "traffic");
   std::vector<AuditEntry> audits;
-  if (map != old) audits.push_back({actor, "api", f, a, traffic_json(old), traffic_json(map)});
+  if (map != old) audits.push_back({actor, cause, f, a, traffic_json(old), traffic_json(map)});
   size_t depth = as.history.size();
   ApiResult c = commit(std::move(next), b.table, audits);
   if (c.status != 200) return c;

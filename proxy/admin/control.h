@@ -60,8 +60,10 @@ class Control {
   // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings).
   ApiResult reload(const std::string& cause);
   // Body {"traffic": {"3": 90, "4": 10}}. Answers once the change is durable and live.
+  // `cause` goes to the audit line ("api"; "shift" for progressive shifts, proxy/shift/).
   ApiResult set_alias(const std::string& function, const std::string& alias,
-                      const nlohmann::json& body, const std::string& actor);
+                      const nlohmann::json& body, const std::string& actor,
+                      const std::string& cause = "api");
   ApiResult rollback(const std::string& function, const std::string& alias,
                      const std::string& actor);
   // Publishes $LATEST as the function's next version number.

@@ -351,7 +351,9 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
   if (p.size() == 2 && p[1] == "status") {
     if (m != "GET") return method_not_allowed("GET");
     std::optional<observe::Snapshot> snap = live();
-    return json_reply({200, control_.status(snap ? &*snap : nullptr)});
+    json body = control_.status(snap ? &*snap : nullptr);
+    if (status_extension_) status_extension_(body);
+    return json_reply({200, std::move(body)});
   }
   if (p.size() == 2 && p[1] == "reload") {
     if (m != "POST") return method_not_allowed("POST");
@@ -375,6 +377,8 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
       return json_reply(control_.rollback(f, p[4], actor));
     }
   }
+  if (extension_)
+    if (std::optional<ApiResult> x = extension_(r, p, actor)) return json_reply(*x);
   return json_reply(api_error(404, "no such endpoint"));
 }
 

@@ -4,8 +4,11 @@
 
 #include <uv.h>
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <unordered_map>
 
@@ -58,6 +61,16 @@ class AdminServer {
   // Routes one request to the control plane. Runs synchronously on the control loop.
   Reply handle(const Request& request);
 
+  // Hooks for proxy/shift/ (progressive shifts): `extension` is asked, after the token check,
+  // about every /admin/... path handle() does not know (`path`: its segments); nullopt means
+  // not handled (404). `status_extension` adds to the GET /admin/status body.
+  using Extension = std::function<std::optional<ApiResult>(
+      const Request&, const std::vector<std::string>& path, const std::string& actor)>;
+  void set_extension(Extension e) { extension_ = std::move(e); }
+  void set_status_extension(std::function<void(nlohmann::json&)> f) {
+    status_extension_ = std::move(f);
+  }
+
   // Connection bookkeeping (AdminConn only).
   void erase(AdminConn* conn);
 
@@ -74,6 +87,8 @@ class AdminServer {
   std::string bound_;
   std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;
   bool closed_ = false;
+  Extension extension_;                                   // proxy/shift/ hook
+  std::function<void(nlohmann::json&)> status_extension_;  // proxy/shift/ hook
 };
 
 }  // namespace sluice::admin

@@ -44,8 +44,10 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
 }
 
 void append_hex(std::string& out, uint64_t v) {
-  static const char* kDigits = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(v >> shift) & 0xf]);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  char buf[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) buf[i] = kDigits[v & 0xf];
+  out.append(buf, sizeof buf);
 }
 
 }  // namespace

@@ -1,0 +1,377 @@
+// `sluice shift` client (see cli.h).
+#include "shift/cli.h"
+
+#include <poll.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "admin/cli.h"
+#include "config/loader.h"
+#include "config/values.h"
+#include "shift/plan.h"
+
+namespace sluice::shift {
+namespace {
+
+using nlohmann::json;
+
+const char* kUsage =
+    "usage:\n"
+    "  sluice shift FN:ALIAS --to VERSION [--steps 10,50,100] [--every 1m]\n"
+    "               [--max-error-rate 1%] [--max-p99 300ms] [--max-throttle-rate 1%]\n"
+    "               [--min-requests 100] [--compare-to-stable [--margin 10%]]\n"
+    "               [--pre-traffic URL] [--post-traffic URL] [--wait]\n"
+    "  sluice shift status FN:ALIAS\n"
+    "  sluice shift abort FN:ALIAS\n"
+    "\n"
+    "Walks the alias from its stable version (the one with the most traffic) to VERSION in\n"
+    "steps, judging the candidate's own figures every second; a guard breach rolls back at once,\n"
+    "passing every step promotes VERSION to 100%. --wait follows the shift and exits 0 on\n"
+    "promotion, 1 on rollback (printing why).\n"
+    "\n"
+    "client options: --admin HOST:PORT, -c FILE, --token-file FILE (else $SLUICE_TOKEN), --json\n";
+
+bool split_target(const std::string& s, std::string& f, std::string& a) {
+  size_t colon = s.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  f = s.substr(0, colon);
+  a = s.substr(colon + 1);
+  return true;
+}
+
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string figures_text(const json& f) {
+  if (!f.is_object()) return "-";
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%llu req, err %.2f%%, p99 %.1fms",
+                static_cast<unsigned long long>(f.value("requests", uint64_t{0})),
+                f.value("error_rate", 0.0) * 100.0, f.value("p99_ms", 0.0));
+  return buf;
+}
+
+void print_shift(const json& s) {
+  std::printf("shift %s:%s -> %s (stable %s): %s, step %s/%s at %s%%\n",
+              s.value("function", "?").c_str(), s.value("alias", "?").c_str(),
+              s.value("candidate", "?").c_str(), s.value("stable", "?").c_str(),
+              s.value("state", "?").c_str(), s["step"].dump().c_str(),
+              s["steps_total"].dump().c_str(), num_text(s.value("percent", 0.0)).c_str());
+  if (!s.value("reason", "").empty()) std::printf("  %s\n", s.value("reason", "").c_str());
+  if (s.contains("window"))
+    std::printf("  window: candidate %s | stable %s\n",
+                figures_text(s["window"]["candidate"]).c_str(),
+                figures_text(s["window"]["stable"]).c_str());
+  for (const json& r : s.value("history", json::array()))
+    std::printf("  step %s (%s%%): %-11s candidate %s | stable %s\n", r["step"].dump().c_str(),
+                num_text(r.value("percent", 0.0)).c_str(), r.value("outcome", "?").c_str(),
+                figures_text(r["candidate"]).c_str(), figures_text(r["stable"]).c_str());
+}
+
+bool read_token_file(const std::string& path, std::string& token, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read token file " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  token = ss.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return true;
+}
+
+struct Call {
+  std::string admin, token;
+  std::optional<admin::ClientResponse> run(const std::string& method, const std::string& target,
+                                           const std::string& body, std::string* err) const {
+    return admin::http_call(admin, method, target, token, body, err);
+  }
+};
+
+// The answer's JSON and whether it is a 2xx; prints the one-line reason otherwise.
+bool answer_ok(const admin::ClientResponse& r, json& doc) {
+  doc = json::parse(r.body, nullptr, false);
+  if (r.status >= 200 && r.status < 300 && !doc.is_discarded()) return true;
+  std::string reason = !doc.is_discarded() && doc.is_object() && doc.contains("error")
+                           ? doc["error"].get<std::string>()
+                           : "HTTP " + std::to_string(r.status);
+  std::fprintf(stderr, "sluice shift: %s (HTTP %d)\n", reason.c_str(), r.status);
+  return false;
+}
+
+int follow(const Call& call, const std::string& target, bool as_json) {
+  std::string last_line;
+  auto unreachable_since = std::chrono::steady_clock::now();
+  for (;;) {
+    std::string err;
+    std::optional<admin::ClientResponse> r = call.run("GET", target, "", &err);
+    if (!r) {
+      if (std::chrono::steady_clock::now() - unreachable_since > std::chrono::seconds(30)) {
+        std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
+        return 1;
+      }
+      ::poll(nullptr, 0, 250);
+      continue;
+    }
+    unreachable_since = std::chrono::steady_clock::now();
+    json s;
+    if (!answer_ok(*r, s)) return 1;
+    const std::string state = s.value("state", "?");
+    std::string line = "step " + s["step"].dump() + "/" + s["steps_total"].dump() + " (" +
+                       num_text(s.value("percent", 0.0)) + "%): " + s.value("reason", "");
+    if (state == "running" && line != last_line && !as_json) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+      last_line = line;
+    }
+    if (state != "running") {
+      if (as_json)
+        std::printf("%s\n", s.dump(2).c_str());
+      else
+        print_shift(s);
+      if (state == "promoted") return 0;
+      std::fprintf(stderr, "sluice shift: %s: %s\n", state.c_str(), s.value("reason", "").c_str());
+      return 1;
+    }
+    ::poll(nullptr, 0, 200);
+  }
+}
+
+}  // namespace
+
+const char* shift_usage() {
+  return kUsage;
+}
+
+bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool& wait,
+                          std::string* error) {
+  body = json::object();
+  json guard = json::object();
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i], v;
+    size_t eq = a.find('=');
+    bool inline_value = a.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    auto value = [&]() -> bool {
+      if (inline_value) return true;
+      if (i + 1 >= args.size()) {
+        *error = a + " needs a value";
+        return false;
+      }
+      v = args[++i];
+      return true;
+    };
+    auto rate = [&](const char* key) -> bool {
+      if (!value()) return false;
+      std::optional<double> r = parse_rate(v);
+      if (!r) {
+        *error =
+            a + ": expected a percentage such as 1% or a fraction such as 0.01 (got " + v + ")";
+        return false;
+      }
+      guard[key] = *r;
+      return true;
+    };
+    if (a == "--wait") {
+      wait = true;
+    } else if (a == "--compare-to-stable") {
+      body["compare_to_stable"] = true;
+    } else if (a == "--to") {
+      if (!value()) return false;
+      body["to"] = v == "LATEST" || v == "latest" ? "$LATEST" : v;
+    } else if (a == "--steps") {
+      if (!value()) return false;
+      json steps = json::array();
+      std::stringstream ss(v);
+      std::string part;
+      while (std::getline(ss, part, ',')) {
+        if (!part.empty() && part.back() == '%') part.pop_back();
+        char* end = nullptr;
+        double p = std::strtod(part.c_str(), &end);
+        if (part.empty() || !end || *end != '\0') {
+          *error = "--steps: expected percentages such as 10,50,100 (got " + v + ")";
+          return false;
+        }
+        steps.push_back(p);
+      }
+      body["steps"] = steps;
+    } else if (a == "--every" || a == "--hook-timeout") {
+      if (!value()) return false;
+      if (!config::parse_duration_ms(v)) {
+        *error = a + ": expected a duration such as 300ms or 1m (got " + v + ")";
+        return false;
+      }
+      body[a == "--every" ? "every" : "hook_timeout"] = v;
+    } else if (a == "--max-error-rate") {
+      if (!rate("max_error_rate")) return false;
+    } else if (a == "--max-throttle-rate") {
+      if (!rate("max_throttle_rate")) return false;
+    } else if (a == "--max-p99") {
+      if (!value()) return false;
+      if (!config::parse_duration_ms(v)) {
+        *error = "--max-p99: expected a duration such as 300ms (got " + v + ")";
+        return false;
+      }
+      guard["max_p99"] = v;
+    } else if (a == "--min-requests" || a == "--min-breach-requests") {
+      if (!value()) return false;
+      char* end = nullptr;
+      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || !end || *end != '\0' || v[0] == '-') {
+        *error = a + ": expected a count (got " + v + ")";
+        return false;
+      }
+      guard[a == "--min-requests" ? "min_requests" : "min_breach_requests"] = n;
+    } else if (a == "--margin") {
+      if (!value()) return false;
+      std::optional<double> r = parse_rate(v);
+      if (!r) {
+        *error = "--margin: expected a percentage such as 10% (got " + v + ")";
+        return false;
+      }
+      body["margin"] = *r;
+    } else if (a == "--pre-traffic" || a == "--post-traffic") {
+      if (!value()) return false;
+      body[a == "--pre-traffic" ? "pre_traffic" : "post_traffic"] = v;
+    } else {
+      *error = "unknown option " + a;
+      return false;
+    }
+  }
+  if (!guard.empty()) body["guard"] = guard;
+  if (!body.contains("to")) {
+    *error = "--to VERSION is required";
+    return false;
+  }
+  return true;
+}
+
+int run_shift_command(int argc, char** argv) {
+  std::vector<std::string> rest;
+  std::string admin_addr, config_path, token_file;
+  bool as_json = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const std::string& name, std::string& out) {
+      if (a == name && i + 1 < argc) {
+        out = argv[++i];
+        return true;
+      }
+      if (a.rfind(name + "=", 0) == 0) {
+        out = a.substr(name.size() + 1);
+        return true;
+      }
+      return false;
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--json") {
+      as_json = true;
+    } else if (value("--admin", admin_addr) || value("--token-file", token_file) ||
+               value("--config", config_path) || value("-c", config_path)) {
+    } else {
+      rest.push_back(a);
+    }
+  }
+  auto usage = [](const std::string& msg) {
+    std::fprintf(stderr, "sluice shift: %s\n\n%s", msg.c_str(), kUsage);
+    return 2;
+  };
+  std::string err;
+  Call call;
+  if (!config_path.empty()) {
+    config::LoadResult r = config::load_file(config_path);
+    if (!r.config) {
+      std::fprintf(stderr, "sluice shift: %s\n",
+                   r.errors.empty() ? "cannot load config" : r.errors[0].to_string().c_str());
+      return 1;
+    }
+    if (admin_addr.empty()) admin_addr = r.config->admin.address.text;
+    if (token_file.empty() && !r.config->admin.token_file.empty()) {
+      token_file = r.config->admin.token_file;
+      size_t slash = config_path.rfind('/');
+      if (token_file[0] != '/' && slash != std::string::npos)
+        token_file = config_path.substr(0, slash + 1) + token_file;
+    }
+  }
+  call.admin = admin_addr.empty() ? "127.0.0.1:9901" : admin_addr;
+  if (!token_file.empty()) {
+    if (!read_token_file(token_file, call.token, &err)) {
+      std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
+      return 1;
+    }
+  } else if (const char* env = std::getenv("SLUICE_TOKEN")) {
+    call.token = env;
+  }
+
+  if (rest.empty()) return usage("expected FN:ALIAS, status FN:ALIAS or abort FN:ALIAS");
+  std::string verb, f, a;
+  if ((rest[0] == "status" || rest[0] == "abort") && rest.size() == 2 &&
+      split_target(rest[1], f, a)) {
+    verb = rest[0];
+  } else if (split_target(rest[0], f, a)) {
+    verb = "start";
+  } else {
+    return usage("expected FN:ALIAS (e.g. checkout:prod), got " + rest[0]);
+  }
+  const std::string target = "/admin/functions/" + f + "/aliases/" + a + "/shift";
+
+  if (verb == "status" || verb == "abort") {
+    std::optional<admin::ClientResponse> r =
+        call.run(verb == "status" ? "GET" : "DELETE", target, "", &err);
+    if (!r) {
+      std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
+      return 1;
+    }
+    json doc;
+    if (!answer_ok(*r, doc)) return 1;
+    if (as_json)
+      std::printf("%s\n", doc.dump(2).c_str());
+    else
+      print_shift(doc);
+    return 0;
+  }
+
+  json body;
+  bool wait = false;
+  if (!shift_body_from_args({rest.begin() + 1, rest.end()}, body, wait, &err)) return usage(err);
+  std::optional<admin::ClientResponse> r = call.run("POST", target, body.dump(), &err);
+  if (!r) {
+    std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
+    return 1;
+  }
+  json doc;
+  if (!answer_ok(*r, doc)) return 1;
+  if (!wait) {
+    if (as_json)
+      std::printf("%s\n", doc.dump(2).c_str());
+    else
+      std::printf("shift of %s:%s to %s started from stable %s: step 1/%s at %s%%, every %s\n",
+                  f.c_str(), a.c_str(), doc.value("candidate", "?").c_str(),
+                  doc.value("stable", "?").c_str(), doc["steps_total"].dump().c_str(),
+                  num_text(doc.value("percent", 0.0)).c_str(),
+                  doc["plan"].value("every", "?").c_str());
+    return 0;
+  }
+  if (!as_json)
+    std::printf("shift of %s:%s to %s started from stable %s\n", f.c_str(), a.c_str(),
+                doc.value("candidate", "?").c_str(), doc.value("stable", "?").c_str());
+  return follow(call, target, as_json);
+}
+
+}  // namespace sluice::shift

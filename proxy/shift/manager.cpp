@@ -1,0 +1,656 @@
+// Progressive shifts on the control loop (see manager.h).
+#include "shift/manager.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "admin/cli.h"
+#include "admin/server.h"
+#include "config/values.h"
+
+namespace sluice::shift {
+namespace {
+
+using nlohmann::json;
+
+void log_line(const std::string& s) {
+  std::fprintf(stderr, "%s\n", s.c_str());
+  std::fflush(stderr);
+}
+
+const config::FunctionSpec* find_function(const config::Config& cfg, const std::string& f) {
+  for (const config::FunctionSpec& fn : cfg.functions)
+    if (fn.name == f) return &fn;
+  return nullptr;
+}
+
+const config::AliasSpec* find_alias(const config::Config& cfg, const std::string& f,
+                                    const std::string& a) {
+  if (const config::FunctionSpec* fn = find_function(cfg, f))
+    for (const config::AliasSpec& al : fn->aliases)
+      if (al.name == a) return &al;
+  return nullptr;
+}
+
+const config::VersionSpec* find_version(const config::FunctionSpec& fn, const std::string& v) {
+  if (v == config::kLatest) return fn.latest ? &*fn.latest : nullptr;
+  std::optional<uint32_t> n = config::parse_version_number(v);
+  if (!n) return nullptr;
+  auto it = fn.versions.find(*n);
+  return it == fn.versions.end() ? nullptr : &it->second;
+}
+
+std::string defined_list(const config::FunctionSpec& fn) {
+  std::string out;
+  for (const auto& [n, v] : fn.versions) out += (out.empty() ? "" : ", ") + std::to_string(n);
+  if (fn.latest) out += (out.empty() ? "" : ", ") + std::string(config::kLatest);
+  return out.empty() ? "none" : out;
+}
+
+std::string alias_name(const Shift& s) {
+  return s.function + ":" + s.alias;
+}
+
+json step_json(const StepRecord& r) {
+  json out = {{"step", r.index + 1},
+              {"percent", r.percent},
+              {"started", r.started},
+              {"outcome", r.outcome},
+              {"candidate", to_json(r.candidate)},
+              {"stable", to_json(r.stable)}};
+  if (!r.ended.empty()) out["ended"] = r.ended;
+  if (!r.reason.empty()) out["reason"] = r.reason;
+  return out;
+}
+
+StepRecord step_from_json(const json& j) {
+  StepRecord r;
+  r.index = j.value("step", size_t{1}) - 1;
+  r.percent = j.value("percent", 0.0);
+  r.started = j.value("started", "");
+  r.ended = j.value("ended", "");
+  r.outcome = j.value("outcome", "");
+  r.reason = j.value("reason", "");
+  if (j.contains("candidate")) r.candidate = figures_from_json(j["candidate"]);
+  if (j.contains("stable")) r.stable = figures_from_json(j["stable"]);
+  return r;
+}
+
+}  // namespace
+
+json to_json(const Shift& s, bool runtime) {
+  json steps = json::array();
+  for (const StepRecord& r : s.steps) steps.push_back(step_json(r));
+  json out = {{"function", s.function},
+              {"alias", s.alias},
+              {"candidate", s.plan.to},
+              {"stable", s.stable},
+              {"plan", to_json(s.plan)},
+              {"before", admin::traffic_json(s.before)},
+              {"step", s.step + 1},
+              {"steps_total", s.plan.steps.size()},
+              {"percent", s.plan.steps.empty() ? 0.0 : s.plan.steps[s.step]},
+              {"state", s.state},
+              {"reason", s.reason},
+              {"started", s.started},
+              {"started_by", s.actor},
+              {"history", steps}};
+  if (!s.finished.empty()) out["finished"] = s.finished;
+  if (runtime && s.state == "running") {
+    out["window"] = {{"candidate", to_json(s.last_candidate)}, {"stable", to_json(s.last_stable)}};
+    if (!s.notes.empty()) out["notes"] = s.notes;
+  }
+  return out;
+}
+
+bool from_json(const json& j, Shift& out) {
+  if (!j.is_object() || !j.contains("plan")) return false;
+  PlanError err;
+  std::optional<Plan> plan = parse_plan(j["plan"], &err);
+  if (!plan) return false;
+  out.plan = std::move(*plan);
+  out.function = j.value("function", "");
+  out.alias = j.value("alias", "");
+  out.stable = j.value("stable", "");
+  out.actor = j.value("started_by", "");
+  out.state = j.value("state", "");
+  out.reason = j.value("reason", "");
+  out.started = j.value("started", "");
+  out.finished = j.value("finished", "");
+  size_t step = j.value("step", size_t{1});
+  if (step == 0 || step > out.plan.steps.size()) return false;
+  out.step = step - 1;
+  out.before.clear();
+  if (j.contains("before") && j["before"].is_object())
+    for (auto it = j["before"].begin(); it != j["before"].end(); ++it)
+      if (it.value().is_number()) out.before.emplace_back(it.key(), it.value().get<double>());
+  out.before = admin::canonical(std::move(out.before));
+  out.steps.clear();
+  for (const json& r : j.value("history", json::array())) out.steps.push_back(step_from_json(r));
+  return !out.function.empty() && !out.alias.empty() && !out.stable.empty() && !out.state.empty();
+}
+
+admin::TrafficMap step_map(const Shift& s, size_t step) {
+  double p = s.plan.steps.at(step);
+  return admin::canonical({{s.stable, 100.0 - p}, {s.plan.to, p}});
+}
+
+int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std::string* error) {
+  if (url.rfind("http://", 0) != 0) {
+    *error = "not an http:// URL: " + url;
+    return 0;
+  }
+  std::string rest = url.substr(7);
+  size_t slash = rest.find('/');
+  std::string address = rest.substr(0, slash);
+  std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
+  std::optional<admin::ClientResponse> r = admin::http_call(
+      address, "POST", target, "", body.dump(), error, static_cast<int>(timeout_ms));
+  return r ? r->status : 0;
+}
+
+ShiftManager::ShiftManager(admin::Control& control, RegistryGetter registry, std::string state_dir,
+                           uint64_t check_every_ms)
+    : control_(control),
+      registry_(std::move(registry)),
+      state_dir_(std::move(state_dir)),
+      check_every_ms_(check_every_ms ? check_every_ms : kCheckEveryMs) {}
+
+ShiftManager::~ShiftManager() {
+  close();
+}
+
+void ShiftManager::attach(admin::AdminServer& admin) {
+  admin.set_extension([this](const admin::AdminServer::Request& r,
+                             const std::vector<std::string>& p,
+                             const std::string& actor) -> std::optional<admin::ApiResult> {
+    // /admin/functions/{f}/aliases/{a}/shift
+    if (p.size() == 6 && p[0] == "admin" && p[1] == "functions" && p[3] == "aliases" &&
+        p[5] == "shift")
+      return handle(r.method, p[2], p[4], r.body, actor);
+    if (p.size() == 2 && p[0] == "admin" && p[1] == "shifts") {
+      if (r.method != "GET")
+        return admin::api_error(405, r.method + " is not allowed here (allowed: GET)");
+      return admin::ApiResult{200, status()};
+    }
+    return std::nullopt;
+  });
+  admin.set_status_extension([this](json& body) { body["shifts"] = status()["shifts"]; });
+}
+
+int ShiftManager::start(uv_loop_t* loop) {
+  loop_ = loop;
+  timer_ = new uv_timer_t{};
+  int rc = uv_timer_init(loop, timer_);
+  if (rc != 0) {
+    delete timer_;
+    timer_ = nullptr;
+    return rc;
+  }
+  timer_->data = this;
+  load_and_resume(now_ms());
+  arm();
+  return 0;
+}
+
+void ShiftManager::close() {
+  if (!timer_) return;
+  uv_timer_stop(timer_);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(timer_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_ = nullptr;
+}
+
+uint64_t ShiftManager::now_ms() const {
+  return loop_ ? uv_now(loop_) : uv_hrtime() / 1000000;
+}
+
+std::optional<observe::Snapshot> ShiftManager::snapshot(uint64_t now) const {
+  const observe::Registry* reg = registry_ ? registry_() : nullptr;
+  if (!reg) return std::nullopt;
+  return reg->merged(now);
+}
+
+void ShiftManager::arm() {
+  if (!timer_) return;
+  uint64_t now = now_ms();
+  uint64_t at = next_tick_ms(now);
+  uv_timer_start(timer_, &ShiftManager::on_timer, at > now ? at - now : 1, 0);
+}
+
+void ShiftManager::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<ShiftManager*>(t->data);
+  self->tick(uv_now(t->loop));
+  self->arm();
+}
+
+uint64_t ShiftManager::next_tick_ms(uint64_t now) const {
+  uint64_t at = now + check_every_ms_;
+  for (const auto& [key, s] : shifts_) {
+    if (s.state != "running") continue;
+    uint64_t end = s.step_started_ms + s.plan.every_ms;
+    if (end > now && end < at) at = end;
+  }
+  return at;
+}
+
+admin::TrafficMap ShiftManager::current_map(const std::string& f, const std::string& a) const {
+  const config::AliasSpec* al = find_alias(control_.table()->config(), f, a);
+  return al ? admin::traffic_of(*al) : admin::TrafficMap{};
+}
+
+std::string ShiftManager::cannot_serve(const Shift& s) const {
+  const config::FunctionSpec* fn = find_function(control_.table()->config(), s.function);
+  if (!fn) return "function " + s.function + " is no longer defined";
+  const config::VersionSpec* v = find_version(*fn, s.plan.to);
+  if (!v) return "version " + s.plan.to + " is no longer defined";
+  if (v->endpoints.empty()) return "version " + s.plan.to + " has no endpoints";
+  return "";
+}
+
+bool ShiftManager::apply(const Shift& s, const admin::TrafficMap& map, std::string* error) {
+  admin::ApiResult r = control_.set_alias(
+      s.function, s.alias, json{{"traffic", admin::traffic_json(map)}}, "shift", "shift");
+  if (r.status == 200) return true;
+  *error = r.body.value("error", "HTTP " + std::to_string(r.status));
+  return false;
+}
+
+void ShiftManager::audit(const Shift& s, const std::string& event, const std::string& actor,
+                         const admin::TrafficMap& old_map, const admin::TrafficMap& new_map,
+                         const std::string& reason) {
+  json line = {
+      {"time", admin::now_rfc3339()},
+      {"actor", actor},
+      {"cause", "shift"},
+      {"function", s.function},
+      {"alias", s.alias},
+      {"old", admin::traffic_json(old_map)},
+      {"new", admin::traffic_json(new_map)},
+      {"event", event},
+      {"candidate", s.plan.to},
+      {"stable", s.stable},
+      {"step", s.step + 1},
+      {"percent", s.plan.steps[s.step]},
+      {"reason", reason},
+      {"figures", {{"candidate", to_json(s.last_candidate)}, {"stable", to_json(s.last_stable)}}}};
+  log_line("sluice: shift " + alias_name(s) + ": " + event + " (step " +
+           std::to_string(s.step + 1) + "/" + std::to_string(s.plan.steps.size()) + "): " + reason);
+  if (state_dir_.empty()) return;
+  std::string path = state_dir_ + "/audit.jsonl";
+  std::string text = line.dump() + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  bool ok = fd >= 0;
+  for (size_t off = 0; ok && off < text.size();) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) off += static_cast<size_t>(n);
+  }
+  // fsync: the decision is as durable as the traffic change written before it.
+  ok = ok && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) log_line("sluice: shift: cannot append to " + path + ": " + std::strerror(errno));
+}
+
+void ShiftManager::persist() {
+  if (state_dir_.empty()) return;
+  json doc = {{"shifts", json::array()}};
+  for (const auto& [key, s] : shifts_) doc["shifts"].push_back(to_json(s, false));
+  std::string err;
+  if (!admin::write_file_atomic(state_dir_ + "/shifts.json", doc.dump(1) + "\n", &err))
+    log_line("sluice: shift: cannot save state: " + err);
+}
+
+void ShiftManager::begin_step(Shift& s, size_t step, uint64_t now, const observe::Snapshot* snap) {
+  s.step = step;
+  s.step_started_ms = now;
+  s.candidate_window = SeriesWindow(snapshot_span_ms());
+  s.stable_window = SeriesWindow(snapshot_span_ms());
+  s.candidate_window.reset(now, snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr);
+  s.stable_window.reset(now, snap ? snap->find(s.function, s.alias, s.stable) : nullptr);
+  s.last_candidate = {};
+  s.last_stable = {};
+  s.notes.clear();
+  StepRecord r;
+  r.index = step;
+  r.percent = s.plan.steps[step];
+  r.started = admin::now_rfc3339();
+  r.outcome = "running";
+  s.steps.push_back(r);
+}
+
+uint64_t ShiftManager::snapshot_span_ms() const {
+  const observe::Registry* reg = registry_ ? registry_() : nullptr;
+  if (!reg) return 60000;
+  return reg->window().slot_ms * reg->window().slots;
+}
+
+admin::ApiResult ShiftManager::handle(const std::string& method, const std::string& f,
+                                      const std::string& a, const std::string& body,
+                                      const std::string& actor) {
+  if (method == "GET") return get(f, a);
+  if (method == "DELETE") return abort(f, a, actor);
+  if (method == "POST") {
+    json doc = json::parse(body, nullptr, false);
+    if (doc.is_discarded()) return admin::api_error(400, "the body is not valid JSON", "body");
+    return begin(f, a, doc, actor);
+  }
+  return admin::api_error(405, method + " is not allowed here (allowed: GET, POST, DELETE)");
+}
+
+admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a, const json& body,
+                                     const std::string& actor) {
+  const config::Config& cfg = control_.table()->config();
+  const config::FunctionSpec* fn = find_function(cfg, f);
+  if (!fn) return admin::api_error(404, "no function named " + f, "function");
+  if (!find_alias(cfg, f, a))
+    return admin::api_error(404, "function " + f + " has no alias named " + a, "alias");
+  Key key{f, a};
+  auto it = shifts_.find(key);
+  if (it != shifts_.end() && it->second.state == "running")
+    return admin::api_error(409,
+                            "a shift of " + f + ":" + a + " to version " + it->second.plan.to +
+                                " is already running (step " + std::to_string(it->second.step + 1) +
+                                "/" + std::to_string(it->second.plan.steps.size()) +
+                                "); abort it first",
+                            "alias");
+  PlanError perr;
+  std::optional<Plan> plan = parse_plan(body, &perr);
+  if (!plan) return admin::api_error(400, perr.message, perr.field);
+  const config::VersionSpec* cand = find_version(*fn, plan->to);
+  if (!cand)
+    return admin::api_error(
+        400,
+        "version " + plan->to + " of " + f + " is not defined (defined: " + defined_list(*fn) + ")",
+        "to");
+  if (cand->endpoints.empty())
+    return admin::api_error(400, "version " + plan->to + " has no endpoints", "to");
+
+  Shift s;
+  s.function = f;
+  s.alias = a;
+  s.actor = actor;
+  s.plan = std::move(*plan);
+  s.before = current_map(f, a);
+  double best = 0;
+  for (const auto& [v, w] : s.before)
+    if (v != s.plan.to && w > best) {
+      best = w;
+      s.stable = v;
+    }
+  if (s.stable.empty())
+    return admin::api_error(409,
+                            "alias " + f + ":" + a + " already sends all its traffic to version " +
+                                s.plan.to + "; there is no stable version to shift from",
+                            "to");
+  s.started = admin::now_rfc3339();
+
+  if (!s.plan.pre_traffic.empty()) {
+    std::string err;
+    json hook = {{"event", "pre_traffic"}, {"function", f},      {"alias", a},
+                 {"candidate", s.plan.to}, {"stable", s.stable}, {"plan", to_json(s.plan)}};
+    int status = post_json(s.plan.pre_traffic, hook, s.plan.hook_timeout_ms, &err);
+    if (status < 200 || status > 299)
+      return admin::api_error(
+          424,
+          "pre_traffic hook " + s.plan.pre_traffic + " " +
+              (status == 0 ? "did not answer: " + err
+                           : "answered " + std::to_string(status) + " (2xx needed)") +
+              "; the shift did not start",
+          "pre_traffic");
+  }
+
+  uint64_t now = now_ms();
+  std::optional<observe::Snapshot> snap = snapshot(now);
+  begin_step(s, 0, now, snap ? &*snap : nullptr);
+  std::string err;
+  admin::TrafficMap first = step_map(s, 0);
+  if (!apply(s, first, &err))
+    return admin::api_error(409, "cannot set the first step's traffic: " + err, "alias");
+  s.reason = "step 1 started";
+  audit(s, "start", actor, s.before, first,
+        "shift to " + s.plan.to + " from stable " + s.stable + " started");
+  Shift& stored = shifts_[key] = std::move(s);
+  persist();
+  arm();
+  return {200, to_json(stored, true)};
+}
+
+admin::ApiResult ShiftManager::get(const std::string& f, const std::string& a) const {
+  auto it = shifts_.find({f, a});
+  if (it == shifts_.end())
+    return admin::api_error(404, "no shift has run on " + f + ":" + a + " since the state began",
+                            "alias");
+  return {200, to_json(it->second, true)};
+}
+
+admin::ApiResult ShiftManager::abort(const std::string& f, const std::string& a,
+                                     const std::string& actor) {
+  auto it = shifts_.find({f, a});
+  if (it == shifts_.end() || it->second.state != "running")
+    return admin::api_error(404, "no shift is running on " + f + ":" + a, "alias");
+  Shift& s = it->second;
+  s.last_candidate = s.candidate_window.sample(now_ms(), nullptr);
+  finish(s, "aborted", "aborted by " + actor, actor);
+  return {200, to_json(s, true)};
+}
+
+json ShiftManager::status() const {
+  json list = json::array();
+  size_t running = 0;
+  for (const auto& [key, s] : shifts_) {
+    list.push_back(to_json(s, true));
+    running += s.state == "running";
+  }
+  return {{"running", running}, {"shifts", list}};
+}
+
+void ShiftManager::finish(Shift& s, const std::string& state, const std::string& reason,
+                          const std::string& actor) {
+  admin::TrafficMap old_map = current_map(s.function, s.alias);
+  admin::TrafficMap target = old_map;
+  std::string note;
+  if (state == "promoted") target = {{s.plan.to, 100.0}};
+  if (state == "rolled_back" || state == "aborted") target = s.before;
+  if (target != old_map) {
+    std::string err;
+    if (!apply(s, target, &err)) {
+      // The pre-shift map may name a version that is gone: fall back to all on stable.
+      admin::TrafficMap fallback = {{s.stable, 100.0}};
+      std::string err2;
+      if (state != "promoted" && apply(s, fallback, &err2)) {
+        target = fallback;
+        note = " (the pre-shift map could not be restored: " + err + "; stable " + s.stable +
+               " set to 100%)";
+      } else {
+        target = old_map;
+        note = " (traffic could not be changed: " + err + ")";
+      }
+    }
+  }
+  s.state = state;
+  s.reason = reason + note;
+  s.finished = admin::now_rfc3339();
+  if (!s.steps.empty() && s.steps.back().outcome == "running") {
+    StepRecord& r = s.steps.back();
+    r.ended = s.finished;
+    r.outcome = state == "promoted" ? "passed" : state;
+    r.reason = s.reason;
+    r.candidate = s.last_candidate;
+    r.stable = s.last_stable;
+  }
+  audit(s,
+        state == "promoted"      ? "promote"
+        : state == "rolled_back" ? "rollback"
+                                 : state,
+        actor, old_map, target, s.reason);
+  persist();
+  if (!s.plan.post_traffic.empty()) post_hook(s);
+}
+
+void ShiftManager::post_hook(const Shift& s) {
+  json body = to_json(s, false);
+  body["event"] = "post_traffic";
+  std::string url = s.plan.post_traffic;
+  uint64_t timeout = s.plan.hook_timeout_ms;
+  // Off the control loop: the outcome is already durable, the hook only informs.
+  std::thread([url, body, timeout]() {
+    std::string err;
+    int status = post_json(url, body, timeout, &err);
+    if (status < 200 || status > 299)
+      log_line("sluice: shift: post_traffic hook " + url + " " +
+               (status == 0 ? "failed: " + err : "answered " + std::to_string(status)));
+  }).detach();
+}
+
+void ShiftManager::tick(uint64_t now) {
+  std::optional<observe::Snapshot> snap;
+  bool any = false;
+  for (auto& [key, s] : shifts_) any |= s.state == "running";
+  if (!any) return;
+  snap = snapshot(now);
+  bool changed = false;
+  for (auto& [key, s] : shifts_) {
+    if (s.state != "running") continue;
+    admin::TrafficMap expected = step_map(s, s.step);
+    admin::TrafficMap actual = current_map(s.function, s.alias);
+    if (actual != expected) {
+      finish(s, "interrupted",
+             "the alias's traffic was changed outside the shift (now " +
+                 admin::traffic_text(actual) + ", expected " + admin::traffic_text(expected) +
+                 "); the shift stopped and left it as it is",
+             "shift");
+      changed = true;
+      continue;
+    }
+    const observe::SeriesSnapshot* cs = snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr;
+    const observe::SeriesSnapshot* ss = snap ? snap->find(s.function, s.alias, s.stable) : nullptr;
+    s.last_candidate = s.candidate_window.sample(now, cs);
+    s.last_stable = s.stable_window.sample(now, ss);
+    if (!s.steps.empty()) {
+      s.steps.back().candidate = s.last_candidate;
+      s.steps.back().stable = s.last_stable;
+    }
+    Observation o;
+    o.step = s.step;
+    o.step_started_ms = s.step_started_ms;
+    o.now_ms = now;
+    o.candidate = s.last_candidate;
+    if (ss || s.last_stable.requests > 0) o.stable = s.last_stable;
+    o.cannot_serve_why = cannot_serve(s);
+    o.candidate_can_serve = o.cannot_serve_why.empty();
+    Decision d = judge(s.plan, o);
+    s.notes = d.notes;
+    switch (d.verdict) {
+      case Verdict::kHold:
+        s.reason = d.reason;
+        break;
+      case Verdict::kRollback:
+        finish(s, "rolled_back", d.reason, "shift");
+        changed = true;
+        break;
+      case Verdict::kPromote: {
+        s.steps.back().reason = d.reason;
+        finish(s, "promoted", d.reason, "shift");
+        changed = true;
+        break;
+      }
+      case Verdict::kAdvance: {
+        StepRecord& r = s.steps.back();
+        r.ended = admin::now_rfc3339();
+        r.outcome = "passed";
+        r.reason = d.reason;
+        admin::TrafficMap old_map = step_map(s, s.step);
+        size_t next = s.step + 1;
+        Figures cand = s.last_candidate, stable = s.last_stable;
+        begin_step(s, next, now, snap ? &*snap : nullptr);
+        std::string err;
+        admin::TrafficMap new_map = step_map(s, next);
+        if (!apply(s, new_map, &err)) {
+          s.steps.back().outcome = "running";
+          finish(s, "rolled_back", "cannot set step " + std::to_string(next + 1) + ": " + err,
+                 "shift");
+        } else {
+          s.reason = "step " + std::to_string(next + 1) + " started";
+          Figures keep_c = s.last_candidate, keep_s = s.last_stable;
+          s.last_candidate = cand;  // the audit line carries the figures that decided
+          s.last_stable = stable;
+          audit(s, "advance", "shift", old_map, new_map, d.reason);
+          s.last_candidate = keep_c;
+          s.last_stable = keep_s;
+        }
+        changed = true;
+        break;
+      }
+    }
+  }
+  if (changed) persist();
+}
+
+void ShiftManager::load_and_resume(uint64_t now) {
+  if (state_dir_.empty()) return;
+  std::string path = state_dir_ + "/shifts.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;  // no shift has run yet
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json doc = json::parse(ss.str(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    log_line("sluice: shift: " + path + " does not parse; shifts in it are ignored");
+    return;
+  }
+  for (const json& j : doc.value("shifts", json::array())) {
+    Shift s;
+    if (!from_json(j, s)) {
+      log_line("sluice: shift: ignoring an unreadable entry in " + path);
+      continue;
+    }
+    Key key{s.function, s.alias};
+    Shift& stored = shifts_[key] = std::move(s);
+    if (stored.state != "running") continue;
+    stored.step_started_ms = now;
+    stored.candidate_window = SeriesWindow(snapshot_span_ms());
+    stored.stable_window = SeriesWindow(snapshot_span_ms());
+    std::optional<observe::Snapshot> snap = snapshot(now);
+    stored.candidate_window.reset(
+        now, snap ? snap->find(stored.function, stored.alias, stored.plan.to) : nullptr);
+    stored.stable_window.reset(
+        now, snap ? snap->find(stored.function, stored.alias, stored.stable) : nullptr);
+    if (!find_alias(control_.table()->config(), stored.function, stored.alias)) {
+      finish(stored, "interrupted", "alias " + alias_name(stored) + " no longer exists", "shift");
+      continue;
+    }
+    std::string why = cannot_serve(stored);
+    if (!why.empty()) {
+      finish(stored, "rolled_back", "after restart the candidate cannot serve: " + why, "shift");
+      continue;
+    }
+    admin::TrafficMap expected = step_map(stored, stored.step);
+    admin::TrafficMap actual = current_map(stored.function, stored.alias);
+    if (actual != expected) {
+      finish(stored, "interrupted",
+             "after restart the alias's traffic is " + admin::traffic_text(actual) +
+                 ", not the shift's step map " + admin::traffic_text(expected) +
+                 " (the config file changed it)",
+             "shift");
+      continue;
+    }
+    if (!stored.steps.empty() && stored.steps.back().outcome == "running")
+      stored.steps.back().started = admin::now_rfc3339();
+    stored.reason =
+        "resumed after restart at step " + std::to_string(stored.step + 1) + " with a fresh window";
+    audit(stored, "resume", "shift", actual, actual, stored.reason);
+  }
+  persist();
+}
+
+}  // namespace sluice::shift

@@ -1,0 +1,149 @@
+// Runs progressive shifts on the control loop: walks an alias from its stable version to a
+// candidate in weight steps through the Control (audit cause "shift"), judges the candidate's
+// window figures once a second and at each step's end, rolls back (restores the pre-shift map)
+// or promotes (candidate 100%), and persists every shift in <state dir>/shifts.json so a restart
+// resumes it at the same step with a fresh window. Control-loop thread only.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "admin/control.h"
+#include "admin/state.h"
+#include "observe/stats.h"
+#include "shift/plan.h"
+#include "shift/window.h"
+
+namespace sluice::admin {
+class AdminServer;
+}
+
+namespace sluice::shift {
+
+inline constexpr uint64_t kCheckEveryMs = 1000;
+
+// One step's record: what traffic it set and the figures it was judged on.
+struct StepRecord {
+  size_t index = 0;
+  double percent = 0;
+  std::string started;  // RFC 3339
+  std::string ended;    // empty while running
+  std::string outcome;  // "running", "passed", "rolled_back", "aborted", "interrupted"
+  std::string reason;
+  Figures candidate, stable;
+};
+
+// One shift of one alias, running or finished.
+struct Shift {
+  std::string function, alias, actor;
+  Plan plan;
+  std::string stable;             // the version with the most traffic at the start
+  admin::TrafficMap before;       // the pre-shift map, restored on rollback
+  size_t step = 0;                // index into plan.steps
+  std::string state = "running";  // "running", "promoted", "rolled_back", "aborted", "interrupted"
+  std::string reason;             // why it ended (or what it waits for while running)
+  std::string started, finished;  // RFC 3339
+  std::vector<StepRecord> steps;
+  // Runtime only (a restart starts a fresh window):
+  uint64_t step_started_ms = 0;
+  SeriesWindow candidate_window, stable_window;
+  Figures last_candidate, last_stable;
+  std::vector<std::string> notes;  // compare_to_stable forgiveness, latest first
+};
+
+nlohmann::json to_json(const Shift& s, bool runtime);
+// Fills the durable part of `out`; false if the document is not a shift.
+bool from_json(const nlohmann::json& j, Shift& out);
+
+// The traffic map a step sets: {stable: 100 - percent, candidate: percent}.
+admin::TrafficMap step_map(const Shift& s, size_t step);
+
+class ShiftManager {
+ public:
+  using RegistryGetter = std::function<const observe::Registry*()>;
+
+  // `control` outlives this manager. `registry` is asked on each tick (nullptr: no figures yet).
+  // `state_dir`: where shifts.json lives ("" = in memory only).
+  ShiftManager(admin::Control& control, RegistryGetter registry, std::string state_dir,
+               uint64_t check_every_ms = kCheckEveryMs);
+  ~ShiftManager();
+  ShiftManager(const ShiftManager&) = delete;
+  ShiftManager& operator=(const ShiftManager&) = delete;
+
+  // Routes /admin/functions/{f}/aliases/{a}/shift to handle() and adds "shifts" to
+  // /admin/status. `admin` must outlive this manager or be closed first.
+  void attach(admin::AdminServer& admin);
+
+  // Loads shifts.json, resumes running shifts (or rolls back those whose candidate is gone) and
+  // starts the check timer on `loop`. Returns a libuv error code (0 on success).
+  int start(uv_loop_t* loop);
+  // Stops and closes the timer (its close callback frees it). Running shifts stay persisted as
+  // running, so the next start resumes them. Safe to call twice.
+  void close();
+
+  // POST (start), GET (progress), DELETE (abort and roll back).
+  admin::ApiResult handle(const std::string& method, const std::string& function,
+                          const std::string& alias, const std::string& body,
+                          const std::string& actor);
+  admin::ApiResult begin(const std::string& function, const std::string& alias,
+                         const nlohmann::json& body, const std::string& actor);
+  admin::ApiResult get(const std::string& function, const std::string& alias) const;
+  admin::ApiResult abort(const std::string& function, const std::string& alias,
+                         const std::string& actor);
+  // {"running": n, "shifts": [...]} for /admin/status.
+  nlohmann::json status() const;
+
+  // One judgement pass over every running shift at `now_ms` (the timer calls it; tests too).
+  void tick(uint64_t now_ms);
+  // Earliest time a running shift wants the next tick (step end), capped by the check interval.
+  uint64_t next_tick_ms(uint64_t now_ms) const;
+
+  const std::map<std::pair<std::string, std::string>, Shift>& shifts() const { return shifts_; }
+
+ private:
+  using Key = std::pair<std::string, std::string>;
+  uint64_t now_ms() const;
+  uint64_t snapshot_span_ms() const;  // the registry's window span (60 s by default)
+  std::optional<observe::Snapshot> snapshot(uint64_t now_ms) const;
+  // Sets `map` on the alias through the Control (cause "shift"). false + `error` if refused.
+  bool apply(const Shift& s, const admin::TrafficMap& map, std::string* error);
+  void begin_step(Shift& s, size_t step, uint64_t now_ms, const observe::Snapshot* snap);
+  // Ends a shift: `state` "rolled_back"/"aborted" restore s.before, "promoted" sets the
+  // candidate to 100%, "interrupted" leaves traffic as it is.
+  void finish(Shift& s, const std::string& state, const std::string& reason,
+              const std::string& actor);
+  // Why the candidate cannot serve in the running config, or "" if it can.
+  std::string cannot_serve(const Shift& s) const;
+  admin::TrafficMap current_map(const std::string& f, const std::string& a) const;
+  void audit(const Shift& s, const std::string& event, const std::string& actor,
+             const admin::TrafficMap& old_map, const admin::TrafficMap& new_map,
+             const std::string& reason);
+  void persist();
+  void load_and_resume(uint64_t now_ms);
+  void post_hook(const Shift& s);
+  void arm();
+  static void on_timer(uv_timer_t* t);
+
+  admin::Control& control_;  // outlives this manager (see constructor)
+  RegistryGetter registry_;
+  std::string state_dir_;
+  uint64_t check_every_ms_;
+  std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished
+  uv_loop_t* loop_ = nullptr;
+  uv_timer_t* timer_ = nullptr;  // freed by its close callback
+};
+
+// POSTs `body` to an http://HOST:PORT/path URL within `timeout_ms`; the HTTP status, or 0 with
+// `error` if there was no answer.
+int post_json(const std::string& url, const nlohmann::json& body, uint64_t timeout_ms,
+              std::string* error);
+
+}  // namespace sluice::shift

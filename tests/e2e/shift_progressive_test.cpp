@@ -1,0 +1,540 @@
+// e2e tests of progressive shifts: the real binary walks an alias through 300 ms steps under a
+// bounded load, promoting a healthy candidate and rolling back a failing, slow, dead or
+// aborted one; a second shift gets 409; a shift survives kill -9; hooks; the CLI.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "admin_test_util.h"
+#include "e2e.h"
+
+namespace sluice::e2e {
+namespace {
+
+using admin::api;
+using admin::ApiReply;
+using nlohmann::json;
+
+// A thread-per-connection keep-alive HTTP/1.1 server on 127.0.0.1:0 whose behaviour the test
+// steers: every `fail_every`-th request answers 500, each answer waits `delay_ms`, and `status`
+// is the normal status. Answers name the server in x-upstream and record request bodies.
+class ScriptedUpstream {
+ public:
+  explicit ScriptedUpstream(std::string name) : name_(std::move(name)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listen_fd_, 128) != 0)
+      return;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~ScriptedUpstream() { stop(); }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  size_t requests() const { return requests_.load(); }
+  std::vector<std::string> bodies() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bodies_;
+  }
+  // Stops accepting and closes every connection: afterwards connects are refused.
+  void stop() {
+    if (stopping_.exchange(true)) return;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(listen_fd_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  std::atomic<int> fail_every{0};
+  std::atomic<int> delay_ms{0};
+  std::atomic<int> status{200};
+
+ private:
+  void accept_loop() {
+    while (!stopping_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) {
+        ::close(fd);
+        break;
+      }
+      fds_.push_back(fd);
+      threads_.emplace_back([this, fd] { serve(fd); });
+    }
+  }
+
+  void serve(int fd) {
+    std::string buf;
+    char tmp[16384];
+    for (;;) {
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0) return;  // the fd is closed by stop() or left to the peer
+        buf.append(tmp, static_cast<size_t>(n));
+      }
+      std::string head = to_lower(buf.substr(0, end));
+      buf.erase(0, end + 4);
+      size_t body_len = 0;
+      size_t cl = head.find("content-length:");
+      if (cl != std::string::npos) body_len = std::stoul(head.substr(cl + 15));
+      while (buf.size() < body_len) {
+        ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0) return;
+        buf.append(tmp, static_cast<size_t>(n));
+      }
+      std::string body = buf.substr(0, body_len);
+      buf.erase(0, body_len);
+      size_t n = ++requests_;
+      if (!body.empty()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        bodies_.push_back(body);
+      }
+      if (int d = delay_ms.load(); d > 0) ::poll(nullptr, 0, d);
+      int every = fail_every.load();
+      int code = every > 0 && n % static_cast<size_t>(every) == 0 ? 500 : status.load();
+      std::string text = "hello from " + name_ + "\n";
+      std::string resp = "HTTP/1.1 " + std::to_string(code) + " X\r\nx-upstream: " + name_ +
+                         "\r\ncontent-length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
+      if (::send(fd, resp.data(), resp.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(resp.size()))
+        return;
+    }
+  }
+
+  std::string name_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> requests_{0};
+  mutable std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  std::vector<std::string> bodies_;
+  std::thread acceptor_;
+};
+
+// Client threads sending GET / as fast as they can (bounded to 60 s), counting who answered.
+class Load {
+ public:
+  Load(const Sluice& s, int threads = 2) {
+    std::string url = s.url("/");
+    for (int i = 0; i < threads; ++i)
+      threads_.emplace_back([this, url] {
+        CurlClient curl;
+        auto start = std::chrono::steady_clock::now();
+        while (!stop_ && elapsed_ms(start) < 60000) {
+          HttpResult r = curl.get(url);
+          std::lock_guard<std::mutex> lock(mu_);
+          ++hits_[r.status == 200 ? r.header("x-upstream") : "status-" + std::to_string(r.status)];
+        }
+      });
+  }
+  ~Load() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (std::thread& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  std::map<std::string, int> hits() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hits_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::map<std::string, int> hits_;
+  std::vector<std::thread> threads_;
+};
+
+// "shop" with version 1 (stable) and 2 (candidate), alias live = {1: 100}, admin on port 0.
+std::string shift_config(const std::string& v1, const std::string& v2,
+                         const std::string& state_dir = "") {
+  std::string out = "workers = 2\n[listen]\naddress = \"127.0.0.1:0\"\n";
+  out += "[admin]\naddress = \"127.0.0.1:0\"\n";
+  if (!state_dir.empty()) out += "[state]\ndir = \"" + state_dir + "\"\n";
+  out += "[log]\naccess = \"off\"\n";
+  out += "[functions.shop.versions.1]\nendpoints = [\"" + v1 + "\"]\n";
+  out += "[functions.shop.versions.2]\nendpoints = [\"" + v2 + "\"]\n";
+  out += "[functions.shop.aliases.live]\ntraffic = { \"1\" = 100 }\n";
+  out += "[[routes]]\ntarget = \"shop:live\"\n";
+  return out;
+}
+
+const char* kShiftPath = "/admin/functions/shop/aliases/live/shift";
+
+// Polls GET .../shift until the shift is no longer running; its last body.
+json wait_finished(CurlClient& curl, uint16_t port, int timeout_ms) {
+  json last;
+  poll_until(
+      [&] {
+        ApiReply r = api(curl, port, "GET", kShiftPath);
+        last = r.body;
+        return r.status == 200 && last.value("state", "") != "running";
+      },
+      timeout_ms);
+  return last;
+}
+
+std::vector<json> audit_lines(const std::string& dir) {
+  std::vector<json> out;
+  std::ifstream in(dir + "/audit.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line, nullptr, false));
+  return out;
+}
+
+std::vector<std::string> shift_events(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const json& j : audit_lines(dir))
+    if (j.contains("event")) out.push_back(j["event"].get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a healthy candidate is promoted to 100% through every step with figures recorded") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  TempDir state;
+  Sluice s(shift_config(stable.address(), cand.address(), state.path()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  Load load(s);
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   R"({"to":"2","steps":[10,50,100],"every":"300ms",
+                       "guard":{"max_error_rate":0.01,"max_p99":"500ms","min_requests":5}})");
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  CHECK(r.body["stable"] == "1");
+  CHECK(r.body["candidate"] == "2");
+  CHECK(r.body["state"] == "running");
+
+  json done = wait_finished(curl, port, 15000);
+  load.stop();
+  CAPTURE(done.dump());
+  CAPTURE(stderr_tail(s));
+  CHECK(done["state"] == "promoted");
+  REQUIRE(done["history"].size() == 3);
+  double percents[] = {10, 50, 100};
+  for (size_t i = 0; i < 3; ++i) {
+    const json& h = done["history"][i];
+    CAPTURE(i);
+    CHECK(h["percent"].get<double>() == percents[i]);
+    CHECK(h["outcome"] == "passed");
+    CHECK(h["candidate"]["requests"].get<uint64_t>() >= 5);
+    CHECK(h["candidate"]["error_rate"].get<double>() == 0.0);
+    if (i < 2) CHECK(h["stable"]["requests"].get<uint64_t>() > 0);
+  }
+  ApiReply st = api(curl, port, "GET", "/admin/status");
+  CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json{{"2", 100}});
+  CHECK(st.body["shifts"][0]["state"] == "promoted");
+  std::map<std::string, int> after = admin::who_answers(s, 50);
+  CHECK(after["cand"] == 50);
+  CHECK(shift_events(state.path()) ==
+        std::vector<std::string>{"start", "advance", "advance", "promote"});
+  // The decision lines carry the figures that decided them.
+  for (const json& j : audit_lines(state.path()))
+    if (j.value("event", "") == "advance") {
+      CHECK(j["cause"] == "shift");
+      CHECK(j["figures"]["candidate"]["requests"].get<uint64_t>() >= 5);
+    }
+}
+
+TEST_CASE("a candidate failing 20% is rolled back within a second and stable takes all traffic") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  cand.fail_every = 5;
+  TempDir state;
+  Sluice s(shift_config(stable.address(), cand.address(), state.path()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  Load load(s);
+  auto start = std::chrono::steady_clock::now();
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   R"({"to":"2","steps":[20,50,100],"every":"30s",
+                       "guard":{"max_error_rate":"1%","min_requests":100}})");
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  json done = wait_finished(curl, port, 10000);
+  long took_ms = elapsed_ms(start);
+  load.stop();
+  CAPTURE(done.dump());
+  CHECK(done["state"] == "rolled_back");
+  CHECK(done["reason"].get<std::string>().find("candidate error rate") == 0);
+  CHECK(done["history"][0]["outcome"] == "rolled_back");
+  CHECK(done["history"][0]["candidate"]["errors"].get<uint64_t>() > 0);
+  // A breach needs 10 candidate requests (a few ms under this load), then the next check (at
+  // most 1 s) rolls back.
+  CHECK(took_ms < 2000);
+  std::map<std::string, int> after = admin::who_answers(s, 200);
+  CHECK(after["stable"] == 200);
+  ApiReply st = api(curl, port, "GET", "/admin/status");
+  CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json{{"1", 100}});
+  CHECK(shift_events(state.path()) == std::vector<std::string>{"start", "rollback"});
+}
+
+TEST_CASE("a candidate whose p99 exceeds the limit is rolled back") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  cand.delay_ms = 120;
+  Sluice s(shift_config(stable.address(), cand.address()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  Load load(s, 4);
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   R"({"to":"2","steps":[50,100],"every":"30s",
+                       "guard":{"max_p99":"60ms","min_requests":100}})");
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  json done = wait_finished(curl, port, 10000);
+  load.stop();
+  CAPTURE(done.dump());
+  CHECK(done["state"] == "rolled_back");
+  CHECK(done["reason"].get<std::string>().find("candidate p99") == 0);
+  CHECK(done["history"][0]["candidate"]["p99_ms"].get<double>() > 100.0);
+}
+
+TEST_CASE("a candidate with too few requests does not advance; abort rolls back; a second "
+          "shift gets 409") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  TempDir state;
+  Sluice s(shift_config(stable.address(), cand.address(), state.path()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   R"({"to":"2","steps":[10,100],"every":"300ms","guard":{"min_requests":1000}})");
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  admin::who_answers(s, 40);  // a little traffic, far below min_requests
+
+  ApiReply again = api(curl, port, "POST", kShiftPath, R"({"to":"2"})");
+  CHECK(again.status == 409);
+  CHECK(again.body["error"].get<std::string>().find("already running") != std::string::npos);
+
+  ::poll(nullptr, 0, 1500);  // five step intervals
+  ApiReply g = api(curl, port, "GET", kShiftPath);
+  CAPTURE(g.raw);
+  CHECK(g.body["state"] == "running");
+  CHECK(g.body["step"] == 1);
+  CHECK(g.body["reason"].get<std::string>().find("waiting for min_requests") == 0);
+  ApiReply st = api(curl, port, "GET", "/admin/status");
+  CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json({{"1", 90}, {"2", 10}}));
+
+  ApiReply ab = api(curl, port, "DELETE", kShiftPath);
+  CHECK(ab.status == 200);
+  CHECK(ab.body["state"] == "aborted");
+  st = api(curl, port, "GET", "/admin/status");
+  CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json{{"1", 100}});
+  CHECK(admin::who_answers(s, 50)["stable"] == 50);
+  CHECK(api(curl, port, "DELETE", kShiftPath).status == 404);
+  CHECK(shift_events(state.path()) == std::vector<std::string>{"start", "aborted"});
+
+  SUBCASE("a finished shift allows a new one") {
+    CHECK(api(curl, port, "POST", kShiftPath, R"({"to":"2","every":"1m"})").status == 200);
+  }
+}
+
+TEST_CASE("a candidate whose endpoints all die mid-shift is rolled back") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  Sluice s(shift_config(stable.address(), cand.address()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  Load load(s);
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   R"({"to":"2","steps":[30,100],"every":"30s","guard":{"min_requests":10}})");
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  ::poll(nullptr, 0, 1200);
+  ApiReply g = api(curl, port, "GET", kShiftPath);
+  CHECK(g.body["state"] == "running");
+  cand.stop();
+  json done = wait_finished(curl, port, 10000);
+  load.stop();
+  CAPTURE(done.dump());
+  CHECK(done["state"] == "rolled_back");
+  CHECK(done["reason"].get<std::string>().find("candidate error rate") == 0);
+  CHECK(admin::who_answers(s, 50)["stable"] == 50);
+}
+
+TEST_CASE("a shift survives kill -9: the restarted process resumes it at the same step") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  TempDir state;
+  const std::string cfg = shift_config(stable.address(), cand.address(), state.path());
+  int step_at_kill = 0;
+  {
+    Sluice s(cfg);
+    REQUIRE_MESSAGE(s.started(), s.error());
+    uint16_t port = admin::admin_port(s);
+    CurlClient curl;
+    Load load(s);
+    ApiReply r = api(curl, port, "POST", kShiftPath,
+                     R"({"to":"2","steps":[10,50,100],"every":"1s","guard":{"min_requests":5}})");
+    REQUIRE_MESSAGE(r.status == 200, r.raw);
+    REQUIRE(poll_until([&] { return api(curl, port, "GET", kShiftPath).body["step"] == 2; },
+                       10000));
+    REQUIRE(s.signal(SIGKILL));
+    s.wait_exit(5000);
+    load.stop();
+    step_at_kill = 2;
+  }
+  Sluice s2(cfg);
+  REQUIRE_MESSAGE(s2.started(), s2.error());
+  uint16_t port = admin::admin_port(s2);
+  CurlClient curl;
+  ApiReply g = api(curl, port, "GET", kShiftPath);
+  CAPTURE(g.raw);
+  CHECK(g.body["state"] == "running");
+  CHECK(g.body["step"] == step_at_kill);
+  CHECK(g.body["reason"].get<std::string>().find("resumed after restart at step 2") == 0);
+  ApiReply st = api(curl, port, "GET", "/admin/status");
+  CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json({{"1", 50}, {"2", 50}}));
+  CHECK(shift_events(state.path()).back() == "resume");
+
+  SUBCASE("and carries on to promotion") {
+    Load load(s2);
+    json done = wait_finished(curl, port, 15000);
+    load.stop();
+    CHECK(done["state"] == "promoted");
+  }
+}
+
+TEST_CASE("a shift whose candidate is gone after a restart is rolled back and says so") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  TempDir state;
+  {
+    Sluice s(shift_config(stable.address(), cand.address(), state.path()));
+    REQUIRE_MESSAGE(s.started(), s.error());
+    CurlClient curl;
+    REQUIRE(api(curl, admin::admin_port(s), "POST", kShiftPath, R"({"to":"2","every":"1m"})")
+                .status == 200);
+    REQUIRE(s.signal(SIGKILL));
+    s.wait_exit(5000);
+  }
+  // Same file without version 2 (and the alias back on 1 only).
+  std::string cfg = shift_config(stable.address(), cand.address(), state.path());
+  size_t v2 = cfg.find("[functions.shop.versions.2]");
+  size_t v2_end = cfg.find("[functions.shop.aliases.live]");
+  cfg.erase(v2, v2_end - v2);
+  Sluice s2(cfg);
+  REQUIRE_MESSAGE(s2.started(), s2.error());
+  CurlClient curl;
+  ApiReply g = api(curl, admin::admin_port(s2), "GET", kShiftPath);
+  CAPTURE(g.raw);
+  CHECK(g.body["state"] != "running");
+  CHECK(admin::who_answers(s2, 20)["stable"] == 20);
+}
+
+TEST_CASE("shift requests are validated and name the field") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  Sluice s(shift_config(stable.address(), cand.address()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  ApiReply r = api(curl, port, "POST", kShiftPath, R"({"to":"9"})");
+  CHECK(r.status == 400);
+  CHECK(r.body["field"] == "to");
+  r = api(curl, port, "POST", kShiftPath, R"({"to":"2","guard":{"max_p99":"quick"}})");
+  CHECK(r.status == 400);
+  CHECK(r.body["field"] == "guard.max_p99");
+  r = api(curl, port, "POST", "/admin/functions/shop/aliases/nope/shift", R"({"to":"2"})");
+  CHECK(r.status == 404);
+  CHECK(api(curl, port, "GET", kShiftPath).status == 404);
+  CHECK(api(curl, port, "PUT", kShiftPath, "{}").status == 405);
+}
+
+TEST_CASE("the pre_traffic hook must answer 2xx for the shift to start; post_traffic gets the "
+          "outcome") {
+  ScriptedUpstream stable("stable"), cand("cand"), hook("hook");
+  Sluice s(shift_config(stable.address(), cand.address()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  hook.status = 503;
+  std::string url = "http://" + hook.address() + "/hook";
+  ApiReply r = api(curl, port, "POST", kShiftPath,
+                   json{{"to", "2"}, {"every", "1m"}, {"pre_traffic", url}}.dump());
+  CHECK(r.status == 424);
+  CHECK(r.body["field"] == "pre_traffic");
+  CHECK(api(curl, port, "GET", kShiftPath).status == 404);
+  CHECK(admin::who_answers(s, 20)["stable"] == 20);
+
+  hook.status = 200;
+  r = api(curl, port, "POST", kShiftPath,
+          json{{"to", "2"}, {"every", "1m"}, {"pre_traffic", url}, {"post_traffic", url}}.dump());
+  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  CHECK(api(curl, port, "DELETE", kShiftPath).status == 200);
+  REQUIRE(poll_until([&] { return hook.bodies().size() >= 3; }, 5000));
+  std::vector<std::string> bodies = hook.bodies();
+  CHECK(json::parse(bodies[1])["event"] == "pre_traffic");
+  json post = json::parse(bodies[2]);
+  CHECK(post["event"] == "post_traffic");
+  CHECK(post["state"] == "aborted");
+}
+
+TEST_CASE("sluice shift --wait exits 0 on promotion and 1 on rollback, printing why") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  Sluice s(shift_config(stable.address(), cand.address()));
+  REQUIRE_MESSAGE(s.started(), s.error());
+  const std::string admin_opt = "--admin 127.0.0.1:" + std::to_string(admin::admin_port(s));
+  Load load(s);
+  admin::CliRun ok = admin::run_cli("shift shop:live --to 2 --steps 50,100 --every 300ms "
+                                    "--max-error-rate 1% --max-p99 500ms --min-requests 5 --wait " +
+                                    admin_opt);
+  CAPTURE(ok.out);
+  CAPTURE(ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("promoted") != std::string::npos);
+
+  admin::CliRun st = admin::run_cli("shift status shop:live " + admin_opt);
+  CHECK(st.exit_code == 0);
+  CHECK(st.out.find("promoted") != std::string::npos);
+
+  // Back to 1 and shift to a failing 2.
+  CurlClient curl;
+  REQUIRE(api(curl, admin::admin_port(s), "PUT", "/admin/functions/shop/aliases/live",
+              admin::traffic_body("1", 100))
+              .status == 200);
+  cand.fail_every = 2;
+  admin::CliRun bad = admin::run_cli(
+      "shift shop:live --to 2 --every 30s --max-error-rate 1% --min-requests 50 --wait " +
+      admin_opt);
+  load.stop();
+  CAPTURE(bad.out);
+  CAPTURE(bad.err);
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("rolled_back: candidate error rate") != std::string::npos);
+
+  admin::CliRun usage = admin::run_cli("shift shop:live --every 1m " + admin_opt);
+  CHECK(usage.exit_code == 2);
+  CHECK(usage.err.find("--to VERSION is required") != std::string::npos);
+  admin::CliRun none = admin::run_cli("shift abort shop:live " + admin_opt);
+  CHECK(none.exit_code == 1);
+  CHECK(none.err.find("no shift is running") != std::string::npos);
+}
+
+}  // namespace sluice::e2e
