@@ -1,17 +1,15 @@
 // The sluice binary: the proxy (`run`), the config checker (`check`), the demo, and the CLI.
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include "admin/cli.h"
-#include "admin/control.h"
-#include "admin/server.h"
+#include "admin/top.h"
+#include "admin/serve.h"
 #include "config/check_command.h"
 #include "config/loader.h"
 #include "demo/demo.h"
 #include "routing/table.h"
-#include "shift/manager.h"
 #include "worker/server.h"
 
 namespace {
@@ -68,37 +66,7 @@ int run_command(int argc, char** argv, int first) {
     std::fprintf(stderr, "sluice run: missing -c FILE\n%s", kRunUsage);
     return 2;
   }
-  sluice::admin::Control control(path);
-  auto table = control.init();
-  if (!table) return 1;
-  sluice::worker::Server server(table);
-  control.attach(server);
-  std::string config_dir = std::filesystem::path(path).parent_path().string();
-  sluice::admin::AdminServer admin(control, table->config().admin,
-                                   config_dir.empty() ? "." : config_dir);
-  // Progressive shifts (proxy/shift/): admin routes, status, and the 1 s check timer.
-  sluice::shift::ShiftManager shifts(control, [&server] { return server.stats(); },
-                                     table->config().state_dir);
-  shifts.attach(admin);
-  server.set_on_start([&](sluice::worker::Server& s) {
-    admin.set_registry(s.stats());
-    std::string error;
-    if (!admin.start(s.control_loop(), &error)) {
-      std::fprintf(stderr, "sluice: %s\n", error.c_str());
-      return false;
-    }
-    if (int rc = shifts.start(s.control_loop()); rc != 0)
-      std::fprintf(stderr, "sluice: shifts: %s\n", uv_err_name(rc));
-    if (control.start_watch(s.control_loop()) != 0)
-      std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
-    return true;
-  });
-  server.set_on_stop([&]() {
-    shifts.close();
-    admin.close();
-    control.close();
-  });
-  return server.run();
+  return sluice::admin::serve({path, std::nullopt, {}});
 }
 
 }  // namespace
@@ -124,6 +92,7 @@ int main(int argc, char** argv) {
     return run_command(argc, argv, 1);
   if (cmd == "check") return sluice::config::run_check_command(argc - 1, argv + 1);
   if (cmd == "demo") return sluice::demo::run_demo_command(argc - 1, argv + 1);
+  if (cmd == "top") return sluice::admin::run_top_command(argc - 1, argv + 1);
   if (sluice::admin::is_client_command(cmd))
     return sluice::admin::run_client_command(argc - 1, argv + 1);
   std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

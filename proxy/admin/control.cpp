@@ -44,6 +44,23 @@ const config::AliasSpec* find_alias(const config::Config& cfg, const std::string
   return nullptr;
 }
 
+std::vector<std::string> listen_texts(const config::Config& c) {
+  std::vector<std::string> out;
+  for (const config::ListenSpec& l : c.listen) out.push_back(l.address.text);
+  return out;
+}
+
+// Settings a running process cannot adopt: the caller warns that they wait for a restart.
+std::vector<std::string> restart_only_changes(const config::Config& a, const config::Config& b) {
+  std::vector<std::string> out;
+  if (a.workers != b.workers) out.push_back("workers");
+  if (listen_texts(a) != listen_texts(b)) out.push_back("[listen]");
+  if (a.admin.address.text != b.admin.address.text || a.admin.token_file != b.admin.token_file)
+    out.push_back("[admin]");
+  if (a.state_dir != b.state_dir) out.push_back("[state] dir");
+  return out;
+}
+
 }  // namespace
 
 ApiResult api_error(int status, std::string message, std::string field) {
@@ -59,9 +76,16 @@ Control::Control(std::string config_path) : path_(std::move(config_path)), store
   base_ = p.filename().string();
 }
 
+Control::Control(std::string source_name, std::string config_text)
+    : path_(std::move(source_name)), text_(std::move(config_text)), store_("") {}
+
 Control::~Control() = default;
 
 bool Control::read_config_text(std::string& text, std::string* error) const {
+  if (text_) {
+    text = *text_;
+    return true;
+  }
   std::ifstream in(path_, std::ios::binary);
   if (!in) {
     *error = path_ + ": cannot read the file: " + std::strerror(errno);
@@ -144,6 +168,7 @@ void Control::attach(worker::Server& server) {
 }
 
 int Control::start_watch(uv_loop_t* loop, uint64_t debounce_ms) {
+  if (text_) return 0;  // nothing to watch
   debounce_ms_ = debounce_ms;
   watch_ = new uv_fs_event_t{};
   debounce_ = new uv_timer_t{};
@@ -241,9 +266,15 @@ ApiResult Control::reload(const std::string& cause) {
             {"file", "file", fn.name, al.name, traffic_json(before), traffic_json(after)});
       }
     }
-    file_ = *cfg;  // commit() publishes the table built from it
     ApiResult c = commit(std::move(next), b.table, audits);
-    if (c.status != 200) errors.push_back(c.body.value("error", "cannot save state"));
+    if (c.status != 200) {
+      errors.push_back(c.body.value("error", "cannot save state"));
+    } else {
+      for (const std::string& what : restart_only_changes(file_, *cfg))
+        log_line("sluice: warning: " + path_ + ": the change to " + what +
+                 " takes effect only after a restart");
+      file_ = std::move(*cfg);
+    }
   }
   last_reload_ = {{"time", now_rfc3339()},
                   {"cause", cause},

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ class Control {
   using Publisher = std::function<void(std::shared_ptr<const routing::RoutingTable>)>;
 
   explicit Control(std::string config_path);
+  // A config given as text (e.g. the demo's embedded file): `source_name` names it in messages;
+  // nothing is watched and a reload re-reads the same text.
+  Control(std::string source_name, std::string config_text);
   ~Control();
   Control(const Control&) = delete;
   Control& operator=(const Control&) = delete;
@@ -100,8 +104,9 @@ class Control {
   static void on_debounce(uv_timer_t* t);
 
   const std::string path_;
-  std::string dir_, base_;  // the watched directory and the file's name in it
-  config::Config file_;     // the last good file config
+  std::optional<std::string> text_;  // set: the config comes from this text, not from path_
+  std::string dir_, base_;           // the watched directory and the file's name in it
+  config::Config file_;              // the last good file config
   State state_;
   Store store_;
   std::shared_ptr<const routing::RoutingTable> current_;

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "admin/serve.h"
+#include "admin/server.h"
 #include "config/loader.h"
 #include "demo_config.h"
 #include "http/parser.h"
@@ -266,23 +268,20 @@ int run_demo_command(int argc, char** argv) {
     std::fprintf(stderr, "sluice demo: unknown option %s (see sluice demo --help)\n", a.c_str());
     return 2;
   }
-  config::LoadResult loaded = config::load_string(kDemoToml, "demo.toml");
-  for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-  if (!loaded.config) return 1;
-  std::vector<config::Diagnostic> errors;
-  auto table = routing::RoutingTable::build(std::move(*loaded.config), &errors);
-  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-  if (!table) return 1;
-
   Upstreams upstreams;
   std::string error;
   if (!upstreams.start({{"v1", 9101, 0, 0}, {"v2", 9102, 0, 0}, {"v3", 9103, 20, 120}}, &error)) {
     std::fprintf(stderr, "sluice demo: %s\n", error.c_str());
     return 1;
   }
-  worker::Server server(table);
-  server.set_on_ready([](worker::Server& s) {
+  // The admin listener ([admin] in demo.toml) comes with admin::serve, so the canary can be
+  // moved and rolled back with `sluice alias set` / `sluice rollback` while the demo runs.
+  admin::ServeOptions options;
+  options.config_path = "demo.toml";
+  options.config_text = std::string(kDemoToml);
+  options.on_ready = [](worker::Server& s, const admin::AdminServer& adm) {
     const std::string addr = s.bound().empty() ? "127.0.0.1:8080" : s.bound().front();
+    const std::string admin_addr = adm.bound();
     std::printf(
         "\nsluice demo is running: function `hello`, versions 1, 2, 3 (3 fails 20%% of requests)\n"
         "alias hello:prod sends 90%% to version 1 and 10%% to version 2.\n\n"
@@ -290,12 +289,16 @@ int run_demo_command(int argc, char** argv) {
         "  curl -i http://%s/                      # see x-sluice-version: hello:1 or hello:2\n"
         "  for i in $(seq 20); do curl -s http://%s/; done | sort | uniq -c\n"
         "  curl -s -H 'x-sluice-version: 2' http://%s/   # allow_override is off: still "
-        "weighted\n\n"
+        "weighted\n"
+        "  sluice alias set hello:prod 1=50 2=50 --admin %s   # move the canary\n"
+        "  sluice rollback hello:prod --admin %s              # and back, for the next request\n"
+        "  sluice status --admin %s\n\n"
         "Press Ctrl-C to stop.\n",
-        addr.c_str(), addr.c_str(), addr.c_str());
+        addr.c_str(), addr.c_str(), addr.c_str(), admin_addr.c_str(), admin_addr.c_str(),
+        admin_addr.c_str());
     std::fflush(stdout);
-  });
-  int rc = server.run();
+  };
+  int rc = admin::serve(options);
   upstreams.stop();
   return rc;
 }

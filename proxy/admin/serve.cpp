@@ -1,0 +1,53 @@
+// Runs the proxy with its control plane and admin listener (see serve.h).
+#include "admin/serve.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "admin/control.h"
+#include "admin/server.h"
+#include "shift/manager.h"
+#include "worker/server.h"
+
+namespace sluice::admin {
+
+int serve(const ServeOptions& options) {
+  auto owned = options.config_text
+                   ? std::make_unique<Control>(options.config_path, *options.config_text)
+                   : std::make_unique<Control>(options.config_path);
+  Control& control = *owned;
+  auto table = control.init();
+  if (!table) return 1;
+  worker::Server server(table);
+  control.attach(server);
+  std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
+  AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
+  // Progressive shifts (proxy/shift/): admin routes, status, and the 1 s check timer.
+  shift::ShiftManager shifts(control, [&server] { return server.stats(); },
+                             table->config().state_dir);
+  shifts.attach(admin);
+  server.set_on_start([&](worker::Server& s) {
+    admin.set_registry(s.stats());
+    std::string error;
+    if (!admin.start(s.control_loop(), &error)) {
+      std::fprintf(stderr, "sluice: %s\n", error.c_str());
+      return false;
+    }
+    if (int rc = shifts.start(s.control_loop()); rc != 0)
+      std::fprintf(stderr, "sluice: shifts: %s\n", uv_err_name(rc));
+    if (control.start_watch(s.control_loop()) != 0)
+      std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
+    return true;
+  });
+  server.set_on_stop([&]() {
+    shifts.close();
+    admin.close();
+    control.close();
+  });
+  if (options.setup) options.setup(server, control, admin);
+  if (options.on_ready) server.set_on_ready([&](worker::Server& s) { options.on_ready(s, admin); });
+  return server.run();
+}
+
+}  // namespace sluice::admin
