@@ -13,9 +13,11 @@
 #include <utility>
 
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 #include "config/lint.h"
 #include "config/values.h"
+#include "shift/plan.h"
 
 namespace sluice::config {
 namespace {
@@ -36,6 +38,25 @@ SourcePos pos_of(const toml::node& n) {
 }
 SourcePos pos_of(const toml::key& k) {
   return pos_of(k.source());
+}
+
+// A TOML value as JSON (for the shift table, which the admin API also takes as JSON).
+nlohmann::json to_json_value(const toml::node& n) {
+  if (const toml::table* t = n.as_table()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (auto&& [k, v] : *t) out[std::string(k.str())] = to_json_value(v);
+    return out;
+  }
+  if (const toml::array* a = n.as_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const toml::node& v : *a) out.push_back(to_json_value(v));
+    return out;
+  }
+  if (n.is_string()) return n.as_string()->get();
+  if (n.is_integer()) return n.as_integer()->get();
+  if (n.is_floating_point()) return n.as_floating_point()->get();
+  if (n.is_boolean()) return n.as_boolean()->get();
+  return nullptr;  // dates and times: refused by the plan's own checks
 }
 
 bool before(SourcePos a, SourcePos b) {
@@ -602,7 +623,7 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
   a.pos = pos;
   const std::string label = f.name + ":" + a.name;
   const std::string where = "functions." + f.name + ".aliases." + a.name;
-  check_keys(t, {"traffic", "selection", "sticky", "allow_override"}, "[" + where + "]");
+  check_keys(t, {"traffic", "selection", "sticky", "allow_override", "shift"}, "[" + where + "]");
   const char* traffic_hint =
       "expected traffic = { \"<version>\" = <weight>, ... }, e.g. { \"1\" = 100 }";
   const toml::node* tr = t.get("traffic");
@@ -721,6 +742,33 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
     }
   }
   read_bool(t, "allow_override", where + ".allow_override", &a.allow_override);
+  if (const toml::node* s = t.get("shift")) {  // progressive shift (proxy/shift/plan.h)
+    if (!s->is_table()) {
+      wrong_type(*s, where + ".shift", "a table [" + where + ".shift] with to = \"<version>\"");
+    } else {
+      nlohmann::json plan_json = to_json_value(*s);
+      shift::PlanError perr;
+      std::optional<shift::Plan> plan = shift::parse_plan(plan_json, &perr);
+      const toml::node* at = s;
+      if (!perr.field.empty()) {  // point at the offending key where there is one
+        std::string_view field = perr.field;
+        const toml::node* n = s->as_table()->get(field.substr(0, field.find_first_of(".[")));
+        if (n && field.rfind("guard.", 0) == 0 && n->is_table())
+          n = n->as_table()->get(field.substr(6));
+        if (n) at = n;
+      }
+      if (!plan) {
+        error(pos_of(*at), "shift of alias " + label + ": " + perr.message);
+      } else if (!has_version(f, plan->to)) {
+        error(pos_of(*s->as_table()->get("to")), "shift of alias " + label + " goes to version " +
+                                                     plan->to + ", which is not defined (" +
+                                                     defined_versions(f) + ")");
+      } else {
+        a.shift_json = plan_json.dump();
+        a.shift_pos = pos_of(*s);
+      }
+    }
+  }
   f.aliases.push_back(std::move(a));
 }
 

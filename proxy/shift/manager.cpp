@@ -196,6 +196,7 @@ int ShiftManager::start(uv_loop_t* loop) {
   }
   timer_->data = this;
   load_and_resume(now_ms());
+  check_file_shifts();
   arm();
   return 0;
 }
@@ -228,6 +229,7 @@ void ShiftManager::arm() {
 
 void ShiftManager::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ShiftManager*>(t->data);
+  self->check_file_shifts();
   self->tick(uv_now(t->loop));
   self->arm();
 }
@@ -594,6 +596,31 @@ void ShiftManager::tick(uint64_t now) {
     }
   }
   if (changed) persist();
+}
+
+void ShiftManager::check_file_shifts() {
+  std::shared_ptr<const routing::RoutingTable> table = control_.table();
+  if (!table || table.get() == seen_table_) return;
+  seen_table_ = table.get();
+  for (const config::FunctionSpec& fn : table->config().functions) {
+    for (const config::AliasSpec& al : fn.aliases) {
+      if (al.shift_json.empty()) continue;
+      json body = json::parse(al.shift_json, nullptr, false);
+      PlanError perr;
+      std::optional<Plan> plan = parse_plan(body, &perr);
+      if (!plan) continue;  // the loader refused such a file already
+      auto it = shifts_.find({fn.name, al.name});
+      if (it != shifts_.end() && (it->second.state == "running" || it->second.plan.to == plan->to))
+        continue;
+      admin::TrafficMap now_map = admin::traffic_of(al);
+      if (now_map.size() == 1 && now_map[0].first == plan->to) continue;  // already all there
+      admin::ApiResult r = begin(fn.name, al.name, body, "file");
+      if (r.status != 200)
+        log_line("sluice: shift " + fn.name + ":" + al.name +
+                 " from the config file not started: " +
+                 r.body.value("error", "HTTP " + std::to_string(r.status)));
+    }
+  }
 }
 
 void ShiftManager::load_and_resume(uint64_t now) {

@@ -128,6 +128,10 @@ class ShiftManager {
              const std::string& reason);
   void persist();
   void load_and_resume(uint64_t now_ms);
+  // Starts the shifts a (re)loaded config file asks for: an alias with a shift table whose `to`
+  // is neither its last shift's candidate nor already its whole traffic. Runs when the routing
+  // snapshot changed since the last call.
+  void check_file_shifts();
   void post_hook(const Shift& s);
   void arm();
   static void on_timer(uv_timer_t* t);
@@ -138,7 +142,8 @@ class ShiftManager {
   uint64_t check_every_ms_;
   std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished
   uv_loop_t* loop_ = nullptr;
-  uv_timer_t* timer_ = nullptr;  // freed by its close callback
+  uv_timer_t* timer_ = nullptr;       // freed by its close callback
+  const void* seen_table_ = nullptr;  // the snapshot check_file_shifts() last looked at
 };
 
 // POSTs `body` to an http://HOST:PORT/path URL within `timeout_ms`; the HTTP status, or 0 with

@@ -319,8 +319,9 @@ TEST_CASE("a candidate whose p99 exceeds the limit is rolled back") {
   CHECK(done["history"][0]["candidate"]["p99_ms"].get<double>() > 100.0);
 }
 
-TEST_CASE("a candidate with too few requests does not advance; abort rolls back; a second "
-          "shift gets 409") {
+TEST_CASE(
+    "a candidate with too few requests does not advance; abort rolls back; a second "
+    "shift gets 409") {
   ScriptedUpstream stable("stable"), cand("cand");
   TempDir state;
   Sluice s(shift_config(stable.address(), cand.address(), state.path()));
@@ -395,8 +396,8 @@ TEST_CASE("a shift survives kill -9: the restarted process resumes it at the sam
     ApiReply r = api(curl, port, "POST", kShiftPath,
                      R"({"to":"2","steps":[10,50,100],"every":"1s","guard":{"min_requests":5}})");
     REQUIRE_MESSAGE(r.status == 200, r.raw);
-    REQUIRE(poll_until([&] { return api(curl, port, "GET", kShiftPath).body["step"] == 2; },
-                       10000));
+    REQUIRE(
+        poll_until([&] { return api(curl, port, "GET", kShiftPath).body["step"] == 2; }, 10000));
     REQUIRE(s.signal(SIGKILL));
     s.wait_exit(5000);
     load.stop();
@@ -430,8 +431,9 @@ TEST_CASE("a shift whose candidate is gone after a restart is rolled back and sa
     Sluice s(shift_config(stable.address(), cand.address(), state.path()));
     REQUIRE_MESSAGE(s.started(), s.error());
     CurlClient curl;
-    REQUIRE(api(curl, admin::admin_port(s), "POST", kShiftPath, R"({"to":"2","every":"1m"})")
-                .status == 200);
+    REQUIRE(
+        api(curl, admin::admin_port(s), "POST", kShiftPath, R"({"to":"2","every":"1m"})").status ==
+        200);
     REQUIRE(s.signal(SIGKILL));
     s.wait_exit(5000);
   }
@@ -447,6 +449,31 @@ TEST_CASE("a shift whose candidate is gone after a restart is rolled back and sa
   CAPTURE(g.raw);
   CHECK(g.body["state"] != "running");
   CHECK(admin::who_answers(s2, 20)["stable"] == 20);
+}
+
+TEST_CASE("a shift table in the config file starts a shift once per candidate") {
+  ScriptedUpstream stable("stable"), cand("cand");
+  TempDir state;
+  const std::string cfg = shift_config(stable.address(), cand.address(), state.path()) +
+                          "[functions.shop.aliases.live.shift]\n"
+                          "to = \"2\"\nsteps = [50, 100]\nevery = \"300ms\"\n"
+                          "guard = { max_error_rate = \"1%\", min_requests = 5 }\n";
+  Sluice s(cfg);
+  REQUIRE_MESSAGE(s.started(), s.error());
+  uint16_t port = admin::admin_port(s);
+  CurlClient curl;
+  ApiReply g = api(curl, port, "GET", kShiftPath);
+  REQUIRE_MESSAGE(g.status == 200, g.raw);
+  CHECK(g.body["started_by"] == "file");
+  Load load(s);
+  json done = wait_finished(curl, port, 10000);
+  load.stop();
+  CHECK(done["state"] == "promoted");
+  // Reloading the same file does not start it again.
+  REQUIRE(api(curl, port, "POST", "/admin/reload").status == 200);
+  ::poll(nullptr, 0, 1200);
+  CHECK(api(curl, port, "GET", kShiftPath).body["state"] == "promoted");
+  CHECK(shift_events(state.path()) == std::vector<std::string>{"start", "advance", "promote"});
 }
 
 TEST_CASE("shift requests are validated and name the field") {
@@ -467,8 +494,9 @@ TEST_CASE("shift requests are validated and name the field") {
   CHECK(api(curl, port, "PUT", kShiftPath, "{}").status == 405);
 }
 
-TEST_CASE("the pre_traffic hook must answer 2xx for the shift to start; post_traffic gets the "
-          "outcome") {
+TEST_CASE(
+    "the pre_traffic hook must answer 2xx for the shift to start; post_traffic gets the "
+    "outcome") {
   ScriptedUpstream stable("stable"), cand("cand"), hook("hook");
   Sluice s(shift_config(stable.address(), cand.address()));
   REQUIRE_MESSAGE(s.started(), s.error());
@@ -502,9 +530,10 @@ TEST_CASE("sluice shift --wait exits 0 on promotion and 1 on rollback, printing 
   REQUIRE_MESSAGE(s.started(), s.error());
   const std::string admin_opt = "--admin 127.0.0.1:" + std::to_string(admin::admin_port(s));
   Load load(s);
-  admin::CliRun ok = admin::run_cli("shift shop:live --to 2 --steps 50,100 --every 300ms "
-                                    "--max-error-rate 1% --max-p99 500ms --min-requests 5 --wait " +
-                                    admin_opt);
+  admin::CliRun ok = admin::run_cli(
+      "shift shop:live --to 2 --steps 50,100 --every 300ms "
+      "--max-error-rate 1% --max-p99 500ms --min-requests 5 --wait " +
+      admin_opt);
   CAPTURE(ok.out);
   CAPTURE(ok.err);
   CHECK(ok.exit_code == 0);
