@@ -367,6 +367,16 @@ TEST_CASE("an invalid upstream response gets 502 bad-upstream-response") {
   REQUIRE(r);
   check_generated_error(*r, 502, "bad-upstream-response");
 
+  SUBCASE("ambiguous upstream framing is an invalid response") {
+    for (const std::string target : {"/resp-te-cl", "/resp-dup-cl"}) {
+      CAPTURE(target);
+      RawClient d(s.port());
+      REQUIRE(d.send(raw_request("GET", target)));
+      auto r2 = d.read_response();
+      REQUIRE(r2);
+      check_generated_error(*r2, 502, "bad-upstream-response");
+    }
+  }
   SUBCASE("an upstream closing without an answer is a 502 too") {
     RawClient d(s.port());
     REQUIRE(d.send(raw_request("GET", "/close")));

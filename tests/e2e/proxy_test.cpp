@@ -570,3 +570,45 @@ TEST_CASE("concurrent clients on many connections each get their own responses")
   CHECK(v1.connections() <= static_cast<size_t>(kThreads));  // pooled, never one per request
   CHECK_CLEAN_STOP(s);
 }
+
+TEST_CASE("a client that half-closes after its request still gets the response") {
+  Upstream v1("v1");
+  Sluice s(single_version_config(v1));
+  REQUIRE_STARTED(s);
+  RawClient c(s.port());
+  REQUIRE(c.send(raw_request("GET", "/half")));
+  c.shutdown_write();
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("x-target") == "/half");
+  CHECK(c.wait_closed(5000));
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("an absolute-form request is routed by its authority and forwarded in origin-form") {
+  // RFC 9112 3.2.1: to an origin server a client sends origin-form; 3.2.2: a proxy replaces Host
+  // with the authority of an absolute-form target.
+  Upstream v1("v1"), v2("v2");
+  ConfigText cfg;
+  cfg.function("shop", {{"1", {v1.address()}}})
+      .alias("shop", "prod", R"({ "1" = 100 })")
+      .function("other", {{"1", {v2.address()}}})
+      .alias("other", "prod", R"({ "1" = 100 })")
+      .route("shop:prod")
+      .route("other:prod", "/", "other.example");
+  Sluice s(cfg.str());
+  REQUIRE_STARTED(s);
+  RawClient c(s.port());
+  REQUIRE(c.send("GET http://other.example/abs?q=1 HTTP/1.1\r\nHost: e2e.test\r\n\r\n"));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("x-upstream") == "v2");
+  auto seen = v2.received();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].target == "/abs?q=1");
+  CHECK(seen[0].headers.get("host") == "other.example");
+  CHECK(v1.requests() == 0);
+  CHECK_CLEAN_STOP(s);
+}

@@ -424,6 +424,16 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
                    "x-kept: yes\r\n",
                    "hop"))
         break;
+    } else if (path == "/resp-te-cl") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common +
+                  "transfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+      break;
+    } else if (path == "/resp-dup-cl") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common +
+                  "content-length: 3\r\ncontent-length: 5\r\n\r\nabcde");
+      break;
     } else if (path == "/eof-body") {
       if (!io.read_body(req.headers, nullptr)) break;
       io.send_all("HTTP/1.1 200 OK\r\n" + common + "connection: close\r\n\r\nbody-until-close");

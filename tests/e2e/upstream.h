@@ -18,6 +18,8 @@
 //   /early-hints      103 Early Hints, then 200 "after hints"
 //   /hop-response     200 with hop-by-hop headers (Connection: x-up-hop, x-up-hop, Keep-Alive)
 //   /close-after      200 "closing" (keep-alive framing), then closes the connection silently
+//   /resp-te-cl       200 with both transfer-encoding: chunked and content-length (invalid)
+//   /resp-dup-cl      200 with two differing content-length headers (invalid)
 //   /eof-body         200 with neither content-length nor chunked: the body ends at close
 //   /truncated        200 with content-length 1000 but only 9 body bytes, then closes
 //   /bad-chunked      200 chunked: one good chunk, then an invalid chunk size, then closes
