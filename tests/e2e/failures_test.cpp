@@ -557,3 +557,36 @@ TEST_CASE("a client vanishing mid-request or mid-response does not poison the up
   for (int i = 0; i < 10; ++i) check_still_serving(s, "/after/" + std::to_string(i));
   CHECK_CLEAN_STOP(s);
 }
+
+TEST_CASE(
+    "a stalled head on a keep-alive connection or a silent new connection is cut off at the header "
+    "timeout") {
+  Upstream v1("v1");
+  Sluice s(config_for(v1, "header_timeout = \"500ms\"\nidle_timeout = \"60s\"\n"));
+  REQUIRE_STARTED(s);
+  SUBCASE("the second request's head stalls") {
+    RawClient c(s.port());
+    REQUIRE(c.send(raw_request("GET", "/first")));
+    REQUIRE(c.read_response());
+    auto start = std::chrono::steady_clock::now();
+    REQUIRE(c.send("GET /second HTTP/1.1\r\nHo"));
+    CHECK(c.wait_closed(5000));
+    long ms = elapsed_ms(start);
+    CHECK(ms >= 400);
+    CHECK(ms < 2500);
+    if (!c.buffer().empty()) {
+      auto r = c.read_response(100);
+      REQUIRE(r);
+      CHECK(r->status == 408);
+    }
+  }
+  SUBCASE("a new connection sends nothing") {
+    RawClient c(s.port());
+    auto start = std::chrono::steady_clock::now();
+    CHECK(c.wait_closed(5000));
+    long ms = elapsed_ms(start);
+    CHECK(ms < 2500);
+  }
+  CHECK(v1.count_target("/second") == 0);
+  CHECK_CLEAN_STOP(s);
+}
