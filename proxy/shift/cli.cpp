@@ -109,30 +109,50 @@ bool answer_ok(const admin::ClientResponse& r, json& doc) {
   return false;
 }
 
+// Prints a line when the step changes, when the shift starts waiting for requests, and the
+// window figures every 5 s; returns the exit code once the shift ends.
 int follow(const Call& call, const std::string& target, bool as_json) {
-  std::string last_line;
+  std::string last_step, last_kind;
   auto unreachable_since = std::chrono::steady_clock::now();
+  auto last_figures = std::chrono::steady_clock::now();
   for (;;) {
     std::string err;
     std::optional<admin::ClientResponse> r = call.run("GET", target, "", &err);
+    auto now = std::chrono::steady_clock::now();
     if (!r) {
-      if (std::chrono::steady_clock::now() - unreachable_since > std::chrono::seconds(30)) {
+      if (now - unreachable_since > std::chrono::seconds(30)) {
         std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
         return 1;
       }
       ::poll(nullptr, 0, 250);
       continue;
     }
-    unreachable_since = std::chrono::steady_clock::now();
+    unreachable_since = now;
     json s;
     if (!answer_ok(*r, s)) return 1;
     const std::string state = s.value("state", "?");
-    std::string line = "step " + s["step"].dump() + "/" + s["steps_total"].dump() + " (" +
-                       num_text(s.value("percent", 0.0)) + "%): " + s.value("reason", "");
-    if (state == "running" && line != last_line && !as_json) {
-      std::printf("%s\n", line.c_str());
+    if (state == "running" && !as_json) {
+      const std::string step = "step " + s["step"].dump() + "/" + s["steps_total"].dump() + ": " +
+                               num_text(s.value("percent", 0.0)) + "% to " +
+                               s.value("candidate", "?");
+      const std::string reason = s.value("reason", "");
+      const std::string kind = reason.substr(0, reason.find(':'));
+      if (step != last_step) {
+        std::printf("%s\n", step.c_str());
+        last_step = step;
+        last_kind.clear();
+        last_figures = now;
+      }
+      if (kind != last_kind && reason.rfind("waiting", 0) == 0)
+        std::printf("  %s\n", reason.c_str());
+      last_kind = kind;
+      if (now - last_figures >= std::chrono::seconds(5) && s.contains("window")) {
+        std::printf("  window: candidate %s | stable %s\n",
+                    figures_text(s["window"]["candidate"]).c_str(),
+                    figures_text(s["window"]["stable"]).c_str());
+        last_figures = now;
+      }
       std::fflush(stdout);
-      last_line = line;
     }
     if (state != "running") {
       if (as_json)

@@ -211,6 +211,7 @@ void ShiftManager::close() {
 }
 
 uint64_t ShiftManager::now_ms() const {
+  if (clock_) return clock_();
   return loop_ ? uv_now(loop_) : uv_hrtime() / 1000000;
 }
 
@@ -230,7 +231,7 @@ void ShiftManager::arm() {
 void ShiftManager::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ShiftManager*>(t->data);
   self->check_file_shifts();
-  self->tick(uv_now(t->loop));
+  self->tick(self->now_ms());
   self->arm();
 }
 
@@ -441,7 +442,12 @@ admin::ApiResult ShiftManager::abort(const std::string& f, const std::string& a,
   if (it == shifts_.end() || it->second.state != "running")
     return admin::api_error(404, "no shift is running on " + f + ":" + a, "alias");
   Shift& s = it->second;
-  s.last_candidate = s.candidate_window.sample(now_ms(), nullptr);
+  uint64_t now = now_ms();
+  std::optional<observe::Snapshot> snap = snapshot(now);
+  s.last_candidate =
+      s.candidate_window.sample(now, snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr);
+  s.last_stable =
+      s.stable_window.sample(now, snap ? snap->find(s.function, s.alias, s.stable) : nullptr);
   finish(s, "aborted", "aborted by " + actor, actor);
   return {200, to_json(s, true)};
 }

@@ -101,6 +101,9 @@ class ShiftManager {
   // {"running": n, "shifts": [...]} for /admin/status.
   nlohmann::json status() const;
 
+  // Replaces the clock (default: uv_now of the loop given to start(), else uv_hrtime), for tests.
+  void set_clock(std::function<uint64_t()> now_ms) { clock_ = std::move(now_ms); }
+
   // One judgement pass over every running shift at `now_ms` (the timer calls it; tests too).
   void tick(uint64_t now_ms);
   // Earliest time a running shift wants the next tick (step end), capped by the check interval.
@@ -138,6 +141,7 @@ class ShiftManager {
 
   admin::Control& control_;  // outlives this manager (see constructor)
   RegistryGetter registry_;
+  std::function<uint64_t()> clock_;  // set_clock(); empty = the loop's clock
   std::string state_dir_;
   uint64_t check_every_ms_;
   std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished
