@@ -371,6 +371,11 @@ int live_view(const std::string& admin, const std::string& token, int interval_m
     }
   }  // terminal restored here
   for (int i = 0; i < 5; ++i) ::sigaction(sigs[i], &old[i], nullptr);
+  // Ended by a signal: with the terminal restored, die of it as the sender expects.
+  if (const int sig = g_stop_signal; sig != 0) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
   return 0;
 }
 

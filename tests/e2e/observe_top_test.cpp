@@ -1,10 +1,12 @@
 // End-to-end: `sluice top` in a real terminal (a private tmux server): it draws each alias's split
 // as bars with per-version figures, quits on `q` and on Ctrl-C and leaves the terminal as it found
 // it; with stdout not a terminal it prints one plain snapshot.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "admin_test_util.h"
@@ -206,6 +208,39 @@ TEST_CASE("sluice top quits on Ctrl-C and restores the terminal") {
   CHECK(rate_of(version_row(screen, "shop:live", "1")) == "0.0");
   REQUIRE(tmux.keys("top", "C-c"));
   screen = tmux.wait_for("top", {"TOP-EXIT=0", "TTY-RESTORED"}, 5000, &found);
+  CHECK(found);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE("sluice top killed by SIGTERM restores the terminal and dies of the signal") {
+  if (shell("command -v tmux").exit_code != 0) {
+    MESSAGE("tmux not installed: skipping the sluice top terminal test");
+    return;
+  }
+  Upstream a("a"), b("b");
+  Sluice s(shop_config(a, b, R"({ "1" = 100 })"));
+  REQUIRE_STARTED(s);
+  REQUIRE(admin_port(s) != 0);
+  TempDir dir;
+  const std::string pid_file = dir.path() + "/top.pid";
+  // The inner shell writes its PID and execs sluice top in the foreground of the pane.
+  const std::string script = dir.write(
+      "top.sh", "before=$(stty -g)\nsh -c 'echo $$ > " + pid_file + "; exec " + sluice_binary() +
+                    " top --admin 127.0.0.1:" + std::to_string(admin_port(s)) +
+                    "'\necho \"TOP-EXIT=$?\"\n"
+                    "[ \"$(stty -g)\" = \"$before\" ] && echo TTY-RESTORED\nsleep 60\n");
+  Tmux tmux;
+  REQUIRE(tmux.start("top", script));
+  bool found = false;
+  std::string screen = tmux.wait_for("top", {"shop:live"}, 10000, &found);
+  CAPTURE(screen);
+  REQUIRE(found);
+  std::ifstream in(pid_file);
+  pid_t pid = 0;
+  in >> pid;
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGTERM) == 0);
+  screen = tmux.wait_for("top", {"TOP-EXIT=143", "TTY-RESTORED"}, 5000, &found);
   CHECK(found);
   CHECK_CLEAN_STOP(s);
 }
