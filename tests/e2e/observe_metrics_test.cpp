@@ -196,12 +196,20 @@ TEST_CASE("per-version counts in /metrics equal exactly what concurrent clients 
   CHECK(tally[{"live", "1", "2xx"}] > 0);
   CHECK(tally[{"live", "2", "2xx"}] > 0);
 
+  // A request is recorded once its last byte is handed to the kernel, which may be a moment
+  // after the client has read it: scrape until nothing is in flight (bounded), then compare.
   long metrics_status = 0;
-  std::string text = get_metrics(s, &metrics_status);
-  REQUIRE(metrics_status == 200);
   bool parsed = false;
-  std::vector<Sample> m = parse_prometheus(text, parsed);
+  std::vector<Sample> m;
+  bool settled = poll_until(
+      [&] {
+        m = parse_prometheus(get_metrics(s, &metrics_status), parsed);
+        return metrics_status == 200 && parsed && sum_of(m, "sluice_in_flight", {}) == 0;
+      },
+      5000);
+  REQUIRE(metrics_status == 200);
   REQUIRE(parsed);
+  CHECK(settled);
 
   // Every (alias, version, class) the clients saw, and nothing else.
   const std::array<std::pair<const char*, const char*>, 5> series = {
@@ -307,7 +315,18 @@ TEST_CASE("admin status shows per-version weight, rate, error rate and p50/p99 a
   Tally tally = run_mix(s, 3, kSanitized ? 100 : 300, unattributed);
   REQUIRE(unattributed == 0);
 
-  ApiReply st = api(adm, port, "GET", "/admin/status");
+  // Scrape until nothing is in flight (a request is recorded just after its last byte is sent).
+  ApiReply st;
+  auto settled = [&] {
+    st = api(adm, port, "GET", "/admin/status");
+    if (st.status != 200) return false;
+    for (const json& f : st.body["functions"])
+      for (const json& al : f["aliases"])
+        for (const json& v : al["versions"])
+          if (v.value("in_flight", 0) != 0) return false;
+    return true;
+  };
+  CHECK(poll_until(settled, 5000));
   REQUIRE(st.status == 200);
   std::map<std::string, json> by_alias;
   for (const json& f : st.body["functions"])
