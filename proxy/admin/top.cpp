@@ -126,6 +126,8 @@ std::string clip_line(const std::string& line, int columns) {
   return out;
 }
 
+void render_status(const json& s, int columns, const Style& st, std::vector<std::string>& lines);
+
 }  // namespace
 
 std::string render_top_frame(const std::string& status_json, int columns, bool ansi,
@@ -138,73 +140,11 @@ std::string render_top_frame(const std::string& status_json, int columns, bool a
     lines.push_back(std::string(st.red()) + "the admin API answered with invalid JSON" +
                     st.reset());
   } else {
-    const bool live = s.value("live_figures", false);
-    if (!live) lines.push_back("(this sluice reports no live per-version figures)");
-    // Fixed columns: indent 2, version 8, weight 7, share 7, "  [" + "]" 4, then req/s 10,
-    // served 8, err% 9, p50 9, p99 9, in-flight 10 (each with its leading space).
-    constexpr int kFixed = 2 + 8 + 7 + 7 + 4 + 10 + 8 + 9 + 9 + 9 + 10;
-    const size_t bar_width = static_cast<size_t>(std::clamp(columns - kFixed, 10, 50));
-    size_t alias_count = 0;
-    for (const json& f : s.value("functions", json::array())) {
-      const std::string fn = f.value("name", "?");
-      for (const json& a : f.value("aliases", json::array())) {
-        ++alias_count;
-        const json versions = a.value("versions", json::array());
-        double alias_rps = 0;
-        for (const json& v : versions) alias_rps += v.value("requests_per_second", 0.0);
-        lines.push_back("");
-        std::string title = std::string(st.bold()) + fn + ":" + a.value("name", "?") + st.reset();
-        title += "  " + traffic_text(a.value("traffic", json())) + "  " + st.dim() + "(" +
-                 a.value("source", "?") + ", history " +
-                 std::to_string(a.value("history_depth", 0)) + ")" + st.reset();
-        if (live) title += fmt("  %.1f req/s", alias_rps);
-        lines.push_back(title);
-        lines.push_back(std::string(st.dim()) + "  " + fit("version", 8) + fmt("%7s", "weight") +
-                        fmt("%7s", "share") + "  " + fit("split", bar_width + 2) +
-                        fmt(" %9s %7s %8s %8s %8s %9s", "req/s", "served", "err%", "p50 ms",
-                            "p99 ms", "in-flight") +
-                        st.reset());
-        size_t index = 0;
-        for (const json& v : versions) {
-          const double share = v.value("share", 0.0);
-          const size_t fill = bar_fill(share, bar_width);
-          std::string row =
-              "  " + std::string(st.version(index)) + fit(v.value("version", "?"), 8) + st.reset();
-          row += fmt("%7s", weight_text(v.value("weight", json())).c_str());
-          row += fmt("%6.1f%%", share * 100.0);
-          row += "  [" + std::string(st.version(index)) + std::string(fill, '#') + st.reset() +
-                 std::string(st.dim()) + std::string(bar_width - fill, '.') + st.reset() + "]";
-          if (live) {
-            // A version with no series yet has served nothing: zero rate, no error rate or
-            // percentiles (nothing in the window to take them from).
-            const double rps = v.value("requests_per_second", 0.0);
-            const double err = v.value("error_rate", 0.0) * 100.0;
-            row += fmt(" %9.1f", rps);
-            row += alias_rps > 0 ? fmt(" %6.1f%%", rps / alias_rps * 100.0) : fmt(" %7s", "-");
-            if (rps > 0) {
-              const char* err_color = err >= 5.0 ? st.red() : err >= 1.0 ? st.yellow() : "";
-              row += std::string(err_color) + fmt(" %7.2f%%", err) + st.reset();
-              row += fmt(" %8.2f %8.2f", v.value("p50_ms", 0.0), v.value("p99_ms", 0.0));
-            } else {
-              row += fmt(" %8s %8s %8s", "-", "-", "-");
-            }
-            row += fmt(" %9lld", static_cast<long long>(v.value("in_flight", int64_t{0})));
-          } else {
-            row += fmt(" %9s %7s %8s %8s %8s %9s", "-", "-", "-", "-", "-", "-");
-          }
-          lines.push_back(row);
-          ++index;
-        }
-      }
+    try {
+      render_status(s, columns, st, lines);
+    } catch (const json::exception& e) {  // a field of an unexpected type: say so, don't die
+      lines.push_back(std::string(st.red()) + "unexpected status JSON: " + e.what() + st.reset());
     }
-    if (alias_count == 0) lines.push_back("no aliases configured");
-    lines.push_back("");
-    const json r = s.value("reloads", json::object());
-    std::string foot = std::string(st.dim()) + fmt("reloads: %s ok, %s error",
-                                                   r.value("ok", json(0)).dump().c_str(),
-                                                   r.value("error", json(0)).dump().c_str());
-    if (live) foot += "; req/s, err% and p50/p99 cover the sliding window";
-    lines.push_back(foot + st.reset());
   }
   std::string out;
   for (const std::string& l : lines) out += clip_line(l, columns) + "\n";
@@ -212,6 +152,78 @@ std::string render_top_frame(const std::string& status_json, int columns, bool a
 }
 
 namespace {
+
+// The aliases and the footer of one frame (render_top_frame). Throws json::exception when a
+// field has an unexpected type.
+void render_status(const json& s, int columns, const Style& st, std::vector<std::string>& lines) {
+  const bool live = s.value("live_figures", false);
+  if (!live) lines.push_back("(this sluice reports no live per-version figures)");
+  // Fixed columns: indent 2, version 8, weight 7, share 7, "  [" + "]" 4, then req/s 10,
+  // served 8, err% 9, p50 9, p99 9, in-flight 10 (each with its leading space).
+  constexpr int kFixed = 2 + 8 + 7 + 7 + 4 + 10 + 8 + 9 + 9 + 9 + 10;
+  const size_t bar_width = static_cast<size_t>(std::clamp(columns - kFixed, 10, 50));
+  size_t alias_count = 0;
+  for (const json& f : s.value("functions", json::array())) {
+    const std::string fn = f.value("name", "?");
+    for (const json& a : f.value("aliases", json::array())) {
+      ++alias_count;
+      const json versions = a.value("versions", json::array());
+      double alias_rps = 0;
+      for (const json& v : versions) alias_rps += v.value("requests_per_second", 0.0);
+      lines.push_back("");
+      std::string title = std::string(st.bold()) + fn + ":" + a.value("name", "?") + st.reset();
+      title += "  " + traffic_text(a.value("traffic", json())) + "  " + st.dim() + "(" +
+               a.value("source", "?") + ", history " + std::to_string(a.value("history_depth", 0)) +
+               ")" + st.reset();
+      if (live) title += fmt("  %.1f req/s", alias_rps);
+      lines.push_back(title);
+      lines.push_back(std::string(st.dim()) + "  " + fit("version", 8) + fmt("%7s", "weight") +
+                      fmt("%7s", "share") + "  " + fit("split", bar_width + 2) +
+                      fmt(" %9s %7s %8s %8s %8s %9s", "req/s", "served", "err%", "p50 ms", "p99 ms",
+                          "in-flight") +
+                      st.reset());
+      size_t index = 0;
+      for (const json& v : versions) {
+        const double share = v.value("share", 0.0);
+        const size_t fill = bar_fill(share, bar_width);
+        std::string row =
+            "  " + std::string(st.version(index)) + fit(v.value("version", "?"), 8) + st.reset();
+        row += fmt("%7s", weight_text(v.value("weight", json())).c_str());
+        row += fmt("%6.1f%%", share * 100.0);
+        row += "  [" + std::string(st.version(index)) + std::string(fill, '#') + st.reset() +
+               std::string(st.dim()) + std::string(bar_width - fill, '.') + st.reset() + "]";
+        if (live) {
+          // A version with no series yet has served nothing: zero rate, no error rate or
+          // percentiles (nothing in the window to take them from).
+          const double rps = v.value("requests_per_second", 0.0);
+          const double err = v.value("error_rate", 0.0) * 100.0;
+          row += fmt(" %9.1f", rps);
+          row += alias_rps > 0 ? fmt(" %6.1f%%", rps / alias_rps * 100.0) : fmt(" %7s", "-");
+          if (rps > 0) {
+            const char* err_color = err >= 5.0 ? st.red() : err >= 1.0 ? st.yellow() : "";
+            row += std::string(err_color) + fmt(" %7.2f%%", err) + st.reset();
+            row += fmt(" %8.2f %8.2f", v.value("p50_ms", 0.0), v.value("p99_ms", 0.0));
+          } else {
+            row += fmt(" %8s %8s %8s", "-", "-", "-");
+          }
+          row += fmt(" %9lld", static_cast<long long>(v.value("in_flight", int64_t{0})));
+        } else {
+          row += fmt(" %9s %7s %8s %8s %8s %9s", "-", "-", "-", "-", "-", "-");
+        }
+        lines.push_back(row);
+        ++index;
+      }
+    }
+  }
+  if (alias_count == 0) lines.push_back("no aliases configured");
+  lines.push_back("");
+  const json r = s.value("reloads", json::object());
+  std::string foot =
+      std::string(st.dim()) + fmt("reloads: %s ok, %s error", r.value("ok", json(0)).dump().c_str(),
+                                  r.value("error", json(0)).dump().c_str());
+  if (live) foot += "; req/s, err% and p50/p99 cover the sliding window";
+  lines.push_back(foot + st.reset());
+}
 
 volatile sig_atomic_t g_stop_signal = 0;
 volatile sig_atomic_t g_resized = 0;
