@@ -226,6 +226,7 @@ void Control::on_debounce(uv_timer_t* t) {
 }
 
 ApiResult Control::reload(const std::string& cause) {
+  const uint64_t start_ns = uv_hrtime();
   std::vector<std::string> errors;
   std::string text, err;
   std::optional<config::Config> cfg;
@@ -276,10 +277,13 @@ ApiResult Control::reload(const std::string& cause) {
       file_ = std::move(*cfg);
     }
   }
+  // File read + validation + build + state write + publish.
+  const double duration_ms = static_cast<double>(uv_hrtime() - start_ns) / 1e6;
   last_reload_ = {{"time", now_rfc3339()},
                   {"cause", cause},
                   {"result", errors.empty() ? "ok" : "error"},
-                  {"errors", errors}};
+                  {"errors", errors},
+                  {"duration_ms", duration_ms}};
   if (!errors.empty()) {
     ++reloads_error_;
     for (const std::string& e : errors) log_line(e);
