@@ -20,6 +20,7 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;
+constexpr size_t kMaxConnections = 256;  // admin clients are few: CLI, scrapers, dashboards
 constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
 
@@ -100,6 +101,7 @@ class AdminConn final : public http::Sink {
     request_.authorization = std::string(p.header("authorization"));
     request_.peer = peer_;
     keep_alive_ = p.keep_alive();
+    head_request_ = request_.method == "HEAD";
     if (p.has_content_length() && p.content_length() > kMaxBodyBytes) {
       too_large_ = true;
       return -1;
@@ -145,7 +147,7 @@ class AdminConn final : public http::Sink {
     if (reply.unauthorized) out_ += "WWW-Authenticate: Bearer realm=\"sluice\"\r\n";
     if (close_after) out_ += "Connection: close\r\n";
     out_ += "\r\n";
-    out_ += reply.body;
+    if (!head_request_) out_ += reply.body;  // HEAD: same head, no body
     if (close_after) close_after_write_ = true;
   }
 
@@ -200,6 +202,7 @@ class AdminConn final : public http::Sink {
   std::string peer_;
   std::string out_;
   bool keep_alive_ = true;
+  bool head_request_ = false;
   bool too_large_ = false;
   bool close_after_write_ = false;
   bool closing_ = false;
@@ -291,11 +294,17 @@ void AdminServer::on_connection(uv_stream_t* s, int status) {
   auto* self = static_cast<AdminServer*>(s->data);
   if (status < 0 || self->closed_) return;
   auto conn = std::make_unique<AdminConn>(*self);
+  // Over the cap the connection is still accepted (so it leaves the backlog) and then closed.
+  const bool over_cap = self->conns_.size() >= kMaxConnections;
   if (uv_tcp_init(s->loop, &conn->tcp_) != 0) return;
   conn->tcp_.data = conn.get();
   AdminConn* raw = conn.get();
   self->conns_[raw] = std::move(conn);
   if (uv_accept(s, worker::as_stream(&raw->tcp_)) != 0) {
+    raw->close();
+    return;
+  }
+  if (over_cap) {
     raw->close();
     return;
   }
@@ -329,7 +338,7 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
   };
 
   if (p.size() == 1 && p[0] == "metrics") {
-    if (m != "GET") return method_not_allowed("GET");
+    if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
     std::optional<observe::Snapshot> snap = live();
     std::string text = observe::render_prometheus(
         snap ? *snap : observe::Snapshot{},
@@ -349,7 +358,7 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
   const std::string actor = "api:" + r.peer;
 
   if (p.size() == 2 && p[1] == "status") {
-    if (m != "GET") return method_not_allowed("GET");
+    if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
     std::optional<observe::Snapshot> snap = live();
     json body = control_.status(snap ? &*snap : nullptr);
     if (status_extension_) status_extension_(body);

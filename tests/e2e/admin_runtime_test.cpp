@@ -165,14 +165,20 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("SIGHUP and POST /admin/reload re-read the file") {
+TEST_CASE("SIGHUP and POST /admin/reload re-read the file; upstream pools survive") {
   Upstream a("a"), b("b");
-  Sluice s(shop_config(a, b, R"({ "1" = 100 })"));
+  Sluice s(shop_config(a, b, R"({ "1" = 100, "2" = 0 })"));
   REQUIRE_STARTED(s);
   uint16_t port = admin_port(s);
-  write_file(s.config_path(), shop_config(a, b, R"({ "2" = 100 })"));
+  // One client connection (so one worker): its pooled upstream connection to `a` is reused.
+  CurlClient client;
+  for (int i = 0; i < 10; ++i) REQUIRE(client.get(s.url("/")).header("x-upstream") == "a");
+  REQUIRE(a.connections() == 1);
+  write_file(s.config_path(), shop_config(a, b, R"({ "1" = 50, "2" = 50 })"));
   REQUIRE(s.signal(SIGHUP));
-  CHECK(until_answered_by(s, "b", 5000) >= 0);
+  CHECK(poll_until([&] { return client.get(s.url("/")).header("x-upstream") == "b"; }, 5000));
+  for (int i = 0; i < 40; ++i) REQUIRE(client.get(s.url("/")).status == 200);
+  CHECK(a.connections() == 1);  // the endpoint is unchanged: its pool outlived the reload
   json st = status_of(port);
   CHECK(st["reloads"]["last"]["cause"] == "sighup");
   CHECK(st["reloads"]["last"]["result"] == "ok");
@@ -181,6 +187,9 @@ TEST_CASE("SIGHUP and POST /admin/reload re-read the file") {
   ApiReply r = api(adm, port, "POST", "/admin/reload");
   CHECK(r.status == 200);
   CHECK(status_of(port)["reloads"]["last"]["cause"] == "api");
+  HttpResult head = adm.request("HEAD", "http://127.0.0.1:" + std::to_string(port) + "/metrics");
+  CHECK(head.status == 200);
+  CHECK(head.body.empty());
   CHECK_CLEAN_STOP(s);
 }
 
