@@ -454,6 +454,31 @@ TEST_CASE("a request failing on a reused upstream connection is retried on a fre
   CHECK_CLEAN_STOP(s);
 }
 
+TEST_CASE("a safe request dying on a pooled connection is retried once and an unsafe one is not") {
+  Upstream v1("v1");
+  Sluice s(single_version_config(v1, 1));
+  REQUIRE_STARTED(s);
+  CurlClient curl;
+  REQUIRE(curl.get(s.url("/warm")).status == 200);  // leaves one pooled upstream connection
+  HttpResult r = curl.get(s.url("/close-if-reused"));
+  CHECK(r.status == 200);
+  CHECK(r.body == "fresh");
+  CHECK(v1.count_target("/close-if-reused") == 2);  // the pooled attempt, then the fresh one
+  CHECK(v1.connections() == 2);
+
+  SUBCASE("a POST whose body was written is not replayed") {
+    REQUIRE(curl.get(s.url("/warm-again")).status == 200);
+    HttpResult post = curl.request("POST", s.url("/close-if-reused"), {}, "not-idempotent");
+    CHECK(post.status == 502);
+    CHECK(!post.header("x-sluice-error").empty());
+    auto seen = v1.received();
+    size_t posts = 0;
+    for (const auto& q : seen) posts += q.method == "POST";
+    CHECK(posts == 1);
+  }
+  CHECK_CLEAN_STOP(s);
+}
+
 TEST_CASE("endpoints within a version are picked by weighted round robin") {
   Upstream a("a"), b("b");
   ConfigText cfg;

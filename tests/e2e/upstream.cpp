@@ -285,6 +285,7 @@ void Upstream::accept_loop() {
 
 void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
   ConnIo io(conn->fd);
+  size_t served_here = 0;  // requests already read on this connection
   while (!stopping_) {
     std::string head;
     if (!io.read_head(head)) break;
@@ -294,6 +295,7 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
       break;
     }
     req.connection = ordinal;
+    const bool reused = served_here++ > 0;
     {
       std::lock_guard lock(mu_);
       received_.push_back(req);
@@ -329,6 +331,7 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
     }
 
     if (path == "/close") break;
+    if (path == "/close-if-reused" && reused) break;
     if (path == "/bad") {
       io.send_all("HTTP/1.1 2x0 Broken\r\nx-upstream: " + name_ + "\r\n\r\n");
       break;
@@ -447,6 +450,9 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
       io.send_all("HTTP/1.1 200 OK\r\n" + common +
                   "transfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\ngarbage\r\n");
       break;
+    } else if (path == "/close-if-reused") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      if (!respond(200, "", "fresh")) break;
     } else if (path == "/close-after") {
       if (!io.read_body(req.headers, nullptr)) break;
       respond(200, "", "closing");

@@ -12,6 +12,8 @@
 //   /status/N         status N; 204 and 304 without body (304 still says content-length: 12)
 //   /slow?ms=N        waits N ms, then 200 "slow NAME"
 //   /close            closes the connection without answering
+//   /close-if-reused  on a connection's first request: 200 "fresh"; on a later one: closes
+//                     without answering (a pooled connection dying under a request)
 //   /bad              answers with an invalid status line, then closes
 //   /ws               with Upgrade: websocket: 101, then echoes raw bytes until EOF
 //   /headers          200, body = the raw request head as received
