@@ -20,7 +20,8 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;
-constexpr size_t kMaxConnections = 256;  // admin clients are few: CLI, scrapers, dashboards
+constexpr size_t kMaxConnections = 256;
+constexpr uint64_t kIdleTimeoutMs = 60000;  // admin clients are few: CLI, scrapers, dashboards
 constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
 
@@ -81,17 +82,28 @@ class AdminConn final : public http::Sink {
       : server_(server), parser_(HTTP_REQUEST, *this, kMaxHeadBytes, kMaxHeaders) {}
 
   uv_tcp_t tcp_{};
+  uv_timer_t idle_timer_{};  // closes a connection idle for kIdleTimeoutMs
 
   void start() {
     tcp_.data = this;
     peer_ = peer_ip(&tcp_);
-    int rc = uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read);
+    int rc = uv_timer_init(tcp_.loop, &idle_timer_);
+    if (rc == 0) {
+      idle_timer_.data = this;
+      ++open_handles_;
+      rc = uv_timer_start(&idle_timer_, &AdminConn::on_idle, kIdleTimeoutMs, kIdleTimeoutMs);
+    }
+    if (rc == 0)
+      rc = uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read);
     if (rc != 0) close();
   }
 
+  // Safe to call twice. Teardown starts here from: read error/EOF, write failure, idle timeout,
+  // a response with Connection: close, AdminServer::close(). The last close callback frees this.
   void close() {
     if (std::exchange(closing_, true)) return;
-    uv_close(worker::as_handle(&tcp_), &AdminConn::on_closed);
+    for (uv_handle_t* h : {worker::as_handle(&tcp_), worker::as_handle(&idle_timer_)})
+      if (h->data && !uv_is_closing(h)) uv_close(h, &AdminConn::on_closed);
   }
 
   int on_head(http::Parser& p) override {
@@ -129,6 +141,7 @@ class AdminConn final : public http::Sink {
       return;
     }
     if (nread == 0 || self->close_after_write_) return;
+    uv_timer_again(&self->idle_timer_);
     http::Parser::Result r = self->parser_.feed(buf->base, static_cast<size_t>(nread));
     if (r.status == http::Parser::Status::kError || r.status == http::Parser::Status::kUpgrade) {
       int status = self->too_large_ ? 413 : 400;
@@ -193,8 +206,10 @@ class AdminConn final : public http::Sink {
 
   static void on_closed(uv_handle_t* h) {
     auto* self = static_cast<AdminConn*>(h->data);
-    self->server_.erase(self);  // last use of self
+    if (--self->open_handles_ == 0) self->server_.erase(self);  // last use of self
   }
+
+  static void on_idle(uv_timer_t* t) { static_cast<AdminConn*>(t->data)->close(); }
 
   AdminServer& server_;  // outlives its connections (close() closes them first)
   http::Parser parser_;
@@ -207,6 +222,7 @@ class AdminConn final : public http::Sink {
   bool close_after_write_ = false;
   bool closing_ = false;
   int pending_writes_ = 0;
+  int open_handles_ = 1;  // tcp_ (initialised by AdminServer::on_connection), then the timer
 };
 
 AdminServer::AdminServer(Control& control, config::AdminSpec spec, std::string config_dir)
