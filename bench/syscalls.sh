@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Counts system calls per proxied request for sluice, nginx and HAProxy under `strace -f -c`:
+# N1 and then N2 sequential requests on one keep-alive connection; the difference divided by
+# N2 - N1 cancels start-up. Kernel time is most of a loopback proxy's cost, so this complements
+# callgrind.sh (user-space instructions).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+usage() {
+  cat <<USAGE
+usage: bench/syscalls.sh [--save] [--no-sluice | --sluice PATH] [--no-haproxy] [--n1 N] [--n2 N]
+
+Prints, per proxy (one worker/thread, same configs as run_bench.sh), system calls per proxied
+request in total and by call, from (calls(N2) - calls(N1)) / (N2 - N1).
+
+environment: PROFILE=equal|plain, SLUICE_BIN, N1 (default 200), N2 (default 2200)
+USAGE
+}
+
+N1="${N1:-200}"
+N2="${N2:-2200}"
+save=0
+sluice_mode=auto
+sluice_bin=""
+with_haproxy=1
+while (($#)); do
+  case "$1" in
+    --save) save=1 ;;
+    --no-sluice) sluice_mode=off ;;
+    --sluice)
+      sluice_mode=required
+      sluice_bin="${2:?--sluice needs a path}"
+      shift
+      ;;
+    --no-haproxy) with_haproxy=0 ;;
+    --n1)
+      N1="${2:?}"
+      shift
+      ;;
+    --n2)
+      N2="${2:?}"
+      shift
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
+if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || ((N2 <= N1)); then die "need integers N2 > N1"; fi
+
+if ((save)); then
+  mkdir -p "$BENCH_DIR/results"
+  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-syscalls${PROFILE_SUFFIX}.txt"
+  exec > >(tee "$out_file.partial") 2>&1
+fi
+
+"$REPO_DIR/scripts/setup" --bench
+for tool in strace nginx haproxy python3; do
+  command -v "$tool" >/dev/null || die "$tool not found (apt-get install $tool)"
+done
+if [[ "$sluice_mode" == auto ]]; then
+  sluice_bin="$(find_sluice)"
+  if [[ -z "$sluice_bin" ]]; then
+    echo "note: no sluice binary found (set SLUICE_BIN or build build-bench/sluice); running without sluice" >&2
+    sluice_mode=off
+  fi
+fi
+[[ "$sluice_mode" != required || -x "$sluice_bin" ]] || die "sluice binary $sluice_bin is not executable"
+
+echo "== sluice system calls per request (bench/syscalls.sh)"
+machine_info
+profile_note
+echo "method:  strace -f -c on the whole proxy process; N1=$N1 and N2=$N2 sequential GET / on one"
+echo "         keep-alive connection, each run in a fresh process; calls/request ="
+echo "         (calls(N2) - calls(N1)) / (N2 - N1). Upstream: nginx, not traced."
+
+mapfile -t ports < <(free_ports 3)
+up1="${ports[0]}" up2="${ports[1]}" port="${ports[2]}"
+subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" PORT="$port")
+render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
+render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}"
+render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}"
+render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}"
+
+start_bg upstream nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-upstream.err" -c "$BENCH_TMP/nginx-upstream.conf"
+wait_port "$up1" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+wait_port "$up2" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+
+proxy_cmd() { # proxy_cmd NAME -> sets CMD to the proxy's command line
+  case "$1" in
+    sluice) CMD=("$sluice_bin" run -c "$BENCH_TMP/sluice.toml") ;;
+    nginx) CMD=(nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-proxy.err" -c "$BENCH_TMP/nginx-proxy.conf") ;;
+    haproxy) CMD=(haproxy -db -f "$BENCH_TMP/haproxy.cfg") ;;
+  esac
+}
+
+# measure NAME N: runs the proxy under strace for N requests; leaves the summary in
+# $BENCH_TMP/strace.NAME.N. Runs in this shell so cleanup always knows the PIDs it started.
+measure() {
+  local name="$1" n="$2" out="$BENCH_TMP/strace.$1.$2" pid
+  proxy_cmd "$name"
+  # strace stays the parent of the proxy (which is stopped through its own PID below).
+  start_bg "st-$name-$n" strace -f -c -o "$out" "${CMD[@]}"
+  pid=$LAST_PID
+  if ! wait_port "$port" 30 "$pid" "st-$name-$n"; then
+    stop_pid "$pid" KILL
+    return 1
+  fi
+  if ! run_fg python3 "$BENCH_DIR/keepalive_client.py" --port "$port" --count "$n" --timeout-s 120 \
+    >"$BENCH_TMP/client.$name.$n" 2>&1; then
+    sed 's/^/  | /' "$BENCH_TMP/client.$name.$n" >&2
+    stop_pid "$pid" KILL
+    return 1
+  fi
+  sleep 0.5 # let the proxy see the client's close before it is stopped
+  # Stop the traced proxy itself (strace's child), then wait for strace to write its summary.
+  local child
+  child="$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)"
+  child="${child%% *}"
+  [[ -n "$child" ]] && kill -TERM "$child" 2>/dev/null
+  stop_pid "$pid" CONT
+  [[ -s "$out" ]] || {
+    echo "no strace summary for $name ($n requests)" >&2
+    return 1
+  }
+}
+
+proxies=()
+[[ "$sluice_mode" != off ]] && proxies+=(sluice)
+proxies+=(nginx)
+((with_haproxy)) && proxies+=(haproxy)
+
+measured=()
+for p in "${proxies[@]}"; do
+  if measure "$p" "$N1" && measure "$p" "$N2"; then
+    measured+=("$p")
+  else
+    [[ "$p" == sluice && "$sluice_mode" == auto ]] || die "measuring $p failed"
+    echo "warning: measuring sluice ($sluice_bin) failed; leaving it out" >&2
+  fi
+done
+
+echo
+python3 - "$BENCH_TMP" "$N1" "$N2" "${measured[@]}" <<'PY'
+import sys
+
+tmp, n1, n2, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+
+
+def calls(path):
+    """syscall -> (calls, errors) from an `strace -c` summary table."""
+    out = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) < 5 or not parts[-2].isdigit() and not parts[-1].isidentifier():
+            continue
+        if parts[0].startswith(("%", "-")) or parts[-1] == "total":
+            continue
+        try:
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            nums = [p for p in parts[:-1]]
+            c = int(nums[3])
+            e = int(nums[4]) if len(nums) > 4 else 0
+        except (ValueError, IndexError):
+            continue
+        out[parts[-1]] = (c, e)
+    return out
+
+
+per = {}
+for name in names:
+    a, b = calls(f"{tmp}/strace.{name}.{n1}"), calls(f"{tmp}/strace.{name}.{n2}")
+    per[name] = {k: ((b.get(k, (0, 0))[0] - a.get(k, (0, 0))[0]) / (n2 - n1),
+                     (b.get(k, (0, 0))[1] - a.get(k, (0, 0))[1]) / (n2 - n1))
+                 for k in set(a) | set(b)}
+keys = sorted({k for n in names for k, v in per[n].items() if abs(v[0]) >= 0.005},
+              key=lambda k: -max(per[n].get(k, (0, 0))[0] for n in names))
+W = 20
+print(f"{'syscall':<18}" + "".join(f"{n:>{W}}" for n in names))
+for k in keys:
+    row = ""
+    for n in names:
+        c, e = per[n].get(k, (0, 0))
+        cell = f"{c:.2f}" + (f" ({e:.2f} err)" if e >= 0.005 else "")
+        row += f"{cell:>{W}}"
+    print(f"{k:<18}{row}")
+print(f"{'total':<18}" + "".join(f"{sum(v[0] for v in per[n].values()):>{W}.2f}" for n in names))
+print("\n(system calls per proxied request; 'err' = of which failed, e.g. EAGAIN)")
+PY
+
+if ((save)); then
+  mv "$out_file.partial" "$out_file"
+  echo "saved: ${out_file#"$REPO_DIR"/}"
+fi
