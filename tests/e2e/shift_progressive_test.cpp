@@ -265,6 +265,7 @@ TEST_CASE("a healthy candidate is promoted to 100% through every step with figur
       CHECK(j["cause"] == "shift");
       CHECK(j["figures"]["candidate"]["requests"].get<uint64_t>() >= 5);
     }
+  CHECK(s.stop() == 0);  // a clean exit (and, under ASan, no leak report)
 }
 
 TEST_CASE("a candidate failing 20% is rolled back within a second and stable takes all traffic") {
@@ -297,6 +298,7 @@ TEST_CASE("a candidate failing 20% is rolled back within a second and stable tak
   ApiReply st = api(curl, port, "GET", "/admin/status");
   CHECK(st.body["functions"][0]["aliases"][0]["traffic"] == json{{"1", 100}});
   CHECK(shift_events(state.path()) == std::vector<std::string>{"start", "rollback"});
+  CHECK(s.stop() == 0);
 }
 
 TEST_CASE("a candidate whose p99 exceeds the limit is rolled back") {
@@ -522,6 +524,7 @@ TEST_CASE(
   json post = json::parse(bodies[2]);
   CHECK(post["event"] == "post_traffic");
   CHECK(post["state"] == "aborted");
+  CHECK(s.stop() == 0);
 }
 
 TEST_CASE("sluice shift --wait exits 0 on promotion and 1 on rollback, printing why") {
