@@ -131,7 +131,8 @@ int follow(const Call& call, const std::string& target, bool as_json) {
     json s;
     if (!answer_ok(*r, s)) return 1;
     const std::string state = s.value("state", "?");
-    if (state == "running" && !as_json) {
+    const bool live = state == "running" || state == "pre_traffic";
+    if (live && !as_json) {
       const std::string step = "step " + s["step"].dump() + "/" + s["steps_total"].dump() + ": " +
                                num_text(s.value("percent", 0.0)) + "% to " +
                                s.value("candidate", "?");
@@ -154,7 +155,7 @@ int follow(const Call& call, const std::string& target, bool as_json) {
       }
       std::fflush(stdout);
     }
-    if (state != "running") {
+    if (!live) {
       if (as_json)
         std::printf("%s\n", s.dump(2).c_str());
       else
@@ -380,6 +381,9 @@ int run_shift_command(int argc, char** argv) {
   if (!wait) {
     if (as_json)
       std::printf("%s\n", doc.dump(2).c_str());
+    else if (doc.value("state", "") == "pre_traffic")
+      std::printf("shift of %s:%s to %s accepted: %s\n", f.c_str(), a.c_str(),
+                  doc.value("candidate", "?").c_str(), doc.value("reason", "").c_str());
     else
       std::printf("shift of %s:%s to %s started from stable %s: step 1/%s at %s%%, every %s\n",
                   f.c_str(), a.c_str(), doc.value("candidate", "?").c_str(),
@@ -389,8 +393,11 @@ int run_shift_command(int argc, char** argv) {
     return 0;
   }
   if (!as_json)
-    std::printf("shift of %s:%s to %s started from stable %s\n", f.c_str(), a.c_str(),
-                doc.value("candidate", "?").c_str(), doc.value("stable", "?").c_str());
+    std::printf("shift of %s:%s to %s %s\n", f.c_str(), a.c_str(),
+                doc.value("candidate", "?").c_str(),
+                doc.value("state", "") == "pre_traffic"
+                    ? "accepted: waiting for the pre_traffic hook"
+                    : ("started from stable " + doc.value("stable", "?")).c_str());
   return follow(call, target, as_json);
 }
 

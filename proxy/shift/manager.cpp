@@ -137,6 +137,10 @@ bool from_json(const json& j, Shift& out) {
   return !out.function.empty() && !out.alias.empty() && !out.stable.empty() && !out.state.empty();
 }
 
+bool active(const Shift& s) {
+  return s.state == "running" || s.state == "pre_traffic";
+}
+
 admin::TrafficMap step_map(const Shift& s, size_t step) {
   double p = s.plan.steps.at(step);
   return admin::canonical({{s.stable, 100.0 - p}, {s.plan.to, p}});
@@ -195,6 +199,16 @@ int ShiftManager::start(uv_loop_t* loop) {
     return rc;
   }
   timer_->data = this;
+  inbox_ = std::make_shared<HookInbox>();
+  inbox_->async = new uv_async_t{};
+  rc = uv_async_init(loop, inbox_->async, &ShiftManager::on_hook_result);
+  if (rc != 0) {
+    delete inbox_->async;
+    inbox_.reset();
+    close();  // the timer
+    return rc;
+  }
+  inbox_->async->data = this;
   load_and_resume(now_ms());
   check_file_shifts();
   arm();
@@ -202,6 +216,14 @@ int ShiftManager::start(uv_loop_t* loop) {
 }
 
 void ShiftManager::close() {
+  if (inbox_) {
+    std::lock_guard<std::mutex> lock(inbox_->mu);
+    inbox_->closed = true;  // hook threads still running drop their result
+    uv_close(reinterpret_cast<uv_handle_t*>(inbox_->async),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+    inbox_->async = nullptr;
+  }
+  inbox_.reset();
   if (!timer_) return;
   uv_timer_stop(timer_);
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(timer_)))
@@ -307,7 +329,8 @@ void ShiftManager::audit(const Shift& s, const std::string& event, const std::st
 void ShiftManager::persist() {
   if (state_dir_.empty()) return;
   json doc = {{"shifts", json::array()}};
-  for (const auto& [key, s] : shifts_) doc["shifts"].push_back(to_json(s, false));
+  for (const auto& [key, s] : shifts_)
+    if (s.state != "pre_traffic") doc["shifts"].push_back(to_json(s, false));  // not started
   std::string err;
   if (!admin::write_file_atomic(state_dir_ + "/shifts.json", doc.dump(1) + "\n", &err))
     log_line("sluice: shift: cannot save state: " + err);
@@ -359,12 +382,12 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
     return admin::api_error(404, "function " + f + " has no alias named " + a, "alias");
   Key key{f, a};
   auto it = shifts_.find(key);
-  if (it != shifts_.end() && it->second.state == "running")
+  if (it != shifts_.end() && active(it->second))
     return admin::api_error(409,
                             "a shift of " + f + ":" + a + " to version " + it->second.plan.to +
                                 " is already running (step " + std::to_string(it->second.step + 1) +
-                                "/" + std::to_string(it->second.plan.steps.size()) +
-                                "); abort it first",
+                                "/" + std::to_string(it->second.plan.steps.size()) + ", " +
+                                it->second.state + "); abort it first",
                             "alias");
   PlanError perr;
   std::optional<Plan> plan = parse_plan(body, &perr);
@@ -384,23 +407,30 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
   s.actor = actor;
   s.plan = std::move(*plan);
   s.before = current_map(f, a);
-  double best = 0;
-  for (const auto& [v, w] : s.before)
-    if (v != s.plan.to && w > best) {
-      best = w;
-      s.stable = v;
-    }
-  if (s.stable.empty())
+  bool has_stable = false;
+  for (const auto& [v, w] : s.before) has_stable |= v != s.plan.to && w > 0;
+  if (!has_stable)
     return admin::api_error(409,
                             "alias " + f + ":" + a + " already sends all its traffic to version " +
                                 s.plan.to + "; there is no stable version to shift from",
                             "to");
   s.started = admin::now_rfc3339();
+  if (s.plan.pre_traffic.empty()) {
+    admin::ApiResult r = start_shift(s);
+    if (r.status != 200) return r;
+    Shift& stored = shifts_[key] = std::move(s);
+    persist();
+    arm();
+    return {200, to_json(stored, true)};
+  }
 
-  if (!s.plan.pre_traffic.empty()) {
+  json hook = {{"event", "pre_traffic"},
+               {"function", f},
+               {"alias", a},
+               {"candidate", s.plan.to},
+               {"plan", to_json(s.plan)}};
+  if (!inbox_) {  // no loop (tests): call the hook in place
     std::string err;
-    json hook = {{"event", "pre_traffic"}, {"function", f},      {"alias", a},
-                 {"candidate", s.plan.to}, {"stable", s.stable}, {"plan", to_json(s.plan)}};
     int status = post_json(s.plan.pre_traffic, hook, s.plan.hook_timeout_ms, &err);
     if (status < 200 || status > 299)
       return admin::api_error(
@@ -410,22 +440,95 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
                            : "answered " + std::to_string(status) + " (2xx needed)") +
               "; the shift did not start",
           "pre_traffic");
+    admin::ApiResult r = start_shift(s);
+    if (r.status != 200) return r;
+    Shift& stored = shifts_[key] = std::move(s);
+    persist();
+    arm();
+    return {200, to_json(stored, true)};
   }
+  // Off the control loop, so a slow hook never delays another alias's rollback.
+  s.state = "pre_traffic";
+  s.reason = "waiting for the pre_traffic hook " + s.plan.pre_traffic;
+  s.hook_id = next_hook_id_++;
+  std::thread([inbox = inbox_, url = s.plan.pre_traffic, hook, timeout = s.plan.hook_timeout_ms, f,
+               a, id = s.hook_id]() {
+    HookInbox::Result res{f, a, id, 0, ""};
+    res.status = post_json(url, hook, timeout, &res.error);
+    std::lock_guard<std::mutex> lock(inbox->mu);
+    if (inbox->closed) return;
+    inbox->results.push_back(std::move(res));
+    uv_async_send(inbox->async);
+  }).detach();
+  Shift& stored = shifts_[key] = std::move(s);
+  return {202, to_json(stored, true)};
+}
 
+admin::ApiResult ShiftManager::start_shift(Shift& s) {
+  s.before = current_map(s.function, s.alias);
+  s.stable.clear();
+  double best = 0;
+  for (const auto& [v, w] : s.before)
+    if (v != s.plan.to && w > best) {
+      best = w;
+      s.stable = v;
+    }
+  if (s.stable.empty())
+    return admin::api_error(409,
+                            "alias " + alias_name(s) +
+                                " already sends all its traffic to version " + s.plan.to +
+                                "; there is no stable version to shift from",
+                            "to");
+  if (std::string why = cannot_serve(s); !why.empty())
+    return admin::api_error(409, "candidate " + s.plan.to + " cannot serve: " + why, "to");
   uint64_t now = now_ms();
   std::optional<observe::Snapshot> snap = snapshot(now);
+  s.steps.clear();
+  s.state = "running";
   begin_step(s, 0, now, snap ? &*snap : nullptr);
   std::string err;
   admin::TrafficMap first = step_map(s, 0);
   if (!apply(s, first, &err))
     return admin::api_error(409, "cannot set the first step's traffic: " + err, "alias");
   s.reason = "step 1 started";
-  audit(s, "start", actor, s.before, first,
+  audit(s, "start", s.actor, s.before, first,
         "shift to " + s.plan.to + " from stable " + s.stable + " started");
-  Shift& stored = shifts_[key] = std::move(s);
-  persist();
-  arm();
-  return {200, to_json(stored, true)};
+  return {200, json::object()};
+}
+
+void ShiftManager::on_hook_result(uv_async_t* a) {
+  auto* self = static_cast<ShiftManager*>(a->data);
+  std::vector<HookInbox::Result> results;
+  {
+    std::lock_guard<std::mutex> lock(self->inbox_->mu);
+    results.swap(self->inbox_->results);
+  }
+  for (const HookInbox::Result& r : results) {
+    auto it = self->shifts_.find({r.function, r.alias});
+    if (it == self->shifts_.end()) continue;
+    Shift& s = it->second;
+    if (s.state != "pre_traffic" || s.hook_id != r.id) continue;  // aborted meanwhile
+    std::string why;
+    if (r.status < 200 || r.status > 299) {
+      why = "pre_traffic hook " + s.plan.pre_traffic + " " +
+            (r.status == 0 ? "did not answer: " + r.error
+                           : "answered " + std::to_string(r.status) + " (2xx needed)") +
+            "; the shift did not start";
+    } else {
+      admin::ApiResult started = self->start_shift(s);
+      if (started.status != 200)
+        why = "the shift did not start: " + started.body.value("error", "?");
+    }
+    if (why.empty()) {
+      self->persist();
+      self->arm();
+    } else {
+      s.state = "not_started";
+      s.reason = why;
+      s.finished = admin::now_rfc3339();
+      log_line("sluice: shift " + alias_name(s) + ": " + why);
+    }
+  }
 }
 
 admin::ApiResult ShiftManager::get(const std::string& f, const std::string& a) const {
@@ -439,8 +542,14 @@ admin::ApiResult ShiftManager::get(const std::string& f, const std::string& a) c
 admin::ApiResult ShiftManager::abort(const std::string& f, const std::string& a,
                                      const std::string& actor) {
   auto it = shifts_.find({f, a});
-  if (it == shifts_.end() || it->second.state != "running")
+  if (it == shifts_.end() || !active(it->second))
     return admin::api_error(404, "no shift is running on " + f + ":" + a, "alias");
+  if (it->second.state == "pre_traffic") {  // nothing changed yet: no traffic to restore
+    it->second.state = "aborted";
+    it->second.reason = "aborted by " + actor + " before the pre_traffic hook answered";
+    it->second.finished = admin::now_rfc3339();
+    return {200, to_json(it->second, true)};
+  }
   Shift& s = it->second;
   uint64_t now = now_ms();
   std::optional<observe::Snapshot> snap = snapshot(now);
@@ -616,8 +725,7 @@ void ShiftManager::check_file_shifts() {
       std::optional<Plan> plan = parse_plan(body, &perr);
       if (!plan) continue;  // the loader refused such a file already
       auto it = shifts_.find({fn.name, al.name});
-      if (it != shifts_.end() && (it->second.state == "running" || it->second.plan.to == plan->to))
-        continue;
+      if (it != shifts_.end() && (active(it->second) || it->second.plan.to == plan->to)) continue;
       admin::TrafficMap now_map = admin::traffic_of(al);
       if (now_map.size() == 1 && now_map[0].first == plan->to) continue;  // already all there
       admin::ApiResult r = begin(fn.name, al.name, body, "file");

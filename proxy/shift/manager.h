@@ -9,6 +9,8 @@
 
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -45,10 +47,12 @@ struct StepRecord {
 struct Shift {
   std::string function, alias, actor;
   Plan plan;
-  std::string stable;             // the version with the most traffic at the start
-  admin::TrafficMap before;       // the pre-shift map, restored on rollback
-  size_t step = 0;                // index into plan.steps
-  std::string state = "running";  // "running", "promoted", "rolled_back", "aborted", "interrupted"
+  std::string stable;        // the version with the most traffic at the start
+  admin::TrafficMap before;  // the pre-shift map, restored on rollback
+  size_t step = 0;           // index into plan.steps
+  // "pre_traffic" (waiting for the hook), "running", "promoted", "rolled_back", "aborted",
+  // "interrupted", "not_started" (the pre_traffic hook said no).
+  std::string state = "running";
   std::string reason;             // why it ended (or what it waits for while running)
   std::string started, finished;  // RFC 3339
   std::vector<StepRecord> steps;
@@ -57,7 +61,11 @@ struct Shift {
   SeriesWindow candidate_window, stable_window;
   Figures last_candidate, last_stable;
   std::vector<std::string> notes;  // compare_to_stable forgiveness, latest first
+  uint64_t hook_id = 0;            // the pre_traffic call this shift waits for
 };
+
+// Running or about to run: blocks a second shift on the alias.
+bool active(const Shift& s);
 
 nlohmann::json to_json(const Shift& s, bool runtime);
 // Fills the durable part of `out`; false if the document is not a shift.
@@ -93,6 +101,9 @@ class ShiftManager {
   admin::ApiResult handle(const std::string& method, const std::string& function,
                           const std::string& alias, const std::string& body,
                           const std::string& actor);
+  // 200 once the first step is live; 202 with state "pre_traffic" when a pre_traffic hook must
+  // answer 2xx first (called off the loop; the shift starts, or ends "not_started", when it
+  // answers or times out).
   admin::ApiResult begin(const std::string& function, const std::string& alias,
                          const nlohmann::json& body, const std::string& actor);
   admin::ApiResult get(const std::string& function, const std::string& alias) const;
@@ -136,6 +147,22 @@ class ShiftManager {
   // snapshot changed since the last call.
   void check_file_shifts();
   void post_hook(const Shift& s);
+  // Sets the first step of `s` (pre-shift map and stable taken now). Non-200 leaves `s` as is.
+  admin::ApiResult start_shift(Shift& s);
+  // Results of pre_traffic calls, posted by their threads and read on the loop.
+  struct HookInbox {
+    std::mutex mu;
+    bool closed = false;
+    uv_async_t* async = nullptr;  // freed by its close callback
+    struct Result {
+      std::string function, alias;
+      uint64_t id = 0;
+      int status = 0;
+      std::string error;
+    };
+    std::vector<Result> results;
+  };
+  static void on_hook_result(uv_async_t* a);
   void arm();
   static void on_timer(uv_timer_t* t);
 
@@ -148,6 +175,8 @@ class ShiftManager {
   uv_loop_t* loop_ = nullptr;
   uv_timer_t* timer_ = nullptr;       // freed by its close callback
   const void* seen_table_ = nullptr;  // the snapshot check_file_shifts() last looked at
+  std::shared_ptr<HookInbox> inbox_;  // shared with pre_traffic threads
+  uint64_t next_hook_id_ = 1;
 };
 
 // POSTs `body` to an http://HOST:PORT/path URL within `timeout_ms`; the HTTP status, or 0 with

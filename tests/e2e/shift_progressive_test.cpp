@@ -197,7 +197,8 @@ json wait_finished(CurlClient& curl, uint16_t port, int timeout_ms) {
       [&] {
         ApiReply r = api(curl, port, "GET", kShiftPath);
         last = r.body;
-        return r.status == 200 && last.value("state", "") != "running";
+        const std::string state = last.value("state", "");
+        return r.status == 200 && state != "running" && state != "pre_traffic";
       },
       timeout_ms);
   return last;
@@ -508,15 +509,24 @@ TEST_CASE(
   std::string url = "http://" + hook.address() + "/hook";
   ApiReply r = api(curl, port, "POST", kShiftPath,
                    json{{"to", "2"}, {"every", "1m"}, {"pre_traffic", url}}.dump());
-  CHECK(r.status == 424);
-  CHECK(r.body["field"] == "pre_traffic");
-  CHECK(api(curl, port, "GET", kShiftPath).status == 404);
+  CHECK(r.status == 202);  // the hook is called off the control loop
+  CHECK(r.body["state"] == "pre_traffic");
+  json done = wait_finished(curl, port, 5000);
+  CHECK(done["state"] == "not_started");
+  CHECK(done["reason"].get<std::string>().find("answered 503 (2xx needed)") != std::string::npos);
   CHECK(admin::who_answers(s, 20)["stable"] == 20);
 
   hook.status = 200;
+  hook.delay_ms = 300;  // a slow hook does not block the admin API meanwhile
   r = api(curl, port, "POST", kShiftPath,
           json{{"to", "2"}, {"every", "1m"}, {"pre_traffic", url}, {"post_traffic", url}}.dump());
-  REQUIRE_MESSAGE(r.status == 200, r.raw);
+  REQUIRE_MESSAGE(r.status == 202, r.raw);
+  CHECK(api(curl, port, "POST", kShiftPath, R"({"to":"2"})").status == 409);
+  CHECK(api(curl, port, "GET", "/admin/status").status == 200);
+  REQUIRE(poll_until([&] { return api(curl, port, "GET", kShiftPath).body["state"] == "running"; },
+                     5000));
+  CHECK(api(curl, port, "GET", "/admin/status").body["functions"][0]["aliases"][0]["traffic"] ==
+        json({{"1", 90}, {"2", 10}}));
   CHECK(api(curl, port, "DELETE", kShiftPath).status == 200);
   REQUIRE(poll_until([&] { return hook.bodies().size() >= 3; }, 5000));
   std::vector<std::string> bodies = hook.bodies();
