@@ -396,6 +396,12 @@ ApiResult Control::rollback(const std::string& f, const std::string& a, const st
   as.override_file_hash = alias_file_hash(*file_al);
   Built b = build(file_, next);
   if (!b.table) return api_error(409, "cannot roll back: " + b.errors.front(), "alias");
+  for (const DroppedOverride& d : b.dropped)  // e.g. the earlier map names a removed version
+    if (d.function == f && d.alias == a)
+      return api_error(
+          409,
+          "cannot roll back alias " + f + ":" + a + " to " + traffic_text(target) + ": " + d.why,
+          "alias");
   size_t depth = as.history.size();
   ApiResult c = commit(std::move(next), b.table,
                        {{actor, "api", f, a, traffic_json(old), traffic_json(target)}});

@@ -144,6 +144,29 @@ TEST_CASE("invalid alias changes answer 400 naming the field, unknown names 404"
   CHECK(latest.status == 200);
 }
 
+TEST_CASE("rollback to a map naming a version the file has since removed is refused") {
+  Fixture fx;
+  Control c(fx.path);
+  REQUIRE(c.init());
+  fx.attach(c);
+  REQUIRE(c.set_alias("checkout", "prod", traffic({{"4", 100}}), "api:t").status == 200);
+  REQUIRE(c.set_alias("checkout", "prod", traffic({{"3", 100}}), "api:t").status == 200);
+  // Version 4 leaves the file; the override {"3": 100} survives (same alias definition).
+  std::string text = fx.toml();
+  text.replace(
+      text.find("[functions.checkout.versions.4]"),
+      std::string("[functions.checkout.versions.4]\nendpoints = [\"127.0.0.1:7004\"]\n").size(),
+      "");
+  fx.write(text);
+  REQUIRE(c.reload("api").status == 200);
+  CHECK(live_traffic(fx.published) == "3=100");
+  ApiResult r = c.rollback("checkout", "prod", "api:t");
+  CHECK(r.status == 409);
+  CHECK(r.body["error"].get<std::string>().find("version 4 is no longer defined") !=
+        std::string::npos);
+  CHECK(live_traffic(fx.published) == "3=100");
+}
+
 TEST_CASE("publishing $LATEST takes the next number, never reused") {
   Fixture fx;
   Control c(fx.path);
