@@ -68,7 +68,7 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
   out.clear();
   out.append(req.method_name());
   out.push_back(' ');
-  out.append(req.url());
+  out.append(info.target.empty() ? req.url() : info.target);
   out.append(" HTTP/1.1\r\n", 11);
 
   std::string_view tokens[kMaxConnectionTokens];
@@ -93,7 +93,10 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
         }
         break;
       case 4:
-        if (iequals(n, "host")) host = h.value;
+        if (iequals(n, "host")) {
+          if (!info.host.empty()) continue;  // replaced by the absolute-form authority
+          host = h.value;
+        }
         break;
       case 12:
         if (iequals(n, "x-request-id")) request_id = h.value;
@@ -117,6 +120,10 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
     add(out, n, h.value);
   }
 
+  if (!info.host.empty()) {
+    add(out, "Host", info.host);
+    host = info.host;
+  }
   out.append("X-Forwarded-For: ", 17);
   if (!xff.empty()) {
     out.append(xff);

@@ -21,8 +21,12 @@ size_t connection_tokens(std::string_view value, std::string_view* out, size_t c
 struct UpstreamRequestInfo {
   std::string_view client_ip;   // appended to X-Forwarded-For
   std::string_view request_id;  // used when the request carries no x-request-id
-  bool chunked_body = false;    // the body is re-chunked by the proxy
-  bool upgrade = false;         // keep Upgrade and send Connection: upgrade
+  // For an absolute-form request (GET http://host/path): the origin-form target and the
+  // authority, which replace the request target and the Host header (RFC 9112 §3.2.2).
+  std::string_view target;
+  std::string_view host;
+  bool chunked_body = false;  // the body is re-chunked by the proxy
+  bool upgrade = false;       // keep Upgrade and send Connection: upgrade
 };
 
 // Builds "METHOD url HTTP/1.1\r\n...\r\n\r\n" for the upstream from a parsed request.

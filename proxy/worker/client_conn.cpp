@@ -294,7 +294,8 @@ void ClientConn::reset_request() {
   upstream_start_ns_ = upstream_end_ns_ = bytes_out_ = 0;
   status_ = 0;
   failure_ = observe::FailureKind::kNone;
-  in_request_ = request_done_ = response_done_ = response_started_ = false;
+  in_request_ = request_done_ = response_done_ = response_started_ = response_flushed_ = false;
+  abs_target_.clear();
   local_response_ = request_has_body_ = request_chunked_ = head_request_ = false;
   upgrade_requested_ = chunk_response_ = retried_ = request_bytes_sent_ = false;
   body_bytes_in_ = 0;
@@ -327,6 +328,7 @@ void ClientConn::on_timer(uv_timer_t* t) {
 
 void ClientConn::flush_client() {
   if (out_.empty() || closing_) return;
+  if (response_started_) response_flushed_ = true;
   int rc = out_.flush(as_stream(&socket_), worker_.context().writes, &ClientConn::on_write);
   if (rc < 0) close();
 }
@@ -425,13 +427,17 @@ int ClientConn::start_upstream(http::Parser& p) {
   std::string_view host = p.header("host");
   std::string_view path = p.url();
   if (!path.empty() && path.front() != '/') {
-    // absolute-form: scheme://authority/path
+    // absolute-form: scheme://authority[/path][?query]; forwarded in origin-form with the
+    // authority as Host (RFC 9112 §3.2.2).
     size_t scheme = path.find("://");
     if (scheme != std::string_view::npos) {
       std::string_view rest = path.substr(scheme + 3);
-      size_t slash = rest.find('/');
-      host = rest.substr(0, slash);
-      path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+      size_t end = rest.find_first_of("/?");
+      abs_host_ = host = rest.substr(0, end);
+      abs_target_.clear();
+      if (end == std::string_view::npos || rest[end] == '?') abs_target_ = "/";
+      if (end != std::string_view::npos) abs_target_.append(rest.substr(end));
+      path = abs_target_;
     }
   }
   size_t q = path.find('?');
@@ -502,6 +508,10 @@ int ClientConn::start_upstream(http::Parser& p) {
   info.request_id = request_id_;
   info.chunked_body = request_chunked_;
   info.upgrade = upgrade_requested_;
+  if (!abs_target_.empty()) {
+    info.target = abs_target_;
+    info.host = abs_host_;
+  }
   http::build_upstream_request(p, info, upstream_head_);
 
   if (!connect_upstream(false)) return local_error(502, "connect-failed");
@@ -666,8 +676,19 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
       return;
     }
   }
+  if (response_started_ && !response_flushed_) {
+    // The head is still only in our outbox: nothing reached the client, so it can still get
+    // an honest error status instead of a truncated response.
+    out_.clear();
+    response_started_ = false;
+    chunk_response_ = false;
+    bytes_out_ = 0;
+  }
   if (response_started_) {
-    close();  // a response was cut off mid-way: closing is the only honest signal left
+    // Cut off mid-way: deliver what was relayed, then close (the only honest signal left).
+    close_after_response_ = true;
+    close_when_flushed();
+    drive(nullptr, 0);
     return;
   }
   switch (kind) {

@@ -109,7 +109,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   bool in_request_ = false;
   bool request_done_ = false;      // the client's request message ended
   bool response_done_ = false;     // the response to the client is complete
-  bool response_started_ = false;  // bytes of a response head went to the client
+  bool response_started_ = false;  // a response head was queued for the client
+  bool response_flushed_ = false;  // ... and handed to the socket
   bool local_response_ = false;    // answered by sluice itself; body (if any) is discarded
   bool request_has_body_ = false;
   bool request_chunked_ = false;
@@ -135,6 +136,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   std::string response_head_;  // the client response head being sent
   std::string set_cookie_;     // issued sticky cookie for this response, if any
   std::string request_id_;
+  std::string abs_target_;     // origin-form target of an absolute-form request, else empty
+  std::string_view abs_host_;  // its authority (points into the parser's head)
 };
 
 }  // namespace sluice::worker
