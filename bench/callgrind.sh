@@ -3,6 +3,7 @@
 # runs N1 and then N2 sequential requests on one keep-alive connection, each in a fresh process
 # under callgrind; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up and shutdown.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 usage() {

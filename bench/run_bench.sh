@@ -2,6 +2,7 @@
 # Side-by-side throughput/latency benchmark on loopback: wrk against the upstream directly, sluice,
 # nginx and HAProxy (each proxy: one worker/thread, 90/10 split, upstream keep-alive).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 usage() {

@@ -4,6 +4,7 @@
 # N2 - N1 cancels start-up. Kernel time is most of a loopback proxy's cost, so this complements
 # callgrind.sh (user-space instructions).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 usage() {
