@@ -227,29 +227,17 @@ int run_client_command(int argc, char** argv) {
   std::string cmd = argv[0];
   if (cmd == "shift") return shift::run_shift_command(argc, argv);  // proxy/shift/cli.h
   std::vector<std::string> args;
-  std::string admin, config_path, token_file;
+  ClientOptions options;
   bool as_json = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&](const std::string& name, std::string& out) {
-      if (a == name && i + 1 < argc) {
-        out = argv[++i];
-        return true;
-      }
-      if (a.rfind(name + "=", 0) == 0) {
-        out = a.substr(name.size() + 1);
-        return true;
-      }
-      return false;
-    };
     if (a == "-h" || a == "--help") {
       std::printf("usage: sluice %s [options]\n\n%s", cmd.c_str(), kClientUsage);
       return 0;
     }
     if (a == "--json") {
       as_json = true;
-    } else if (value("--admin", admin) || value("--token-file", token_file) ||
-               value("--config", config_path) || value("-c", config_path)) {
+    } else if (options.take(argc, argv, i)) {
     } else if (a.size() > 1 && a[0] == '-') {
       std::fprintf(stderr, "sluice %s: unknown option %s\n", cmd.c_str(), a.c_str());
       return 2;
@@ -258,32 +246,10 @@ int run_client_command(int argc, char** argv) {
     }
   }
 
-  std::string token, err;
-  if (!config_path.empty()) {
-    config::LoadResult r = config::load_file(config_path);
-    if (!r.config) {
-      std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(),
-                   r.errors.empty() ? "cannot load config" : r.errors[0].to_string().c_str());
-      return 1;
-    }
-    if (admin.empty()) admin = r.config->admin.address.text;
-    if (token_file.empty() && !r.config->admin.token_file.empty()) {
-      std::string tf = r.config->admin.token_file;
-      if (tf[0] != '/') {
-        size_t slash = config_path.rfind('/');
-        if (slash != std::string::npos) tf = config_path.substr(0, slash + 1) + tf;
-      }
-      token_file = tf;
-    }
-  }
-  if (admin.empty()) admin = "127.0.0.1:9901";
-  if (!token_file.empty()) {
-    if (!read_token_file(token_file, token, &err)) {
-      std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
-      return 1;
-    }
-  } else if (const char* env = std::getenv("SLUICE_TOKEN")) {
-    token = env;
+  std::string admin, token, err;
+  if (!options.resolve(&admin, &token, &err)) {
+    std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
+    return 1;
   }
 
   std::string method = "GET", target, body;
@@ -367,6 +333,50 @@ int run_client_command(int argc, char** argv) {
                 map_text(doc["old"]).c_str());
   }
   return 0;
+}
+
+bool take_value(int argc, char** argv, int& i, const std::string& name, std::string& out) {
+  const std::string a = argv[i];
+  if (a == name && i + 1 < argc) {
+    out = argv[++i];
+    return true;
+  }
+  if (a.size() > name.size() && a.compare(0, name.size(), name) == 0 && a[name.size()] == '=') {
+    out = a.substr(name.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+bool ClientOptions::take(int argc, char** argv, int& i) {
+  return take_value(argc, argv, i, "--admin", admin) ||
+         take_value(argc, argv, i, "--token-file", token_file) ||
+         take_value(argc, argv, i, "--config", config_path) ||
+         take_value(argc, argv, i, "-c", config_path);
+}
+
+bool ClientOptions::resolve(std::string* admin_out, std::string* token_out,
+                            std::string* error) const {
+  std::string address = admin, tokens = token_file;
+  if (!config_path.empty()) {
+    config::LoadResult r = config::load_file(config_path);
+    if (!r.config) {
+      *error = r.errors.empty() ? "cannot load config" : r.errors[0].to_string();
+      return false;
+    }
+    if (address.empty()) address = r.config->admin.address.text;
+    if (tokens.empty() && !r.config->admin.token_file.empty()) {
+      tokens = r.config->admin.token_file;
+      const size_t slash = config_path.rfind('/');
+      if (tokens[0] != '/' && slash != std::string::npos)
+        tokens = config_path.substr(0, slash + 1) + tokens;
+    }
+  }
+  *admin_out = address.empty() ? "127.0.0.1:9901" : address;
+  token_out->clear();
+  if (!tokens.empty()) return read_token_file(tokens, *token_out, error);
+  if (const char* env = std::getenv("SLUICE_TOKEN")) *token_out = env;
+  return true;
 }
 
 }  // namespace sluice::admin

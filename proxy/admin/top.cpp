@@ -293,19 +293,6 @@ std::string utc_clock() {
   return buf;
 }
 
-bool read_token_file(const std::string& path, std::string& token, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read token file " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  token = ss.str();
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  return true;
-}
-
 // GET /admin/status; the body, or nullopt with `error`.
 std::optional<std::string> fetch_status(const std::string& admin, const std::string& token,
                                         std::string& error) {
@@ -394,22 +381,11 @@ int live_view(const std::string& admin, const std::string& token, int interval_m
 }  // namespace
 
 int run_top_command(int argc, char** argv) {
-  std::string admin, config_path, token_file;
+  ClientOptions options;
   bool once = false;
   int interval_ms = 1000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&](const std::string& name, std::string& out) {
-      if (a == name && i + 1 < argc) {
-        out = argv[++i];
-        return true;
-      }
-      if (a.rfind(name + "=", 0) == 0) {
-        out = a.substr(name.size() + 1);
-        return true;
-      }
-      return false;
-    };
     std::string interval;
     if (a == "-h" || a == "--help") {
       std::fputs(kTopUsage, stdout);
@@ -417,7 +393,7 @@ int run_top_command(int argc, char** argv) {
     }
     if (a == "--once") {
       once = true;
-    } else if (value("--interval-ms", interval)) {
+    } else if (take_value(argc, argv, i, "--interval-ms", interval)) {
       char* end = nullptr;
       long v = std::strtol(interval.c_str(), &end, 10);
       if (interval.empty() || *end != '\0' || v < 100 || v > 60000) {
@@ -426,38 +402,17 @@ int run_top_command(int argc, char** argv) {
         return 2;
       }
       interval_ms = static_cast<int>(v);
-    } else if (value("--admin", admin) || value("--token-file", token_file) ||
-               value("--config", config_path) || value("-c", config_path)) {
+    } else if (options.take(argc, argv, i)) {
     } else {
       std::fprintf(stderr, "sluice top: unexpected argument %s\n\n%s", a.c_str(), kTopUsage);
       return 2;
     }
   }
 
-  std::string token, error;
-  if (!config_path.empty()) {
-    config::LoadResult r = config::load_file(config_path);
-    if (!r.config) {
-      std::fprintf(stderr, "sluice top: %s\n",
-                   r.errors.empty() ? "cannot load config" : r.errors[0].to_string().c_str());
-      return 1;
-    }
-    if (admin.empty()) admin = r.config->admin.address.text;
-    if (token_file.empty() && !r.config->admin.token_file.empty()) {
-      token_file = r.config->admin.token_file;
-      size_t slash = config_path.rfind('/');
-      if (token_file[0] != '/' && slash != std::string::npos)
-        token_file = config_path.substr(0, slash + 1) + token_file;
-    }
-  }
-  if (admin.empty()) admin = "127.0.0.1:9901";
-  if (!token_file.empty()) {
-    if (!read_token_file(token_file, token, error)) {
-      std::fprintf(stderr, "sluice top: %s\n", error.c_str());
-      return 1;
-    }
-  } else if (const char* env = std::getenv("SLUICE_TOKEN")) {
-    token = env;
+  std::string admin, token, error;
+  if (!options.resolve(&admin, &token, &error)) {
+    std::fprintf(stderr, "sluice top: %s\n", error.c_str());
+    return 1;
   }
 
   if (once || !::isatty(STDOUT_FILENO)) {

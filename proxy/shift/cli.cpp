@@ -77,19 +77,6 @@ void print_shift(const json& s) {
                 figures_text(r["candidate"]).c_str(), figures_text(r["stable"]).c_str());
 }
 
-bool read_token_file(const std::string& path, std::string& token, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot read token file " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  token = ss.str();
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  return true;
-}
-
 struct Call {
   std::string admin, token;
   std::optional<admin::ClientResponse> run(const std::string& method, const std::string& target,
@@ -282,29 +269,17 @@ bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool
 
 int run_shift_command(int argc, char** argv) {
   std::vector<std::string> rest;
-  std::string admin_addr, config_path, token_file;
+  admin::ClientOptions options;
   bool as_json = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&](const std::string& name, std::string& out) {
-      if (a == name && i + 1 < argc) {
-        out = argv[++i];
-        return true;
-      }
-      if (a.rfind(name + "=", 0) == 0) {
-        out = a.substr(name.size() + 1);
-        return true;
-      }
-      return false;
-    };
     if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
     }
     if (a == "--json") {
       as_json = true;
-    } else if (value("--admin", admin_addr) || value("--token-file", token_file) ||
-               value("--config", config_path) || value("-c", config_path)) {
+    } else if (options.take(argc, argv, i)) {
     } else {
       rest.push_back(a);
     }
@@ -315,29 +290,9 @@ int run_shift_command(int argc, char** argv) {
   };
   std::string err;
   Call call;
-  if (!config_path.empty()) {
-    config::LoadResult r = config::load_file(config_path);
-    if (!r.config) {
-      std::fprintf(stderr, "sluice shift: %s\n",
-                   r.errors.empty() ? "cannot load config" : r.errors[0].to_string().c_str());
-      return 1;
-    }
-    if (admin_addr.empty()) admin_addr = r.config->admin.address.text;
-    if (token_file.empty() && !r.config->admin.token_file.empty()) {
-      token_file = r.config->admin.token_file;
-      size_t slash = config_path.rfind('/');
-      if (token_file[0] != '/' && slash != std::string::npos)
-        token_file = config_path.substr(0, slash + 1) + token_file;
-    }
-  }
-  call.admin = admin_addr.empty() ? "127.0.0.1:9901" : admin_addr;
-  if (!token_file.empty()) {
-    if (!read_token_file(token_file, call.token, &err)) {
-      std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
-      return 1;
-    }
-  } else if (const char* env = std::getenv("SLUICE_TOKEN")) {
-    call.token = env;
+  if (!options.resolve(&call.admin, &call.token, &err)) {
+    std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
+    return 1;
   }
 
   if (rest.empty()) return usage("expected FN:ALIAS, status FN:ALIAS or abort FN:ALIAS");
