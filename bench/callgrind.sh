@@ -72,26 +72,7 @@ while (($#)); do
   esac
   shift
 done
-if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || ((N2 <= N1)); then die "need integers N2 > N1"; fi
-
-if ((save)); then
-  mkdir -p "$BENCH_DIR/results"
-  out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-callgrind${PROFILE_SUFFIX}.txt"
-  exec > >(tee "$out_file.partial") 2>&1
-fi
-
-"$REPO_DIR/scripts/setup" --bench
-for tool in valgrind nginx haproxy python3; do
-  command -v "$tool" >/dev/null || die "$tool not found (scripts/setup --bench installs it)"
-done
-if [[ "$sluice_mode" == auto ]]; then
-  sluice_bin="$(find_sluice)"
-  if [[ -z "$sluice_bin" ]]; then
-    echo "note: no sluice binary found (set SLUICE_BIN or build build-bench/sluice); running without sluice" >&2
-    sluice_mode=off
-  fi
-fi
-[[ "$sluice_mode" != required || -x "$sluice_bin" ]] || die "sluice binary $sluice_bin is not executable"
+seq_prepare callgrind valgrind
 
 echo "== sluice instructions per request (bench/callgrind.sh)"
 machine_info
@@ -100,32 +81,14 @@ echo "method:  valgrind --tool=callgrind, user-space instructions (Ir) of the wh
 echo "         N1=$N1 and N2=$N2 sequential GET / on one keep-alive connection, each run in a fresh"
 echo "         process; Ir/request = (Ir(N2) - Ir(N1)) / (N2 - N1). Upstream: nginx, not traced."
 
-mapfile -t ports < <(free_ports 3)
-up1="${ports[0]}" up2="${ports[1]}" port="${ports[2]}"
-subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" PORT="$port")
-render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
-render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}"
-render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}"
-render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}"
-
-start_bg upstream nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-upstream.err" -c "$BENCH_TMP/nginx-upstream.conf"
-wait_port "$up1" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
-wait_port "$up2" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
-
-proxy_cmd() { # proxy_cmd NAME -> sets CMD to the proxy's command line
-  case "$1" in
-    sluice) CMD=("$sluice_bin" run -c "$BENCH_TMP/sluice.toml") ;;
-    nginx) CMD=(nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-proxy.err" -c "$BENCH_TMP/nginx-proxy.conf") ;;
-    haproxy) CMD=(haproxy -db -f "$BENCH_TMP/haproxy.cfg") ;;
-  esac
-}
+seq_start_upstream
 
 # measure NAME N: runs the proxy under callgrind for N requests; sets IR to the total Ir.
 # Runs in this shell (not in $(...)) so cleanup always knows the PIDs it started.
 measure() {
   local name="$1" n="$2" out="$BENCH_TMP/callgrind.$1.$2" pid ir
   IR=""
-  proxy_cmd "$name"
+  seq_proxy_cmd "$name"
   start_bg "cg-$name-$n" valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
     --trace-children=no "${CMD[@]}"
   pid=$LAST_PID

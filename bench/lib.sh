@@ -193,3 +193,57 @@ core_busy_ticks() {
   awk -v list="$1" 'BEGIN { n = split(list, c, ","); for (i = 1; i <= n; i++) want["cpu" c[i]] = 1 }
     ($1 in want) { s += $2 + $3 + $4 + $7 + $8 + $9 } END { print s + 0 }' /proc/stat
 }
+
+# --- shared by callgrind.sh and syscalls.sh: N1 then N2 sequential requests under a tracer ---
+
+# seq_prepare NAME TOOL: checks N1 < N2, starts the --save capture (bench/results/<date>-NAME.txt),
+# installs and checks the tools, and resolves sluice_bin / sluice_mode. Sets out_file.
+# The caller sets N1, N2, save, sluice_mode and sluice_bin.
+# shellcheck disable=SC2154
+seq_prepare() {
+  local name="$1" tool="$2" t
+  if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || ((N2 <= N1)); then die "need integers N2 > N1"; fi
+  if ((save)); then
+    mkdir -p "$BENCH_DIR/results"
+    out_file="$BENCH_DIR/results/$(date -u +%Y-%m-%dT%H%MZ)-${name}${PROFILE_SUFFIX}.txt"
+    exec > >(tee "$out_file.partial") 2>&1
+  fi
+  "$REPO_DIR/scripts/setup" --bench
+  for t in "$tool" nginx haproxy python3; do
+    command -v "$t" >/dev/null || die "$t not found (scripts/setup --bench installs it)"
+  done
+  if [[ "$sluice_mode" == auto ]]; then
+    sluice_bin="$(find_sluice)"
+    if [[ -z "$sluice_bin" ]]; then
+      echo "note: no sluice binary found (set SLUICE_BIN or build build-bench/sluice); running without sluice" >&2
+      sluice_mode=off
+    fi
+  fi
+  [[ "$sluice_mode" != required || -x "$sluice_bin" ]] || die "sluice binary $sluice_bin is not executable"
+}
+
+# seq_start_upstream: picks free ports (up1 up2 port), renders every config into $BENCH_TMP and
+# starts the upstream nginx.
+seq_start_upstream() {
+  local ports subst
+  mapfile -t ports < <(free_ports 3)
+  up1="${ports[0]}" up2="${ports[1]}" port="${ports[2]}"
+  subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" PORT="$port")
+  render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
+  render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}"
+  render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}"
+  render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}"
+  start_bg upstream nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-upstream.err" -c "$BENCH_TMP/nginx-upstream.conf"
+  wait_port "$up1" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+  wait_port "$up2" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
+}
+
+# seq_proxy_cmd NAME: sets CMD to that proxy's command line (configs from seq_start_upstream).
+# shellcheck disable=SC2034  # CMD is read by the caller
+seq_proxy_cmd() {
+  case "$1" in
+    sluice) CMD=("$sluice_bin" run -c "$BENCH_TMP/sluice.toml") ;;
+    nginx) CMD=(nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-proxy.err" -c "$BENCH_TMP/nginx-proxy.conf") ;;
+    haproxy) CMD=(haproxy -db -f "$BENCH_TMP/haproxy.cfg") ;;
+  esac
+}
