@@ -4,8 +4,8 @@
 #include <string>
 
 #include "admin/cli.h"
-#include "admin/top.h"
 #include "admin/serve.h"
+#include "admin/top.h"
 #include "config/check_command.h"
 #include "config/loader.h"
 #include "demo/demo.h"
@@ -23,7 +23,7 @@ const char* kUsage =
     "  run -c FILE        serve the configuration in FILE (also: sluice -c FILE)\n"
     "  check -c FILE      validate and lint FILE; --strict turns warnings into errors\n"
     "  demo               run the proxy with built-in demo upstreams on 127.0.0.1:8080\n"
-    "  status, alias set, rollback, publish, reload   admin client (see below)\n"
+    "  status, alias set, rollback, publish, reload, shift, top   admin client (see below)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  the TOML configuration (see config/sluice.toml for every key)\n"

@@ -34,6 +34,7 @@ const char* kClientUsage =
     "  publish FN                      publish FN's $LATEST as its next version number\n"
     "  reload                          re-read the config file now\n"
     "  shift FN:ALIAS --to V [...]     progressive shift with automatic rollback (shift --help)\n"
+    "  top                             live view of every alias: split, req/s, errors, p50/p99\n"
     "\n"
     "client options:\n"
     "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
