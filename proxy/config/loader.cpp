@@ -419,12 +419,17 @@ void Loader::load_limits(const toml::table& root) {
   const toml::table* l = table_at(root, "limits", "[limits]");
   if (!l) return;
   check_keys(*l,
-             {"header_timeout", "idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
-              "max_connections", "drain_timeout"},
+             {"header_timeout", "idle_timeout", "body_timeout", "send_timeout",
+              "tunnel_idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
+              "max_connections", "max_connections_per_client", "drain_timeout"},
              "[limits]");
   LimitsSpec& s = cfg_.limits;
   read_duration(*l, "header_timeout", "limits.header_timeout", false, &s.header_timeout_ms);
   read_duration(*l, "idle_timeout", "limits.idle_timeout", false, &s.idle_timeout_ms);
+  read_duration(*l, "body_timeout", "limits.body_timeout", false, &s.body_timeout_ms);
+  read_duration(*l, "send_timeout", "limits.send_timeout", false, &s.send_timeout_ms);
+  read_duration(*l, "tunnel_idle_timeout", "limits.tunnel_idle_timeout", false,
+                &s.tunnel_idle_timeout_ms);
   read_duration(*l, "drain_timeout", "limits.drain_timeout", true, &s.drain_timeout_ms);
   read_uint_into(*l, "max_header_bytes", "limits.max_header_bytes", 1024, 16u << 20,
                  &s.max_header_bytes);
@@ -433,6 +438,8 @@ void Loader::load_limits(const toml::table& root) {
                  &s.max_body_size);
   read_uint_into(*l, "max_connections", "limits.max_connections", 1, 10'000'000,
                  &s.max_connections);
+  read_uint_into(*l, "max_connections_per_client", "limits.max_connections_per_client", 1,
+                 10'000'000, &s.max_connections_per_client);
 }
 
 void Loader::load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out) {

@@ -110,8 +110,14 @@ struct AdminSpec {
 };
 
 struct LimitsSpec {
+  // A new connection's first request head must be complete this long after the accept; a later
+  // head on a keep-alive connection, this long after its first byte.
   uint32_t header_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 60000;
+  uint32_t body_timeout_ms = 60000;           // silence while reading a request body; then 408
+  uint32_t send_timeout_ms = 60000;           // a client taking none of our output this long is cut
+  uint32_t tunnel_idle_timeout_ms = 3600000;  // an upgraded tunnel with no bytes either way
+  uint32_t max_connections_per_client = 1024;  // per client address, across workers
   uint32_t max_header_bytes = 65536;
   uint32_t max_headers = 100;
   uint64_t max_body_size = 0;  // 0 = unlimited
@@ -121,7 +127,9 @@ struct LimitsSpec {
 
 // Upstream keep-alive pools, per endpoint per worker.
 struct UpstreamPoolSpec {
-  uint32_t keepalive = 64;           // idle connections kept per endpoint per worker
+  // Idle connections kept per endpoint per worker, at most; within it a pool keeps what the
+  // recent peak of concurrent requests needed (upstream/connection.h).
+  uint32_t keepalive = 1024;
   uint32_t idle_timeout_ms = 60000;  // an idle pooled connection is closed after this
 };
 

@@ -106,6 +106,7 @@ int Parser::on_message_begin_cb(llhttp_t* p) {
   s->headers_.clear();
   s->first_len_ = 0;
   s->content_length_ = 0;
+  s->upgrade_ = false;
   s->body_bytes_ = 0;
   s->sink_.on_message_begin(*s);
   return 0;
@@ -160,6 +161,10 @@ int Parser::on_headers_complete_cb(llhttp_t* p) {
   s->finish_headers();
   s->head_complete_ = true;
   s->content_length_ = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+  s->upgrade_ = p->upgrade != 0;
+  // An upgrade request is an ordinary message to llhttp: whether the connection switches
+  // protocols depends on the answer (101 or not), which only the caller learns.
+  if (p->type == HTTP_REQUEST) p->upgrade = 0;
   int rc = s->sink_.on_head(*s);
   if (rc < 0) {
     s->error_ = ParseError::kSinkError;

@@ -88,7 +88,11 @@ class Parser {
   bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
   bool has_content_length() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
   uint64_t content_length() const { return content_length_; }
-  bool upgrade() const { return parser_.upgrade != 0; }
+  // Requests: the client asked for an upgrade (Upgrade + Connection: upgrade, or CONNECT). The
+  // parser itself never switches protocols for a request: the bytes after it are parsed as the
+  // next request unless the caller (on a 101 answer) takes them as raw tunnel bytes.
+  // Responses: a 101 with Upgrade.
+  bool upgrade() const { return upgrade_; }
   // Response with neither length nor chunking: body ends when the connection closes.
   bool needs_eof() const { return llhttp_message_needs_eof(&parser_) != 0; }
   uint64_t body_bytes() const { return body_bytes_; }
@@ -113,6 +117,7 @@ class Parser {
   bool head_complete_ = false;
   bool in_value_ = false;
   bool paused_by_sink_ = false;
+  bool upgrade_ = false;
   uint32_t first_len_ = 0;
   uint64_t content_length_ = 0;
   uint64_t body_bytes_ = 0;

@@ -127,6 +127,15 @@ TEST_CASE("durations need a unit from ms, s, m, h") {
     expect_one_error(with_base("[functions.f]\nconnect_timeout = \"0s\"\n"), 6, 19,
                      "functions.f.connect_timeout must be longer than 0");
   }
+  SUBCASE("the client-side timeouts are durations at their value") {
+    expect_one_error("\n[limits]\nsend_timeout = \"0s\"\n", 2, 16,
+                     "limits.send_timeout must be longer than 0");
+    expect_one_error("\n[limits]\nbody_timeout = 5\n", 2, 16, "wrong type for limits.body_timeout");
+    expect_one_error("\n[limits]\ntunnel_idle_timeout = \"1y\"\n", 2, 23,
+                     "bad duration \"1y\" for limits.tunnel_idle_timeout");
+    expect_one_error("\n[limits]\nmax_connections_per_client = 0\n", 2, 30,
+                     "limits.max_connections_per_client = 0 is out of range");
+  }
   SUBCASE("valid durations convert to milliseconds") {
     const LoadResult r = load(R"(
 [limits]
@@ -609,7 +618,11 @@ TEST_CASE("an empty file gets every default") {
   CHECK(c.limits.max_body_size == 0);
   CHECK(c.limits.max_connections == 10000);
   CHECK(c.limits.drain_timeout_ms == 30000);
-  CHECK(c.upstream.keepalive == 64);
+  CHECK(c.limits.body_timeout_ms == 60000);
+  CHECK(c.limits.send_timeout_ms == 60000);
+  CHECK(c.limits.tunnel_idle_timeout_ms == 3600000);
+  CHECK(c.limits.max_connections_per_client == 1024);
+  CHECK(c.upstream.keepalive == 1024);
   CHECK(c.upstream.idle_timeout_ms == 60000);
   CHECK(c.log.access == "stdout");
   CHECK(c.functions.empty());
@@ -634,6 +647,10 @@ max_header_bytes = 8192
 max_headers = 50
 max_body_size = 1048576
 max_connections = 100
+max_connections_per_client = 7
+body_timeout = "3s"
+send_timeout = "4s"
+tunnel_idle_timeout = "2m"
 drain_timeout = "10s"
 [upstream]
 keepalive = 8
@@ -656,6 +673,10 @@ access = "off"
   CHECK(c.limits.max_body_size == 1048576);
   CHECK(c.limits.max_connections == 100);
   CHECK(c.limits.drain_timeout_ms == 10000);
+  CHECK(c.limits.max_connections_per_client == 7);
+  CHECK(c.limits.body_timeout_ms == 3000);
+  CHECK(c.limits.send_timeout_ms == 4000);
+  CHECK(c.limits.tunnel_idle_timeout_ms == 120000);
   CHECK(c.upstream.keepalive == 8);
   CHECK(c.upstream.idle_timeout_ms == 15000);
   CHECK(c.log.access == "off");
