@@ -79,7 +79,8 @@ struct Framed {
   enum Status { kNeedMore, kDone, kBad, kUnframed } status = kNeedMore;
   size_t length = 0;   // bytes of the whole response when kDone
   int code = 0;        // HTTP status code when kDone
-  bool close = false;  // the server said "Connection: close"
+  bool close = false;  // the server closes after this response ("Connection: close", or
+                       // HTTP/1.0 without "Connection: keep-alive")
 };
 
 namespace detail {
@@ -133,7 +134,7 @@ inline Framed frame_response(std::string_view buf) {
     code = code * 10 + (status_line[i] - '0');
   }
   out.code = code;
-  bool chunked = false, have_length = false;
+  bool chunked = false, have_length = false, keep_alive = false;
   uint64_t content_length = 0;
   std::string_view rest =
       line_end == std::string_view::npos ? std::string_view{} : head.substr(line_end + 2);
@@ -159,8 +160,10 @@ inline Framed frame_response(std::string_view buf) {
       chunked = detail::contains_token(value, "chunked");
     } else if (iequals(name, "connection")) {
       out.close = detail::contains_token(value, "close");
+      keep_alive = detail::contains_token(value, "keep-alive");
     }
   }
+  if (status_line[7] == '0' && !keep_alive) out.close = true;
   size_t pos = head_end + 4;
   if (code < 200 || code == 204 || code == 304) {
     out.status = Framed::kDone;

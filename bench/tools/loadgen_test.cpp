@@ -114,6 +114,14 @@ TEST_CASE("connection: close and a non-2xx code are reported") {
   CHECK(f.close);
 }
 
+TEST_CASE("an HTTP/1.0 response closes unless it says keep-alive") {
+  CHECK(loadgen::frame_response("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").close);
+  CHECK_FALSE(loadgen::frame_response(
+                  "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+                  .close);
+  CHECK_FALSE(loadgen::frame_response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").close);
+}
+
 TEST_CASE("garbage and unframed responses are not taken for complete ones") {
   CHECK(loadgen::frame_response("HTTX/1.1 200 OK\r\n\r\n").status == Framed::kBad);
   CHECK(loadgen::frame_response("HTTP/1.1 2x0 OK\r\n\r\n").status == Framed::kBad);
