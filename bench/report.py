@@ -414,11 +414,11 @@ class Report:
                 if fmt == "f":
                     return f"{v:.2f}"
                 return f"{v:.0f}"
-            print(f"{name:<33} {cell(vals.get('sluice')):>9} {cell(vals.get('nginx')):>9} "
+            print((f"{name:<33} {cell(vals.get('sluice')):>9} {cell(vals.get('nginx')):>9} "
                   f"{cell(vals.get('haproxy')):>9} {cell(vals.get('upstream')):>9} "
                   f"{fx(None if kind == 'none' else ratio(vals.get('sluice'), vals.get('nginx'))):>8} "
                   f"{fx(None if kind == 'none' else ratio(vals.get('sluice'), vals.get('haproxy'))):>10}"
-                  f"  {tgt:<18} {st}")
+                  f"  {tgt:<18} {st}").rstrip())
         met = sum(1 for r in rows if r[4].startswith("met"))
         missed = [r[0] for r in rows if r[4].startswith("NOT MET")]
         na = [r[0] for r in rows if r[4] == "n/a"]
