@@ -251,8 +251,11 @@ plan_cpus() {
 # PORT; the query's own connection is included, so subtract 1 from a difference of two reads).
 upstream_accepts() {
   local line
-  line="$(curl -s --max-time 5 "http://127.0.0.1:$1/status" | sed -n 3p)" || return 1
-  [[ -n "$line" ]] || return 1
+  line="$(curl -s --max-time 5 "http://127.0.0.1:$1/status" | sed -n 3p)"
+  if ! [[ "$line" =~ ^\ *[0-9]+ ]]; then
+    echo "cannot read the upstream nginx's stub_status on port $1" >&2
+    return 1
+  fi
   awk '{ print $1 }' <<<"$line"
 }
 
