@@ -501,6 +501,7 @@ void ClientConn::linger() {
   end_request_bookkeeping();
   pending_in_.clear();
   linger_start_ms_ = in_progress_ms_ = now_ms();
+  worker_.wait_list_push(this, /*front=*/true);  // the first to go when room is needed
   if (uv_shutdown(&shutdown_req_, as_stream(&socket_), &ClientConn::on_shutdown) != 0) {
     close();
     return;

@@ -86,9 +86,10 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void set_client_counts(ClientCounts* counts) { client_counts_ = counts; }
   const std::string& client_ip() const { return client_ip_; }
 
-  // A worker's waiting connections -- new, keep-alive idle, or with a head still arriving: the
-  // ones that may be shed when a connection limit is reached -- form an intrusive list, oldest
-  // wait first. The Worker owns the list; a connection joins and leaves it through the Worker.
+  // A worker's waiting connections -- new, keep-alive idle, with a head still arriving, or
+  // lingering: the ones that may be shed when a connection limit is reached -- form an intrusive
+  // list, lingering ones first, then oldest wait first. The Worker owns the list; a connection
+  // joins and leaves it through the Worker.
   ClientConn* wait_prev_ = nullptr;
   ClientConn* wait_next_ = nullptr;
   bool in_wait_list_ = false;

@@ -199,14 +199,18 @@ bool Worker::shed(const std::string* ip, ClientConn* keep) {
   return false;
 }
 
-void Worker::wait_list_push(ClientConn* c) {
+void Worker::wait_list_push(ClientConn* c, bool front) {
   c->in_wait_list_ = true;
+  if (front) {
+    c->wait_prev_ = nullptr;
+    c->wait_next_ = wait_head_;
+    (wait_head_ ? wait_head_->wait_prev_ : wait_tail_) = c;
+    wait_head_ = c;
+    return;
+  }
   c->wait_next_ = nullptr;
   c->wait_prev_ = wait_tail_;
-  if (wait_tail_)
-    wait_tail_->wait_next_ = c;
-  else
-    wait_head_ = c;
+  (wait_tail_ ? wait_tail_->wait_next_ : wait_head_) = c;
   wait_tail_ = c;
 }
 

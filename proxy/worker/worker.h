@@ -99,9 +99,10 @@ class Worker {
   // The [limits] of the newest routing snapshot this worker has seen (reloads apply them to new
   // connections and new waits).
   const config::LimitsSpec& limits() const { return limits_; }
-  // The waiting-connection list (see ClientConn::wait_prev_): joined at accept and at the end of
-  // each response, left when a head completes or the connection closes.
-  void wait_list_push(ClientConn* c);
+  // The waiting-connection list (see ClientConn::wait_prev_): joined at the back at accept and at
+  // the end of each response, at the front (shed first) when a connection starts lingering; left
+  // when a head completes or the connection closes.
+  void wait_list_push(ClientConn* c, bool front = false);
   void wait_list_remove(ClientConn* c);
   // The figures series for a request served by `version` through `alias` (nullptr: pinned).
   observe::Series* series(Snapshot& snap, const routing::Alias* alias,
