@@ -140,7 +140,6 @@ size_t Connection::queued_bytes() const {
 
 uint64_t Connection::deadline() const {
   if (closing_) return kNever;
-  if (write_failed_) return 0;
   if (!connected_) return since_ms_ + connect_timeout_ms_;
   if (!borrower_) return since_ms_ + pool_.idle_timeout_ms_;  // idle in the pool
   if (tunnel_) return kNever;  // the borrower times the tunnel in both directions
@@ -171,9 +170,7 @@ void Connection::on_timer(uv_timer_t* t) {
     self->schedule();  // progress moved the deadline since the timer was armed
     return;
   }
-  if (self->write_failed_) {
-    self->fail(Failure::kReset);  // deferred write failure
-  } else if (!self->connected_) {
+  if (!self->connected_) {
     self->fail(Failure::kTimeout);
   } else if (self->borrower_) {
     self->fail(Failure::kTimeout);
@@ -191,19 +188,35 @@ void Connection::flush() {
     out_.drain_into(pre_connect_);
     return;
   }
+  if (write_failed_) {
+    out_.clear();
+    return;
+  }
   if (!out_.empty()) {
     const size_t queued = socket_.write_queue_size;
     int rc = out_.flush(as_stream(&socket_), pool_.context().writes, &Connection::on_write);
     if (rc < 0) {
-      // Report asynchronously: the borrower is inside its own call.
-      broken_ = true;
-      write_failed_ = true;
-      awaiting_response_ = false;
-      schedule();
+      write_failed();
       return;
     }
     if (queued == 0) progress_ms_ = now_ms();  // the kernel took bytes (or queued the first)
   }
+  schedule();
+}
+
+void Connection::write_failed() {
+  // The upstream stopped taking the request (it closed or reset). Its answer may already be in
+  // our receive buffer -- an upload refused early, say -- so the read side decides: a complete
+  // response is delivered; EOF or a reset without one fails the request. The rest of the request
+  // is dropped, and the wait for the answer starts now.
+  write_failed_ = true;
+  broken_ = true;
+  out_.clear();
+  if (!response_started_) {
+    awaiting_response_ = true;
+    since_ms_ = now_ms();
+  }
+  if (!reading_ && !paused_) start_reading();
   schedule();
 }
 
@@ -268,7 +281,10 @@ void Connection::on_write(uv_write_t* req, int status) {
   self->pool_.context().writes.put(std::move(op));
   if (self->closing_) return;
   if (status < 0) {
-    self->fail(Failure::kReset);
+    if (self->tunnel_)
+      self->fail(Failure::kReset);
+    else
+      self->write_failed();
     return;
   }
   self->progress_ms_ = self->now_ms();

@@ -90,6 +90,7 @@ class Connection final : public http::Sink {
   static void on_timer(uv_timer_t* t);
   static void on_closed(uv_handle_t* h);
   void fail(Failure kind);
+  void write_failed();
   void go_idle();
   void start_reading();
   uint64_t now_ms() const;
@@ -126,7 +127,7 @@ class Connection final : public http::Sink {
   bool response_done_ = false;
   bool head_request_ = false;
   bool broken_ = false;        // must not be reused (extra bytes, close requested, parse error)
-  bool write_failed_ = false;  // a write failed inside the borrower's call; reported by the timer
+  bool write_failed_ = false;  // writing to the upstream failed; the read side decides the outcome
 };
 
 // Idle keep-alive connections to one endpoint, per worker. Lives as long as its worker.
