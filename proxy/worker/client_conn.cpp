@@ -286,12 +286,8 @@ void ClientConn::on_parse_error() {
     close();
     return;
   }
-  const bool too_large = parser_.error() == http::ParseError::kHeadTooLarge ||
-                         parser_.error() == http::ParseError::kTooManyHeaders;
-  if (too_large)
-    respond_error(431, "header-too-large", true);
-  else
-    respond_error(400, "malformed-request", true);
+  const http::ErrorAnswer answer = http::error_answer(parser_.error());
+  respond_error(answer.status, answer.reason, true);
 }
 
 bool ClientConn::complete_request() {
