@@ -558,7 +558,7 @@ int ClientConn::on_head(http::Parser& p) {
   ctx_.chunked = p.chunked();
   ctx_.has_body = ctx_.chunked || p.content_length() > 0;
   ctx_.upgrade_requested = p.upgrade();
-  if (!p.has_header("x-request-id")) generate_request_id();
+  if (p.header("x-request-id").empty()) generate_request_id();
   set_cookie_.clear();
   abs_target_.clear();
 
@@ -664,6 +664,7 @@ int ClientConn::start_upstream(http::Parser& p) {
   http::UpstreamRequestInfo info;
   info.client_ip = client_ip_;
   info.request_id = ctx_.generated_id();
+  info.fallback_host = ctx_.endpoint->address;
   info.chunked_body = ctx_.chunked;
   info.upgrade = ctx_.upgrade_requested;
   if (!abs_target_.empty()) {
