@@ -167,6 +167,7 @@ class Loader {
                                             bool allow_port_zero);
 
   void load_listen(const toml::table& root);
+  void load_trusted_proxies(const toml::table& t, ListenSpec& spec);
   void load_admin(const toml::table& root);
   void load_limits(const toml::table& root);
   void load_functions(const toml::table& root);
@@ -352,7 +353,7 @@ void Loader::load_listen(const toml::table& root) {
   }
   std::map<std::string, SourcePos> seen;
   for (const toml::table* t : tables) {
-    check_keys(*t, {"address", "tls"}, "[listen]");
+    check_keys(*t, {"address", "tls", "trusted_proxies"}, "[listen]");
     ListenSpec spec{SocketAddress{"0.0.0.0:8080", "0.0.0.0", 8080}, {}, pos_of(*t)};
     bool ok = true;
     if (const toml::node* a = t->get("address")) {
@@ -385,6 +386,7 @@ void Loader::load_listen(const toml::table& root) {
         spec.tls = tls_spec;
       }
     }
+    load_trusted_proxies(*t, spec);
     if (ok) {
       auto [it, inserted] = seen.emplace(spec.address.text, spec.pos);
       if (!inserted) {
@@ -394,6 +396,31 @@ void Loader::load_listen(const toml::table& root) {
       }
     }
     cfg_.listen.push_back(std::move(spec));
+  }
+}
+
+void Loader::load_trusted_proxies(const toml::table& t, ListenSpec& spec) {
+  const toml::node* n = t.get("trusted_proxies");
+  if (!n) return;
+  constexpr const char* kExpected = "an array of CIDR strings, e.g. [\"10.0.0.0/8\", \"::1/128\"]";
+  if (!n->is_array()) {
+    wrong_type(*n, "listen.trusted_proxies", kExpected);
+    return;
+  }
+  for (const toml::node& e : *n->as_array()) {
+    if (!e.is_string()) {
+      wrong_type(e, "an entry of listen.trusted_proxies", kExpected);
+      continue;
+    }
+    const std::string& text = e.as_string()->get();
+    std::string why;
+    if (auto cidr = http::parse_cidr(text, &why)) {
+      spec.trusted_proxies.push_back(*cidr);
+    } else {
+      error(pos_of(e), "bad CIDR " + quote(text) + " in listen.trusted_proxies: " + why +
+                           " (expected an address and prefix length, e.g. \"10.0.0.0/8\" or "
+                           "\"fd00::/8\")");
+    }
   }
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "http/cidr.h"
+
 namespace sluice::config {
 
 // 1-based position in the source file (0 = unknown, e.g. a built-in default).
@@ -102,6 +104,8 @@ struct ListenSpec {
   SocketAddress address;
   std::optional<TlsSpec> tls;  // accepted now, served by a later issue
   SourcePos pos;
+  // Peers whose X-Forwarded-For/-Proto/-Host are believed (appended to / kept); empty = nobody.
+  std::vector<http::Cidr> trusted_proxies;
 };
 
 struct AdminSpec {

@@ -83,7 +83,7 @@ uint64_t ClientConn::now_ms() const {
   return uv_now(worker_.context().loop);
 }
 
-bool ClientConn::accept(uv_stream_t* server) {
+bool ClientConn::accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies) {
   uv_loop_t* loop = server->loop;
   if (uv_tcp_init(loop, &socket_) != 0) return false;
   socket_.data = this;
@@ -108,6 +108,7 @@ bool ClientConn::accept(uv_stream_t* server) {
     else
       uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), ip, sizeof ip);
     client_ip_ = ip;
+    trusted_peer_ = http::contains(trusted_proxies, reinterpret_cast<const sockaddr*>(&peer));
   }
   accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
   set_waiting(true);
@@ -665,6 +666,7 @@ int ClientConn::start_upstream(http::Parser& p) {
   info.client_ip = client_ip_;
   info.request_id = ctx_.generated_id();
   info.fallback_host = ctx_.endpoint->address;
+  info.trusted_peer = trusted_peer_;
   info.chunked_body = ctx_.chunked;
   info.upgrade = ctx_.upgrade_requested;
   if (!abs_target_.empty()) {

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "http/cidr.h"
 #include "http/parser.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
@@ -75,7 +77,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   ClientConn& operator=(const ClientConn&) = delete;
 
   // Accepts from `server` into this connection. Returns false (and closes) on failure.
-  bool accept(uv_stream_t* server);
+  // `trusted_proxies`: the accepting listener's ranges; the peer's trust is decided here, once.
+  bool accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies);
   // Closes the connection now (teardown starts from: client EOF/error, timeouts, fatal errors,
   // worker drain deadline, shedding). Safe to call twice.
   void close();
@@ -189,6 +192,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   std::string chunk_header_;
   std::atomic<uint32_t>* conn_counter_ = nullptr;  // Shared: outlives every worker
   ClientCounts* client_counts_ = nullptr;          // Shared: outlives every worker
+  bool trusted_peer_ = false;  // the peer is in its listener's trusted_proxies (set at accept)
 
   RequestContext ctx_;                  // the request being served
   upstream::Connection* up_ = nullptr;  // cleared by on_upstream_failed / release_upstream

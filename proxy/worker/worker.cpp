@@ -57,6 +57,9 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
+  std::shared_ptr<const routing::RoutingTable> table = shared_.table.load();
+  for (const config::ListenSpec& l : table->config().listen)
+    listen_addresses_.push_back(l.address.text);
   // The loop is set up here, on the caller's thread, so start() can report failures.
   uv_loop_init(&loop_);
   loop_.data = &ctx_;
@@ -174,7 +177,10 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   self->conns_.emplace(c, std::move(owned));
   const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
   c->set_counter(&self->shared_.connections);
-  if (!c->accept(server)) return;  // it closes itself
+  Snapshot* snap = self->acquire_snapshot();
+  const bool accepted = c->accept(server, self->trusted_proxies(*snap, server));
+  self->release_snapshot(snap);
+  if (!accepted) return;  // it closes itself
   // Over a limit, the newcomer takes the place of the oldest connection still waiting for a
   // head (an idle keep-alive or a slow head: the ones that have sent the least), so a flood of
   // slow connections cannot keep every new client out. Newcomers are refused only when nothing
@@ -220,6 +226,17 @@ void Worker::wait_list_remove(ClientConn* c) {
   (c->wait_prev_ ? c->wait_prev_->wait_next_ : wait_head_) = c->wait_next_;
   (c->wait_next_ ? c->wait_next_->wait_prev_ : wait_tail_) = c->wait_prev_;
   c->wait_prev_ = c->wait_next_ = nullptr;
+}
+
+const std::vector<http::Cidr>& Worker::trusted_proxies(const Snapshot& snap,
+                                                       uv_stream_t* server) const {
+  static const std::vector<http::Cidr> kNobody;
+  for (size_t i = 0; i < listeners_.size() && i < listen_addresses_.size(); ++i) {
+    if (as_stream(listeners_[i].get()) != server) continue;
+    for (const config::ListenSpec& l : snap.table->config().listen)
+      if (l.address.text == listen_addresses_[i]) return l.trusted_proxies;
+  }
+  return kNobody;
 }
 
 void Worker::erase(ClientConn* c) {

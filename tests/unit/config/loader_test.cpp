@@ -598,6 +598,60 @@ address = "127.0.0.1:8080"
   }
 }
 
+TEST_CASE("listen trusted_proxies are CIDRs, checked where they are written") {
+  SUBCASE("IPv4 and IPv6 ranges per listener; default: trust nobody") {
+    const LoadResult r = load(R"(
+[[listen]]
+address = "127.0.0.1:8080"
+trusted_proxies = ["10.0.0.0/8", "::1/128", "192.168.1.7"]
+[[listen]]
+address = "127.0.0.1:8081"
+)");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    REQUIRE(r.config->listen.size() == 2);
+    const auto& t = r.config->listen[0].trusted_proxies;
+    REQUIRE(t.size() == 3);
+    CHECK(http::to_string(t[0]) == "10.0.0.0/8");
+    CHECK(http::to_string(t[1]) == "::1/128");
+    CHECK(http::to_string(t[2]) == "192.168.1.7/32");
+    CHECK(r.config->listen[1].trusted_proxies.empty());
+  }
+  SUBCASE("a prefix too long is reported at its string") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n", 2, 34,
+                     "bad CIDR \"10.0.0.0/33\" in listen.trusted_proxies: the prefix /33 is "
+                     "longer than 32 bits");
+  }
+  SUBCASE("an IPv6 prefix too long") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"::1/129\"]\n", 2, 20,
+                     "the prefix /129 is longer than 128 bits");
+  }
+  SUBCASE("not an address") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"proxy.internal/24\"]\n", 2, 20,
+                     "\"proxy.internal\" is not an IPv4 or IPv6 address");
+  }
+  SUBCASE("host bits set") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.1.2.3/8\"]\n", 2, 20,
+                     "host bits are set below the prefix (the network is 10.0.0.0/8)");
+  }
+  SUBCASE("a string instead of an array") {
+    expect_one_error("\n[listen]\ntrusted_proxies = \"10.0.0.0/8\"\n", 2, 19,
+                     "wrong type for listen.trusted_proxies: a string (expected an array of CIDR "
+                     "strings");
+  }
+  SUBCASE("a number in the array") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\", 8]\n", 2, 34,
+                     "wrong type for an entry of listen.trusted_proxies: an integer");
+  }
+  SUBCASE("every bad entry is reported") {
+    const LoadResult r = load("\n[listen]\ntrusted_proxies = [\"a\", \"10.0.0.0/40\"]\n");
+    CHECK_FALSE(r.config.has_value());
+    CHECK(r.errors.size() == 2);
+    CHECK(has(r.errors, 2, 20, "\"a\" is not an IPv4 or IPv6 address"));
+    CHECK(has(r.errors, 2, 25, "the prefix /40"));
+  }
+}
+
 TEST_CASE("an empty file gets every default") {
   const LoadResult r = load("");
   REQUIRE(r.config.has_value());
