@@ -75,8 +75,12 @@ class Recorder final : public Sink {
     // Headers stay readable until the next message begins (trailers must not move them).
     log += "BODY [" + body_ + "] host=" + std::string(p.header("host")) + "\nEND\n";
     body_.clear();
-    return pause_;
+    upgraded = p.upgrade();
+    // A connection pauses after an upgrade request: what follows belongs to the new protocol
+    // if the answer is a 101 (the parser itself never switches for a request).
+    return pause_ || upgraded;
   }
+  bool upgraded = false;
 
  private:
   bool pause_;
@@ -99,6 +103,11 @@ std::string run(llhttp_type_t type, std::string_view input, const std::vector<si
     while (n > 0) {
       Parser::Result r = parser.feed(data, n);
       if (r.status == Parser::Status::kPaused) {
+        if (sink.upgraded) {
+          std::string rest(data + r.consumed, n - r.consumed);
+          rest.append(input.substr(to));
+          return sink.log + "UPGRADE [" + rest + "]\n";
+        }
         parser.resume();
         data += r.consumed;
         n -= r.consumed;
@@ -224,7 +233,7 @@ TEST_CASE("an h2c upgrade offer is a plain request: no upgrade, the next request
   }
 }
 
-TEST_CASE("a real upgrade hands the bytes after the head to the new protocol") {
+TEST_CASE("a real upgrade ends its message and leaves the bytes after it to the new protocol") {
   const std::string t = parse_every_way(
       HTTP_REQUEST,
       "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n"
