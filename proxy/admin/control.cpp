@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/loader.h"
+#include "config/traffic.h"
 #include "worker/server.h"
 
 namespace sluice::admin {
@@ -21,18 +22,22 @@ void log_line(const std::string& s) {
   std::fflush(stderr);
 }
 
-bool version_defined(const config::FunctionSpec& fn, const std::string& v) {
-  if (v == config::kLatest) return fn.latest.has_value();
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  return fn.versions.count(static_cast<uint32_t>(std::stoul(v))) > 0;
-}
-
-std::string defined_list(const config::FunctionSpec& fn) {
-  std::string out;
-  for (const auto& [n, v] : fn.versions) out += (out.empty() ? "" : ", ") + std::to_string(n);
-  if (fn.latest) out += (out.empty() ? "" : ", ") + std::string(config::kLatest);
-  return out.empty() ? "none" : out;
+// "a string", "an array", ... for messages about a JSON value of the wrong type.
+std::string json_type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    default:
+      return "a number";
+  }
 }
 
 const config::AliasSpec* find_alias(const config::Config& cfg, const std::string& f,
@@ -337,26 +342,46 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "traffic")
       return api_error(400, "unknown field " + it.key() + " (expected only traffic)", it.key());
-  if (!body.contains("traffic") || !body["traffic"].is_object() || body["traffic"].empty())
-    return api_error(400, "traffic must be a non-empty object of version -> weight", "traffic");
-  TrafficMap map;
-  double sum = 0;
+  if (!body.contains("traffic"))
+    return api_error(400,
+                     "the body has no traffic (expected {\"traffic\": {\"<version>\": <weight>}})",
+                     "traffic");
+  if (!body["traffic"].is_object())
+    return api_error(400,
+                     std::string("traffic must be an object of version -> weight, not ") +
+                         json_type_name(body["traffic"]),
+                     "traffic");
+  // The same checks as the file loader's (config/traffic.h): a map the file would refuse is
+  // refused here too, naming the API field instead of a file position.
+  std::vector<config::TrafficEntry> entries;
   for (auto it = body["traffic"].begin(); it != body["traffic"].end(); ++it) {
-    const std::string field = "traffic." + it.key();
-    if (!version_defined(*fn, it.key()))
-      return api_error(400,
-                       "alias " + f + ":" + a + " sends traffic to version " + it.key() +
-                           ", which is not defined (defined: " + defined_list(*fn) + ")",
-                       field);
-    if (!it.value().is_number())
-      return api_error(400, "weight of version " + it.key() + " must be a number", field);
-    double w = it.value().get<double>();
-    if (!std::isfinite(w) || w < 0)
-      return api_error(400, "weight of version " + it.key() + " must be >= 0", field);
-    sum += w;
-    map.emplace_back(it.key(), w);
+    config::TrafficEntry e;
+    e.version = it.key();
+    const json& v = it.value();
+    if (v.is_number()) {
+      e.weight = v.get<double>();
+      if (v.is_number_float()) {
+        std::ostringstream text;  // as the loader shows a TOML float: 1e13 -> "1e+13"
+        text << *e.weight;
+        e.weight_text = text.str();
+      } else {
+        e.weight_text = v.dump();
+      }
+    } else {
+      e.type_name = json_type_name(v);
+    }
+    entries.push_back(std::move(e));
   }
-  if (sum <= 0) return api_error(400, "at least one weight must be > 0", "traffic");
+  const std::vector<config::TrafficIssue> issues = config::check_traffic(*fn, f + ":" + a, entries);
+  if (!issues.empty()) {
+    const config::TrafficIssue& first = issues.front();
+    return api_error(400, first.message,
+                     first.at == config::TrafficIssue::At::kMap
+                         ? "traffic"
+                         : "traffic." + entries[first.index].version);
+  }
+  TrafficMap map;
+  for (const config::TrafficEntry& e : entries) map.emplace_back(e.version, *e.weight);
   map = canonical(std::move(map));
 
   TrafficMap old = effective(f, a);

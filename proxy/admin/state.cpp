@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/traffic.h"
+
 namespace sluice::admin {
 namespace {
 
@@ -300,6 +302,16 @@ config::Config compose(const config::Config& file, State& state,
             why = "version " + v + " is no longer defined";
             break;
           }
+        }
+        // A state file written before the API shared the loader's checks (or edited by hand)
+        // may hold a map the file would refuse; it must not reach the routing table.
+        if (why.empty()) {
+          std::vector<config::TrafficEntry> entries;
+          for (const auto& [v, w] : *as.override_traffic)
+            entries.push_back({v, w, config::weight_text(w), ""});
+          std::vector<config::TrafficIssue> issues =
+              config::check_traffic(fn, fn.name + ":" + alias.name, entries);
+          if (!issues.empty()) why = issues.front().message;
         }
       }
       if (!why.empty()) {

@@ -16,13 +16,13 @@
 #include <nlohmann/json.hpp>
 
 #include "config/lint.h"
+#include "config/traffic.h"
 #include "config/values.h"
 #include "shift/plan.h"
 
 namespace sluice::config {
 namespace {
 
-constexpr double kMaxTrafficWeight = 1'000'000;
 constexpr uint64_t kMaxEndpointWeight = 10'000;
 constexpr const char* kDurationHint =
     "expected a number with a unit ms, s, m or h, e.g. \"250ms\", \"1s\", \"2m\"";
@@ -637,20 +637,6 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   }
 }
 
-std::string defined_versions(const FunctionSpec& f) {
-  std::vector<std::string> names;
-  for (const auto& [n, v] : f.versions) names.push_back(v.number);
-  if (f.latest) names.push_back(kLatest);
-  if (names.empty()) return "no versions are defined";
-  return "defined: " + join(names);
-}
-
-bool has_version(const FunctionSpec& f, std::string_view number) {
-  if (number == kLatest) return f.latest.has_value();
-  auto n = parse_version_number(number);
-  return n && f.versions.count(*n) != 0;
-}
-
 void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const toml::table& t) {
   AliasSpec a;
   a.name = std::move(name);
@@ -665,60 +651,40 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
     error(pos, "alias " + label + " has no traffic map (" + traffic_hint + ")");
   } else if (!tr->is_table()) {
     wrong_type(*tr, where + ".traffic", "a table { \"<version>\" = <weight>, ... }");
-  } else if (tr->as_table()->empty()) {
-    error(pos_of(*tr), "alias " + label + " has an empty traffic map (" + traffic_hint + ")");
   } else {
+    // The checks themselves are shared with the admin API (config/traffic.h); this only reads
+    // TOML into entries and maps each issue back to its key, value or table position.
     a.traffic_pos = pos_of(*tr);
-    bool all_valid = true;
-    double sum = 0;
-    const std::string weight_hint =
-        "expected a number from 0 to " + std::to_string(static_cast<int64_t>(kMaxTrafficWeight));
-    for (auto [k, v] : in_file_order(*tr->as_table())) {
-      const std::string& version = std::string(k->str());
-      if (version != kLatest && !parse_version_number(version)) {
-        error(pos_of(*k), "traffic key " + quote(version) + " of alias " + label +
-                              " is not a version (expected a version number such as \"3\", or "
-                              "\"$LATEST\")");
-        all_valid = false;
-        continue;
-      }
-      if (!has_version(f, version)) {
-        error(pos_of(*k), "alias " + label + " sends traffic to version " + version +
-                              ", which is not defined (" + defined_versions(f) + ")");
-        all_valid = false;
-        continue;
-      }
-      double w = 0;
+    std::vector<TrafficEntry> entries;
+    std::vector<std::pair<const toml::key*, const toml::node*>> nodes =
+        in_file_order(*tr->as_table());
+    for (auto [k, v] : nodes) {
+      TrafficEntry e;
+      e.version = std::string(k->str());
       if (v->is_integer()) {
-        w = static_cast<double>(v->as_integer()->get());
+        e.weight = static_cast<double>(v->as_integer()->get());
+        e.weight_text = std::to_string(v->as_integer()->get());
       } else if (v->is_floating_point()) {
-        w = v->as_floating_point()->get();
-      } else {
-        error(pos_of(*v), "weight for version " + version + " of alias " + label +
-                              " is not a number: " + type_name(*v) + " (" + weight_hint + ")");
-        all_valid = false;
-        continue;
-      }
-      if (!std::isfinite(w) || w < 0 || w > kMaxTrafficWeight) {
+        e.weight = v->as_floating_point()->get();
         std::ostringstream text;
-        if (v->is_integer()) {
-          text << v->as_integer()->get();
-        } else {
-          text << w;
-        }
-        error(pos_of(*v), std::string(w < 0 ? "negative" : "out-of-range") + " weight " +
-                              text.str() + " for version " + version + " of alias " + label + " (" +
-                              weight_hint + ")");
-        all_valid = false;
-        continue;
+        text << *e.weight;
+        e.weight_text = text.str();
+      } else {
+        e.type_name = type_name(*v);
       }
-      sum += w;
-      a.traffic.push_back(TrafficShare{version, w, pos_of(*k)});
+      entries.push_back(std::move(e));
     }
-    if (all_valid && sum <= 0) {
-      error(pos_of(*tr), "alias " + label +
-                             " sends no traffic: every weight is 0 (expected at least one "
-                             "weight > 0)");
+    std::vector<TrafficIssue> issues = check_traffic(f, label, entries);
+    for (const TrafficIssue& issue : issues) {
+      SourcePos at = a.traffic_pos;
+      if (issue.at == TrafficIssue::At::kKey) at = pos_of(*nodes[issue.index].first);
+      if (issue.at == TrafficIssue::At::kWeight) at = pos_of(*nodes[issue.index].second);
+      error(at, issue.message);
+    }
+    if (issues.empty()) {
+      for (size_t i = 0; i < entries.size(); ++i)
+        a.traffic.push_back(
+            TrafficShare{entries[i].version, *entries[i].weight, pos_of(*nodes[i].first)});
     }
   }
   if (const toml::node* s = t.get("selection")) {

@@ -220,6 +220,15 @@ TEST_CASE("an API override applies while the file's alias definition is unchange
     REQUIRE(dropped.size() == 1);
     CHECK(dropped[0].why.find("version 9") != std::string::npos);
   }
+  SUBCASE("a saved override the file loader would refuse is dropped, not served") {
+    // e.g. written before the API shared the loader's checks: 1e13 once served as 49/51.
+    as.override_traffic = TrafficMap{{"3", 1e13}, {"4", 1e12}};
+    CHECK(traffic_of(prod_of(compose(file, st, &dropped))) == TrafficMap{{"3", 100}});
+    REQUIRE(dropped.size() == 1);
+    CHECK(dropped[0].why ==
+          "out-of-range weight 10000000000000 for version 3 of alias checkout:prod (expected a "
+          "number from 0 to 1000000)");
+  }
 }
 
 TEST_CASE("API-published versions join the composed config") {
