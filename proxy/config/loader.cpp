@@ -364,27 +364,12 @@ void Loader::load_listen(const toml::table& root) {
         ok = false;
       }
     }
-    if (const toml::node* tls = t->get("tls")) {
-      if (!tls->is_table()) {
-        wrong_type(*tls, "listen.tls", "a table { cert = \"file.pem\", key = \"file.key\" }");
-      } else {
-        const toml::table& tt = *tls->as_table();
-        check_keys(tt, {"cert", "key"}, "listen.tls");
-        TlsSpec tls_spec;
-        for (auto [key, out] :
-             {std::pair{"cert", &tls_spec.cert}, std::pair{"key", &tls_spec.key}}) {
-          const bool present = read_string(tt, key, std::string("listen.tls.") + key, out);
-          if (!tt.get(key)) {
-            error(pos_of(*tls),
-                  std::string("listen.tls has no ") + key +
-                      " (expected tls = { cert = \"file.pem\", key = \"file.key\" })");
-          } else if (present && out->empty()) {
-            error(pos_of(*tt.get(key)),
-                  std::string("listen.tls.") + key + " is empty (expected a file path)");
-          }
-        }
-        spec.tls = tls_spec;
-      }
+    if (t->get("tls")) {
+      // Refused, not ignored: accepting it would serve plain HTTP on a port the operator
+      // believes is encrypted. The model keeps TlsSpec for when TLS is built.
+      error(pos_of(t->find("tls")->first),
+            "listen.tls: TLS is not supported yet, so this listener would serve plain HTTP "
+            "(expected no tls key: terminate TLS in front of sluice until it supports it)");
     }
     load_trusted_proxies(*t, spec);
     if (ok) {

@@ -102,7 +102,7 @@ struct TlsSpec {
 
 struct ListenSpec {
   SocketAddress address;
-  std::optional<TlsSpec> tls;  // accepted now, served by a later issue
+  std::optional<TlsSpec> tls;  // never set yet: the loader refuses `tls` until TLS is built
   SourcePos pos;
   // Peers whose X-Forwarded-For/-Proto/-Host are believed (appended to / kept); empty = nobody.
   std::vector<http::Cidr> trusted_proxies;
