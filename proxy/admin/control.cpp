@@ -225,12 +225,54 @@ void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int statu
 void Control::on_debounce(uv_timer_t* t) {
   auto* self = static_cast<Control*>(t->data);
   std::string text, err;
-  if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
-  if (fnv_hex(text) == self->last_seen_hash_) return;
+  try {                                               // a libuv callback: nothing may escape it
+    if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
+    if (fnv_hex(text) == self->last_seen_hash_) return;
+  } catch (const std::exception& e) {
+    log_line(std::string("sluice: config watch: ") + e.what());
+    return;
+  }
   self->reload("watch");
 }
 
+// The public mutators are error boundaries: they run on the control loop from the admin API,
+// signals, the file watch and the shift engine's timer, and an exception escaping any of them
+// would end the process (data plane included). A failure answers 500 and changes nothing
+// the caller can see beyond what was already durable.
+ApiResult Control::guard(const std::string& what, const std::function<ApiResult()>& f) noexcept {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    try {
+      log_line("sluice: " + what + " failed: " + e.what());
+      return api_error(500, what + " failed: " + e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  ApiResult r;
+  r.status = 500;
+  return r;
+}
+
 ApiResult Control::reload(const std::string& cause) {
+  return guard("reload", [&] { return reload_impl(cause); });
+}
+
+ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
+                             const std::string& actor, const std::string& cause) {
+  return guard("alias change", [&] { return set_alias_impl(f, a, body, actor, cause); });
+}
+
+ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
+  return guard("rollback", [&] { return rollback_impl(f, a, actor); });
+}
+
+ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
+  return guard("publish", [&] { return publish_version_impl(f, actor); });
+}
+
+ApiResult Control::reload_impl(const std::string& cause) {
   const uint64_t start_ns = uv_hrtime();
   std::vector<std::string> errors;
   std::string text, err;
@@ -332,8 +374,8 @@ TrafficMap Control::effective(const std::string& f, const std::string& a) const 
   return al ? traffic_of(*al) : TrafficMap{};
 }
 
-ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
-                             const std::string& actor, const std::string& cause) {
+ApiResult Control::set_alias_impl(const std::string& f, const std::string& a, const json& body,
+                                  const std::string& actor, const std::string& cause) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
@@ -405,7 +447,8 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
            {"history_depth", depth}}};
 }
 
-ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
+ApiResult Control::rollback_impl(const std::string& f, const std::string& a,
+                                 const std::string& actor) {
   if (!file_function(f)) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
   if (!file_al) return api_error(404, "function " + f + " has no alias named " + a, "alias");
@@ -439,7 +482,7 @@ ApiResult Control::rollback(const std::string& f, const std::string& a, const st
            {"history_depth", depth}}};
 }
 
-ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
+ApiResult Control::publish_version_impl(const std::string& f, const std::string& actor) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   if (!fn->latest)

@@ -60,6 +60,7 @@ class Control {
   // Closes the watch handles (their close callbacks run on the loop). Safe to call twice.
   void close();
 
+  // The mutators below never throw (an exception inside becomes a logged 500).
   // Re-reads the file; publishes it if valid, else keeps the running snapshot. `cause`: "watch",
   // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings).
   ApiResult reload(const std::string& cause);
@@ -92,6 +93,15 @@ class Control {
   };
   // file + next -> table (next loses overrides the file has since changed).
   Built build(const config::Config& file, State& next) const;
+  // The public mutators run these inside guard(): an exception becomes a logged 500.
+  static ApiResult guard(const std::string& what, const std::function<ApiResult()>& f) noexcept;
+  ApiResult reload_impl(const std::string& cause);
+  ApiResult set_alias_impl(const std::string& function, const std::string& alias,
+                           const nlohmann::json& body, const std::string& actor,
+                           const std::string& cause);
+  ApiResult rollback_impl(const std::string& function, const std::string& alias,
+                          const std::string& actor);
+  ApiResult publish_version_impl(const std::string& function, const std::string& actor);
   // Saves `next`, appends `audits`, publishes `table`, then adopts them. 500 if not durable.
   ApiResult commit(State next, std::shared_ptr<const routing::RoutingTable> table,
                    const std::vector<AuditEntry>& audits);

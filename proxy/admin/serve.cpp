@@ -24,8 +24,8 @@ int serve(const ServeOptions& options) {
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
   // Progressive shifts (proxy/shift/): admin routes, status, and the 1 s check timer.
-  shift::ShiftManager shifts(control, [&server] { return server.stats(); },
-                             table->config().state_dir);
+  shift::ShiftManager shifts(
+      control, [&server] { return server.stats(); }, table->config().state_dir);
   shifts.attach(admin);
   server.set_on_start([&](worker::Server& s) {
     admin.set_registry(s.stats());

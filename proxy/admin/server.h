@@ -8,9 +8,9 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "admin/control.h"
 #include "config/model.h"
@@ -38,9 +38,15 @@ class AdminServer {
   // both render without them.
   void set_registry(const observe::Registry* registry) { registry_ = registry; }
 
-  // Reads the token file (if any), refuses a non-loopback address without one, binds, listens
-  // and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
+  // Reads the token files (if any), refuses a non-loopback address without a token, binds,
+  // listens and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
   bool start(uv_loop_t* loop, std::string* error);
+  // The token part of start(), on its own (tests call handle() without a listener). Off
+  // loopback, or with read_token_file, every endpoint needs a token; mutating ones need
+  // token_file's, reads accept either.
+  bool load_tokens(std::string* error);
+  // Connections closed to make room for newcomers at a cap, since start.
+  uint64_t shed_count() const { return shed_; }
   // Stops listening and closes every connection (close callbacks run on the loop). Idempotent.
   void close();
   const std::string& bound() const { return bound_; }
@@ -58,8 +64,9 @@ class AdminServer {
     std::string body;
     bool unauthorized = false;  // adds WWW-Authenticate
   };
-  // Routes one request to the control plane. Runs synchronously on the control loop.
-  Reply handle(const Request& request);
+  // Routes one request to the control plane. Runs synchronously on the control loop. Never
+  // throws: any exception (from a handler, the control plane or a hook) becomes a 500 answer.
+  Reply handle(const Request& request) noexcept;
 
   // Hooks for proxy/shift/ (progressive shifts): `extension` is asked, after the token check,
   // about every /admin/... path handle() does not know (`path`: its segments); nullopt means
@@ -71,23 +78,36 @@ class AdminServer {
     status_extension_ = std::move(f);
   }
 
-  // Connection bookkeeping (AdminConn only).
+  // Connection bookkeeping (AdminConn only): forget() when it starts closing (frees its slot),
+  // erase() from its last close callback (frees it).
+  void forget(AdminConn* conn);
   void erase(AdminConn* conn);
 
  private:
   static void on_connection(uv_stream_t* server, int status);
-  bool authorized(const Request& r) const;
+  // The connection to close so a newcomer fits: waiting for a head before waiting for a body,
+  // longest wait first; only those of `peer` when given. nullptr if every one is answering.
+  AdminConn* least_useful(const std::string* peer) const;
+  bool has_token(const Request& r, const std::string& token) const;
+  bool authorized(const Request& r, bool mutating) const;
+  Reply route(const Request& request);  // handle() without the error boundary
+  static Reply internal_error(const Request& request, const char* what) noexcept;
 
   Control& control_;
   config::AdminSpec spec_;
   std::string config_dir_;
   std::string token_;                            // empty: no token configured
+  std::string read_token_;                       // empty: none; allows GET/HEAD only
+  bool reads_need_token_ = false;                // off loopback, or with a read token
   const observe::Registry* registry_ = nullptr;  // kept alive by the caller
   uv_tcp_t* listener_ = nullptr;                 // freed by its close callback
   std::string bound_;
-  std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;
+  std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;  // open and closing
+  std::unordered_map<std::string, size_t> per_peer_;  // open connections per client IP
+  size_t open_ = 0;                                   // open (not closing) connections
+  uint64_t shed_ = 0;
   bool closed_ = false;
-  Extension extension_;                                   // proxy/shift/ hook
+  Extension extension_;                                    // proxy/shift/ hook
   std::function<void(nlohmann::json&)> status_extension_;  // proxy/shift/ hook
 };
 

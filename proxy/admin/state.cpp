@@ -337,6 +337,10 @@ uint32_t next_version_number(const config::FunctionSpec& fn, const FunctionState
   return n;
 }
 
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 std::string now_rfc3339() {
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
@@ -412,7 +416,7 @@ bool Store::load(State& out, std::string* error) const {
 
 bool Store::save(const State& state, std::string* error) const {
   if (!durable()) return true;
-  return write_file_atomic(state_path(), to_json(state).dump(1) + "\n", error);
+  return write_file_atomic(state_path(), dump_json(to_json(state), 1) + "\n", error);
 }
 
 bool Store::audit(const AuditEntry& e, std::string* error) const {
@@ -424,7 +428,7 @@ bool Store::audit(const AuditEntry& e, std::string* error) const {
                {"alias", e.alias.empty() ? json(nullptr) : json(e.alias)},
                {"old", e.old_value},
                {"new", e.new_value}};
-  std::string text = line.dump() + "\n";
+  std::string text = dump_json(line) + "\n";
   int fd = ::open(audit_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     *error = errno_text("cannot open", audit_path());

@@ -106,6 +106,11 @@ struct AuditEntry {
   nlohmann::json new_value;
 };
 
+// JSON text that never throws on bytes that are not UTF-8 (a config path, a request target, an
+// error message quoting input): they become U+FFFD. Every JSON the control plane writes (API
+// answers, status, state and audit files) goes through this. `indent` as json::dump.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+
 // RFC 3339 UTC time with milliseconds, now.
 std::string now_rfc3339();
 

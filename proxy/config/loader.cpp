@@ -412,8 +412,15 @@ void Loader::load_trusted_proxies(const toml::table& t, ListenSpec& spec) {
 void Loader::load_admin(const toml::table& root) {
   const toml::table* admin = table_at(root, "admin", "[admin]");
   if (!admin) return;
-  check_keys(*admin, {"address", "token_file"}, "[admin]");
+  check_keys(*admin, {"address", "token_file", "read_token_file"}, "[admin]");
   read_string(*admin, "token_file", "admin.token_file", &cfg_.admin.token_file);
+  if (read_string(*admin, "read_token_file", "admin.read_token_file",
+                  &cfg_.admin.read_token_file) &&
+      cfg_.admin.token_file.empty()) {
+    error(pos_of(*admin->get("read_token_file")),
+          "admin.read_token_file needs admin.token_file too (expected token_file = \"...\" for "
+          "the calls that change traffic; the read token only allows GET)");
+  }
   const toml::node* a = admin->get("address");
   if (!a) return;
   auto addr = read_address(*a, "admin.address", true);

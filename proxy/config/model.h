@@ -111,6 +111,9 @@ struct ListenSpec {
 struct AdminSpec {
   SocketAddress address{"127.0.0.1:9901", "127.0.0.1", 9901};
   std::string token_file;  // empty = no token (only allowed on loopback)
+  // A second token that allows reads only (GET/HEAD: status, metrics, shift progress); empty =
+  // none. Off loopback every endpoint needs one of the two.
+  std::string read_token_file;
 };
 
 struct LimitsSpec {

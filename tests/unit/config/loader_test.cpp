@@ -561,6 +561,18 @@ TEST_CASE("a non-loopback admin address needs a token file") {
   CHECK(load("\n[admin]\naddress = \"127.0.0.2:9901\"\n").config);
 }
 
+TEST_CASE("admin read_token_file is read, needs token_file, and must be a string") {
+  const LoadResult r = load(
+      "\n[admin]\naddress = \"10.0.0.1:9901\"\ntoken_file = \"t\"\nread_token_file = \"r\"\n");
+  REQUIRE(r.config);
+  CHECK(r.config->admin.read_token_file == "r");
+  CHECK(load("").config->admin.read_token_file.empty());
+  expect_one_error("\n[admin]\n  read_token_file = \"r\"\n", 2, 21,
+                   "admin.read_token_file needs admin.token_file too");
+  expect_one_error("\n[admin]\ntoken_file = \"t\"\nread_token_file = 3\n", 3, 19,
+                   "wrong type for admin.read_token_file: an integer (expected a string)");
+}
+
 TEST_CASE("listen accepts one table or an array of tables; tls is refused until supported") {
   SUBCASE("an array of tables") {
     const LoadResult r = load(R"(
