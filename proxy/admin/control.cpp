@@ -128,10 +128,15 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   }
   store_ = Store(r.config->state_dir);
   State loaded;
-  if (!store_.load(loaded, &err)) {
+  size_t repaired = 0;
+  if (!store_.load(loaded, &err, &repaired)) {
     log_line("sluice: state: " + err);
     return nullptr;
   }
+  if (repaired)
+    log_line("sluice: audit: appended " + std::to_string(repaired) +
+             " record(s) of a change applied just before the last stop (the process ended "
+             "between the state write and the audit append)");
   State next = loaded;
   std::vector<config::Diagnostic> diags;
   check_immutable(*r.config, next, &diags);
@@ -143,18 +148,20 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   Built b = build(*r.config, next);
   for (const auto& e : b.errors) log_line(e);
   if (!b.table) return nullptr;
-  if (!(next == loaded) && !store_.save(next, &err)) {
-    log_line("sluice: state: " + err);
-    return nullptr;
-  }
+  std::vector<AuditEntry> audits;
   for (const DroppedOverride& d : b.dropped) {
     log_line("sluice: alias " + d.function + ":" + d.alias + ": the file wins over the saved " +
              "override (" + d.why + ")");
-    if (!store_.audit(
-            {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)},
-            &err))
-      log_line("sluice: state: " + err);
+    audits.push_back(
+        {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)});
   }
+  std::string audit_err;
+  if ((!(next == loaded) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
+    log_line("sluice: state: " + err);
+    return nullptr;
+  }
+  if (!audit_err.empty())
+    log_line("sluice: audit: " + audit_err + " (retried with the next change)");
   if (!store_.durable()) log_line("sluice: no [state] dir: API changes are kept in memory only");
   file_ = std::move(*r.config);
   state_ = std::move(next);
@@ -346,13 +353,14 @@ ApiResult Control::reload_impl(const std::string& cause) {
 
 ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
                           const std::vector<AuditEntry>& audits) {
-  std::string err;
-  if (!(next == state_) && !store_.save(next, &err)) {
+  std::string err, audit_err;
+  if ((!(next == state_) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
     log_line("sluice: state: " + err);
     return api_error(500, "cannot save state: " + err);
   }
-  for (const AuditEntry& a : audits)
-    if (!store_.audit(a, &err)) log_line("sluice: audit: " + err);
+  // The change is durable and its records are in state.json; the log catches up later.
+  if (!audit_err.empty())
+    log_line("sluice: audit: " + audit_err + " (kept in state.json, retried with the next change)");
   state_ = std::move(next);
   current_ = table;
   if (publish_) publish_(std::move(table));
