@@ -55,14 +55,26 @@ std::vector<std::string> listen_texts(const config::Config& c) {
   return out;
 }
 
-// Settings a running process cannot adopt: the caller warns that they wait for a restart.
-std::vector<std::string> restart_only_changes(const config::Config& a, const config::Config& b) {
+// Keys a running process cannot adopt, where `running` (the config it started with) and `file`
+// differ. Everything else applies on reload: routing, functions, aliases, [limits] and
+// [upstream] (the workers take them from each snapshot), strict, resolve_interval.
+std::vector<std::string> restart_only_changes(const config::Config& running,
+                                              const config::Config& file) {
   std::vector<std::string> out;
-  if (a.workers != b.workers) out.push_back("workers");
-  if (listen_texts(a) != listen_texts(b)) out.push_back("[listen]");
-  if (a.admin.address.text != b.admin.address.text || a.admin.token_file != b.admin.token_file)
-    out.push_back("[admin]");
-  if (a.state_dir != b.state_dir) out.push_back("[state] dir");
+  if (running.workers != file.workers) out.push_back("workers");
+  if (listen_texts(running) != listen_texts(file)) out.push_back("[listen] address");
+  if (running.admin.address.text != file.admin.address.text) out.push_back("[admin] address");
+  if (running.admin.token_file != file.admin.token_file) out.push_back("[admin] token_file");
+  if (running.admin.read_token_file != file.admin.read_token_file)
+    out.push_back("[admin] read_token_file");
+  if (running.state_dir != file.state_dir) out.push_back("[state] dir");
+  if (running.log.access != file.log.access) out.push_back("[log] access");
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
   return out;
 }
 
@@ -167,8 +179,12 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   state_ = std::move(next);
   current_ = b.table;
   last_seen_hash_ = fnv_hex(text);
-  last_reload_ = {
-      {"time", now_rfc3339()}, {"cause", "start"}, {"result", "ok"}, {"errors", json::array()}};
+  started_ = file_;
+  last_reload_ = {{"time", now_rfc3339()},
+                  {"cause", "start"},
+                  {"result", "ok"},
+                  {"errors", json::array()},
+                  {"needs_restart", json::array()}};
   return current_;
 }
 
@@ -305,6 +321,7 @@ ApiResult Control::reload_impl(const std::string& cause) {
     }
   }
   std::vector<AuditEntry> audits;
+  std::vector<std::string> needs_restart;
   if (errors.empty()) {
     // Aliases whose effective map the new file changes: history + audit (cause: file).
     for (const config::FunctionSpec& fn : b.table->config().functions) {
@@ -325,9 +342,7 @@ ApiResult Control::reload_impl(const std::string& cause) {
     if (c.status != 200) {
       errors.push_back(c.body.value("error", "cannot save state"));
     } else {
-      for (const std::string& what : restart_only_changes(file_, *cfg))
-        log_line("sluice: warning: " + path_ + ": the change to " + what +
-                 " takes effect only after a restart");
+      needs_restart = restart_only_changes(started_, *cfg);
       file_ = std::move(*cfg);
     }
   }
@@ -338,6 +353,12 @@ ApiResult Control::reload_impl(const std::string& cause) {
                   {"result", errors.empty() ? "ok" : "error"},
                   {"errors", errors},
                   {"duration_ms", duration_ms}};
+  // Against the config the process started with, so it stays listed until a restart (or until
+  // the file is changed back), whatever reloads come in between.
+  if (errors.empty()) {
+    last_reload_["needs_restart"] = needs_restart;
+    if (!needs_restart.empty()) last_reload_["note"] = "needs a restart: " + join(needs_restart);
+  }
   if (!errors.empty()) {
     ++reloads_error_;
     for (const std::string& e : errors) log_line(e);
@@ -347,8 +368,15 @@ ApiResult Control::reload_impl(const std::string& cause) {
     return r;
   }
   ++reloads_ok_;
-  log_line("sluice: configuration reloaded (" + cause + ")");
-  return {200, {{"result", "ok"}, {"cause", cause}, {"changes", audits.size()}}};
+  log_line("sluice: configuration reloaded (" + cause + ")" +
+           (needs_restart.empty() ? ""
+                                  : "; needs a restart: " + join(needs_restart) +
+                                        " (the running process keeps its values)"));
+  return {200,
+          {{"result", "ok"},
+           {"cause", cause},
+           {"changes", audits.size()},
+           {"needs_restart", needs_restart}}};
 }
 
 ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,

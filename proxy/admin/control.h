@@ -117,13 +117,14 @@ class Control {
   std::optional<std::string> text_;  // set: the config comes from this text, not from path_
   std::string dir_, base_;           // the watched directory and the file's name in it
   config::Config file_;              // the last good file config
+  config::Config started_;           // the file config at start: what restart-only keys run
   State state_;
   Store store_;
   std::shared_ptr<const routing::RoutingTable> current_;
   Publisher publish_;
 
   uint64_t reloads_ok_ = 0, reloads_error_ = 0;
-  nlohmann::json last_reload_;  // {time, cause, result, errors}
+  nlohmann::json last_reload_;  // {time, cause, result, errors, needs_restart}
   std::string last_seen_hash_;  // content hash of the last file text tried
 
   // Watch handles; heap-allocated so their close callbacks may outlive a close() call site.

@@ -379,3 +379,44 @@ TEST_CASE("after SIGKILL at random moments every change the state shows is in th
   MESSAGE(rounds << " SIGKILL rounds, " << k - 1000 << " changes tried; state checked against "
                  << "audit.jsonl " << checked << " times");
 }
+
+TEST_CASE("a reload that changes workers or the access log says they need a restart") {
+  Upstream a("a"), b("b");
+  TempDir dir;
+  const std::string config_text = shop_config(a, b, R"({ "1" = 100 })");
+  const std::string config = dir.write("sluice.toml", config_text);
+  Sluice s("", {1, {"run", "-c", config}});
+  REQUIRE_STARTED(s);
+  uint16_t port = admin_port(s);
+  REQUIRE(port != 0);
+  std::string changed = config_text;
+  auto replace = [&](const std::string& from, const std::string& to) {
+    REQUIRE(changed.find(from) != std::string::npos);
+    changed.replace(changed.find(from), from.size(), to);
+  };
+  replace("workers = 2", "workers = 3");
+  replace("access = \"off\"", "access = \"stdout\"");
+  replace(R"({ "1" = 100 })", R"({ "2" = 100 })");
+  write_file(config, changed);
+  REQUIRE(s.signal(SIGHUP));
+  CurlClient adm;
+  json last;
+  REQUIRE(poll_until(
+      [&] {
+        json st = api(adm, port, "GET", "/admin/status").body;
+        last = st["reloads"]["last"];
+        return st["reloads"]["ok"].get<int>() >= 1;
+      },
+      10000));
+  CHECK(last["needs_restart"] == json{"workers", "[log] access"});
+  CHECK(last["note"] == "needs a restart: workers, [log] access");
+  CHECK(poll_until(
+      [&] {
+        return s.stderr_text().find("needs a restart: workers, [log] access") != std::string::npos;
+      },
+      5000));
+  // The rest of the file applied live; the access log stays off as it started.
+  CHECK(who_answers(s, 10)["b"] == 10);
+  CHECK(s.stdout_text().empty());
+  CHECK_CLEAN_STOP(s);
+}

@@ -265,6 +265,54 @@ TEST_CASE("an invalid reload keeps the running snapshot and is reported in statu
   CHECK(c.status(nullptr)["functions"][0]["aliases"][0]["history_depth"] == 1);
 }
 
+TEST_CASE("a reload names the changes that need a restart, until the file matches again") {
+  Fixture fx;
+  Control c(fx.path);
+  REQUIRE(c.init());
+  fx.attach(c);
+  const std::string base = fx.toml();
+  auto needs_restart = [&] {
+    return c.status(nullptr)["reloads"]["last"]["needs_restart"].get<std::vector<std::string>>();
+  };
+  CHECK(needs_restart().empty());
+
+  SUBCASE("[limits] and [upstream] apply live: nothing to restart") {
+    fx.write(base +
+             "[limits]\nheader_timeout = \"3s\"\nmax_connections = 7\n"
+             "[upstream]\nkeepalive = 3\nidle_timeout = \"5s\"\n");
+    ApiResult r = c.reload("api");
+    REQUIRE(r.status == 200);
+    CHECK(r.body["needs_restart"].empty());
+    CHECK(needs_restart().empty());
+    CHECK(c.table()->config().limits.max_connections == 7);
+    CHECK(c.table()->config().upstream.keepalive == 3);
+  }
+  SUBCASE("workers, listen, admin, state dir and the access log wait for a restart") {
+    std::string text = "workers = 3\n" + base + "[log]\naccess = \"off\"\n" +
+                       "[admin]\naddress = \"127.0.0.1:19901\"\n";
+    text.replace(text.find("127.0.0.1:0"), 11, "127.0.0.1:18080");
+    text.replace(text.find("/state\""), 7, "/state2\"");
+    fx.write(text);
+    ApiResult r = c.reload("sighup");
+    REQUIRE(r.status == 200);
+    const std::vector<std::string> expected = {"workers", "[listen] address", "[admin] address",
+                                               "[state] dir", "[log] access"};
+    CHECK(r.body["needs_restart"].get<std::vector<std::string>>() == expected);
+    CHECK(needs_restart() == expected);
+    CHECK(c.status(nullptr)["reloads"]["last"]["note"] ==
+          "needs a restart: workers, [listen] address, [admin] address, [state] dir, [log] access");
+
+    // Still pending after an unrelated reload: it is measured against what the process runs.
+    fx.write(text + "[limits]\nmax_headers = 50\n");
+    REQUIRE(c.reload("api").status == 200);
+    CHECK(needs_restart() == expected);
+    // The file back as the process started: nothing pending.
+    fx.write(base);
+    REQUIRE(c.reload("api").status == 200);
+    CHECK(needs_restart().empty());
+  }
+}
+
 TEST_CASE("every mutating admin endpoint answers 401 without the right token") {
   Fixture fx;
   std::ofstream(fx.dir + "/token") << "s3cret\n";
