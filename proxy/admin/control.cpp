@@ -1,8 +1,11 @@
 // The control plane: reloads, alias changes, rollbacks, publishes, status (see control.h).
 #include "admin/control.h"
 
+#include <arpa/inet.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -10,6 +13,7 @@
 
 #include "config/loader.h"
 #include "config/traffic.h"
+#include "config/values.h"
 #include "worker/server.h"
 
 namespace sluice::admin {
@@ -72,6 +76,16 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
   return out;
 }
 
+// The address a host name resolved to, without port: "10.0.0.5", "::1".
+std::string host_text(const routing::ResolvedHost& h) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (h.addr.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&h.addr)->sin_addr, ip, sizeof ip);
+  else if (h.addr.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&h.addr)->sin6_addr, ip, sizeof ip);
+  return ip;
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
@@ -114,11 +128,12 @@ bool Control::read_config_text(std::string& text, std::string* error) const {
   return true;
 }
 
-Control::Built Control::build(const config::Config& file, State& next) const {
+Control::Built Control::build(const config::Config& file, State& next,
+                              const routing::HostAddresses& hosts) const {
   Built b;
   std::vector<config::Diagnostic> diags;
   config::Config cfg = compose(file, next, &b.dropped);
-  b.table = routing::RoutingTable::build(std::move(cfg), &diags);
+  b.table = routing::RoutingTable::build(std::move(cfg), &diags, hosts);
   for (const auto& d : diags) b.errors.push_back(d.to_string());
   if (!b.table && b.errors.empty()) b.errors.push_back("cannot build the routing table");
   return b;
@@ -157,7 +172,12 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
     log_line("sluice: " + path_ + ": configuration not loaded");
     return nullptr;
   }
-  Built b = build(*r.config, next);
+  // Endpoint names resolve once here, before anything serves (a blocking lookup harms no one
+  // yet); a name that does not resolve stops the start. From here on, off the loop.
+  State probe = next;
+  routing::HostAddresses hosts =
+      resolve_now(routing::host_names(compose(*r.config, probe, nullptr)));
+  Built b = build(*r.config, next, hosts);
   for (const auto& e : b.errors) log_line(e);
   if (!b.table) return nullptr;
   std::vector<AuditEntry> audits;
@@ -178,6 +198,7 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   file_ = std::move(*r.config);
   state_ = std::move(next);
   current_ = b.table;
+  adopt_hosts(std::move(hosts));
   last_seen_hash_ = fnv_hex(text);
   started_ = file_;
   last_reload_ = {{"time", now_rfc3339()},
@@ -236,6 +257,12 @@ void Control::close() {
     uv_close(reinterpret_cast<uv_handle_t*>(debounce_), free_handle);
     debounce_ = nullptr;
   }
+  if (resolve_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(resolve_timer_), free_handle);
+    resolve_timer_ = nullptr;
+  }
+  if (resolver_) resolver_->close();  // answers still to come are dropped
+  async_resolution_ = false;
 }
 
 void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int status) {
@@ -279,7 +306,22 @@ ApiResult Control::guard(const std::string& what, const std::function<ApiResult(
 }
 
 ApiResult Control::reload(const std::string& cause) {
-  return guard("reload", [&] { return reload_impl(cause); });
+  // Shared with the callback, which may run after this returns (names still resolving).
+  auto result = std::make_shared<std::optional<ApiResult>>();
+  reload(cause, [result](ApiResult r) { *result = std::move(r); });
+  if (*result) return **result;
+  return {202, {{"result", "resolving"}, {"cause", cause}}};
+}
+
+void Control::reload(const std::string& cause, ReloadDone done) {
+  if (reload_running_) {  // one at a time, in order: the queued one reads the file afresh
+    if (!queued_reload_) queued_reload_ = QueuedReload{cause, {}};
+    queued_reload_->waiters.push_back(std::move(done));
+    return;
+  }
+  std::vector<ReloadDone> waiters;
+  waiters.push_back(std::move(done));
+  start_reload(cause, std::move(waiters));
 }
 
 ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
@@ -295,29 +337,119 @@ ApiResult Control::publish_version(const std::string& f, const std::string& acto
   return guard("publish", [&] { return publish_version_impl(f, actor); });
 }
 
-ApiResult Control::reload_impl(const std::string& cause) {
+void Control::start_reload(const std::string& cause, std::vector<ReloadDone> waiters) {
+  reload_running_ = true;
   const uint64_t start_ns = uv_hrtime();
   std::vector<std::string> errors;
-  std::string text, err;
   std::optional<config::Config> cfg;
+  std::vector<std::string> names;
+  try {
+    std::string text, err;
+    if (!read_config_text(text, &err)) {
+      errors.push_back(err);
+    } else {
+      last_seen_hash_ = fnv_hex(text);
+      config::LoadResult r = config::load_string(text, path_);
+      for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
+      for (const auto& e : r.errors) errors.push_back(e.to_string());
+      if (r.config) {
+        // Every name the new file's endpoints (and the published versions) use, re-resolved.
+        State probe = state_;
+        names = routing::host_names(compose(*r.config, probe, nullptr));
+        cfg = std::move(r.config);
+      }
+    }
+  } catch (const std::exception& e) {
+    errors.push_back(std::string("reload failed: ") + e.what());
+  }
+  if (!errors.empty() || names.empty() || !async_resolution_) {
+    routing::HostAddresses resolved;
+    if (errors.empty() && !names.empty()) resolved = resolve_now(names);
+    finish_reload(cause, std::move(cfg), std::move(resolved), std::move(errors), start_ns,
+                  std::move(waiters));
+    return;
+  }
+  // Off the loop: alias changes, status and the data plane carry on meanwhile.
+  auto shared_cfg = std::make_shared<std::optional<config::Config>>(std::move(cfg));
+  auto shared_waiters = std::make_shared<std::vector<ReloadDone>>(std::move(waiters));
+  resolver_->resolve(
+      names, [this, cause, shared_cfg, shared_waiters, start_ns](routing::HostAddresses resolved) {
+        finish_reload(cause, std::move(*shared_cfg), std::move(resolved), {}, start_ns,
+                      std::move(*shared_waiters));
+      });
+}
+
+routing::HostAddresses Control::resolve_now(const std::vector<std::string>& names) {
+  if (resolver_) return resolver_->resolve_now(names);
+  routing::HostAddresses out;
+  for (const std::string& n : names) out[n] = routing::resolve_blocking(n);
+  return out;
+}
+
+routing::HostAddresses Control::merge_hosts(const routing::HostAddresses& fresh) {
+  routing::HostAddresses out = hosts_;
+  for (const auto& [name, r] : fresh) {
+    auto known = hosts_.find(name);
+    const bool had = known != hosts_.end() && known->second.ok();
+    if (r.ok()) {
+      if (had && std::memcmp(&known->second.addr, &r.addr, sizeof r.addr) != 0)
+        log_line("sluice: endpoint host " + name + " now resolves to " + host_text(r) + " (was " +
+                 host_text(known->second) + ")");
+      out[name] = r;
+      resolve_failing_.erase(name);
+    } else if (had) {
+      // A lookup failing for a while must not take a working endpoint away.
+      if (resolve_failing_.insert(name).second)
+        log_line("sluice: cannot re-resolve endpoint host " + name + ": " + r.error +
+                 "; keeping its last address " + host_text(known->second));
+    } else {
+      out[name] = r;  // never resolved: the build reports it at the endpoint
+    }
+  }
+  return out;
+}
+
+void Control::finish_reload(const std::string& cause, std::optional<config::Config> loaded,
+                            routing::HostAddresses resolved, std::vector<std::string> errors,
+                            uint64_t start_ns, std::vector<ReloadDone> waiters) noexcept {
+  ApiResult result;
+  try {
+    result = apply_reload(cause, std::move(loaded), resolved, std::move(errors), start_ns);
+  } catch (const std::exception& e) {
+    result = api_error(500, std::string("reload failed: ") + e.what(), "config");
+  } catch (...) {
+    result = api_error(500, "reload failed", "config");
+  }
+  reload_running_ = false;
+  for (ReloadDone& w : waiters) {
+    try {
+      if (w) w(result);
+    } catch (...) {  // a waiter's own failure must not stop the others or the queue
+    }
+  }
+  if (queued_reload_) {
+    QueuedReload next = std::move(*queued_reload_);
+    queued_reload_.reset();
+    start_reload(next.cause, std::move(next.waiters));
+  }
+}
+
+ApiResult Control::apply_reload(const std::string& cause, std::optional<config::Config> loaded,
+                                const routing::HostAddresses& resolved,
+                                std::vector<std::string> errors, uint64_t start_ns) {
+  std::optional<config::Config> cfg;
+  // The state as it is now: alias changes may have landed while the names resolved.
   State next = state_;
   Built b;
-  if (!read_config_text(text, &err)) {
-    errors.push_back(err);
-  } else {
-    last_seen_hash_ = fnv_hex(text);
-    config::LoadResult r = config::load_string(text, path_);
-    for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
-    for (const auto& e : r.errors) errors.push_back(e.to_string());
-    if (r.config) {
-      std::vector<config::Diagnostic> diags;
-      check_immutable(*r.config, next, &diags);
-      for (const auto& d : diags) errors.push_back(d.to_string());
-      if (diags.empty()) {
-        b = build(*r.config, next);
-        errors.insert(errors.end(), b.errors.begin(), b.errors.end());
-        if (b.table) cfg = std::move(r.config);
-      }
+  routing::HostAddresses hosts = merge_hosts(resolved);
+  if (errors.empty() && loaded) {
+    std::vector<config::Diagnostic> diags;
+    check_immutable(*loaded, next, &diags);
+    for (const auto& d : diags) errors.push_back(d.to_string());
+    if (diags.empty()) {
+      b = build(*loaded, next, hosts);
+      errors.insert(errors.end(), b.errors.begin(), b.errors.end());
+      if (b.table) cfg = std::move(loaded);
     }
   }
   std::vector<AuditEntry> audits;
@@ -344,6 +476,8 @@ ApiResult Control::reload_impl(const std::string& cause) {
     } else {
       needs_restart = restart_only_changes(started_, *cfg);
       file_ = std::move(*cfg);
+      adopt_hosts(std::move(hosts));
+      rearm_resolve_timer();
     }
   }
   // File read + validation + build + state write + publish.
@@ -377,6 +511,82 @@ ApiResult Control::reload_impl(const std::string& cause) {
            {"cause", cause},
            {"changes", audits.size()},
            {"needs_restart", needs_restart}}};
+}
+
+void Control::adopt_hosts(routing::HostAddresses hosts) {
+  hosts_.clear();
+  for (const std::string& name : routing::host_names(current_->config())) {
+    auto it = hosts.find(name);
+    if (it != hosts.end() && it->second.ok()) hosts_[name] = it->second;
+  }
+}
+
+void Control::set_resolver(std::unique_ptr<Resolver> resolver) {
+  if (resolver_) resolver_->close();
+  resolver_ = std::move(resolver);
+  async_resolution_ = resolver_ != nullptr;
+}
+
+int Control::start_resolving(uv_loop_t* loop) {
+  if (!resolver_) set_resolver(std::make_unique<UvResolver>(loop));
+  resolve_timer_ = new uv_timer_t{};
+  int rc = uv_timer_init(loop, resolve_timer_);
+  if (rc != 0) {
+    delete resolve_timer_;
+    resolve_timer_ = nullptr;
+    return rc;
+  }
+  resolve_timer_->data = this;
+  rearm_resolve_timer();
+  return 0;
+}
+
+void Control::rearm_resolve_timer() {
+  if (!resolve_timer_) return;
+  const uint64_t every = file_.upstream.resolve_interval_ms;
+  if (every == resolve_every_ms_ && uv_is_active(reinterpret_cast<uv_handle_t*>(resolve_timer_)))
+    return;
+  resolve_every_ms_ = every;
+  uv_timer_stop(resolve_timer_);
+  if (every > 0) uv_timer_start(resolve_timer_, &Control::on_resolve_timer, every, every);
+}
+
+void Control::on_resolve_timer(uv_timer_t* t) {
+  static_cast<Control*>(t->data)->refresh_names();
+}
+
+void Control::refresh_names() {
+  if (refresh_running_ || !async_resolution_) return;
+  std::vector<std::string> names = routing::host_names(current_->config());
+  if (names.empty()) return;
+  refresh_running_ = true;
+  resolver_->resolve(names, [this](routing::HostAddresses fresh) {
+    refresh_running_ = false;
+    try {  // runs from a libuv callback
+      apply_refresh(fresh);
+    } catch (const std::exception& e) {
+      log_line(std::string("sluice: re-resolving endpoint hosts failed: ") + e.what());
+    }
+  });
+}
+
+void Control::apply_refresh(const routing::HostAddresses& fresh) {
+  routing::HostAddresses merged = merge_hosts(fresh);
+  bool changed = false;
+  for (const auto& [name, h] : merged) {
+    auto it = hosts_.find(name);
+    if (h.ok() && (it == hosts_.end() || std::memcmp(&it->second.addr, &h.addr, sizeof h.addr)))
+      changed = true;
+  }
+  if (!changed) return;
+  State next = state_;
+  Built b = build(file_, next, merged);
+  if (!b.table) {
+    for (const std::string& e : b.errors) log_line("sluice: re-resolution: " + e);
+    return;
+  }
+  ApiResult c = commit(std::move(next), b.table, {});
+  if (c.status == 200) adopt_hosts(std::move(merged));
 }
 
 ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
@@ -468,7 +678,7 @@ ApiResult Control::set_alias_impl(const std::string& f, const std::string& a, co
   if (map != old) as.push_history(old);
   as.override_traffic = map;
   as.override_file_hash = alias_file_hash(*file_al);
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(400, b.errors.front(), "traffic");
   std::vector<AuditEntry> audits;
   if (map != old) audits.push_back({actor, cause, f, a, traffic_json(old), traffic_json(map)});
@@ -498,7 +708,7 @@ ApiResult Control::rollback_impl(const std::string& f, const std::string& a,
   as.history.pop_back();
   as.override_traffic = target;
   as.override_file_hash = alias_file_hash(*file_al);
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(409, "cannot roll back: " + b.errors.front(), "alias");
   for (const DroppedOverride& d : b.dropped)  // e.g. the earlier map names a removed version
     if (d.function == f && d.alias == a)
@@ -537,7 +747,7 @@ ApiResult Control::publish_version_impl(const std::string& f, const std::string&
   fs.fingerprints[n] = fingerprint_of(as_version);
   fs.published[n] = std::move(pv);
   fs.next_number = n + 1;
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(500, b.errors.front());
   json eps = json::array();
   for (const config::Endpoint& e : fn->latest->endpoints) eps.push_back(e.address.text);
@@ -616,8 +826,18 @@ json Control::status(const observe::Snapshot* live) const {
     state["dir"] = store_.dir();
   else
     state["note"] = "no [state] dir: API changes are kept in memory only and lost on restart";
+  json hosts = json::object();
+  for (const auto& [name, h] : hosts_) {
+    json entry = {{"address", host_text(h)}};
+    if (resolve_failing_.count(name)) entry["note"] = "the last re-resolution failed; kept";
+    hosts[name] = entry;
+  }
+  json resolution = {
+      {"every", config::format_duration_ms(file_.upstream.resolve_interval_ms)},
+      {"hosts", hosts}};
   return {{"config", path_},
           {"state", state},
+          {"resolution", resolution},
           {"reloads", {{"ok", reloads_ok_}, {"error", reloads_error_}, {"last", last_reload_}}},
           {"live_figures", live != nullptr},
           {"functions", fns}};

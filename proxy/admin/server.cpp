@@ -212,6 +212,7 @@ class AdminConn final : public http::Sink {
   // slot), AdminServer::close(). The last close callback frees this.
   void close() {
     if (std::exchange(closing_, true)) return;
+    *alive_ = false;  // a deferred answer arriving later finds nobody
     server_.forget(this);
     for (uv_handle_t* h : {worker::as_handle(&tcp_), worker::as_handle(&timer_)})
       if (h->data && !uv_is_closing(h)) uv_close(h, &AdminConn::on_closed);
@@ -223,7 +224,7 @@ class AdminConn final : public http::Sink {
   // When the current wait (for a head or a body) began, in loop milliseconds.
   uint64_t wait_started_ms() const { return wait_started_ms_; }
   // Sheddable: waiting for bytes, with no answer still being written.
-  bool idle_or_incomplete() const { return !closing_ && pending_writes_ == 0; }
+  bool idle_or_incomplete() const { return !closing_ && !waiting_ && pending_writes_ == 0; }
 
   int on_head(http::Parser& p) override {
     request_ = {};
@@ -249,9 +250,16 @@ class AdminConn final : public http::Sink {
     return 0;
   }
   bool on_message_end(http::Parser&) override {
-    respond(server_.handle(request_), !keep_alive_);
-    arm(Phase::kHead, kHeadTimeoutMs);  // the next head is due from this answer on
-    return false;
+    waiting_ = true;
+    uv_timer_stop(&timer_);  // no deadline runs while the control plane works on the answer
+    in_message_end_ = true;
+    std::weak_ptr<bool> alive = alive_;
+    server_.handle_async(request_, [this, alive](AdminServer::Reply reply) {
+      std::shared_ptr<bool> still = alive.lock();
+      if (still && *still) answer(std::move(reply));  // else: closed meanwhile, nobody to tell
+    });
+    in_message_end_ = false;
+    return waiting_;  // still waiting: pause the parser (pipelined bytes wait in held_)
   }
 
  private:
@@ -269,15 +277,50 @@ class AdminConn final : public http::Sink {
     }
     if (nread == 0 || self->close_after_write_ || self->closing_) return;
     try {  // a libuv callback: nothing may escape it (handle() already answers 500 itself)
-      http::Parser::Result r = self->parser_.feed(buf->base, static_cast<size_t>(nread));
-      if (r.status == http::Parser::Status::kError) {
-        self->reject_malformed();
-      } else if (r.status == http::Parser::Status::kUpgrade) {
-        self->refuse(400, "the admin API does not upgrade connections", "upgrade");
+      if (self->waiting_) {  // read before the stop took effect: keep it for later
+        self->held_.append(buf->base, static_cast<size_t>(nread));
+        return;
       }
+      self->consume(buf->base, static_cast<size_t>(nread));
       self->flush();
     } catch (...) {
       self->close();
+    }
+  }
+
+  // Parses `len` bytes; on a pause (an answer still to come) keeps the rest and stops reading.
+  void consume(const char* data, size_t len) {
+    http::Parser::Result r = parser_.feed(data, len);
+    if (r.status == http::Parser::Status::kPaused) {
+      held_.append(data + r.consumed, len - r.consumed);
+      uv_read_stop(worker::as_stream(&tcp_));
+    } else if (r.status == http::Parser::Status::kError) {
+      reject_malformed();
+    } else if (r.status == http::Parser::Status::kUpgrade) {
+      refuse(400, "the admin API does not upgrade connections", "upgrade");
+    }
+  }
+
+  // The control plane's answer to the current request, now (inside on_message_end) or later.
+  void answer(AdminServer::Reply reply) {
+    waiting_ = false;
+    respond(reply, !keep_alive_);
+    arm(Phase::kHead, kHeadTimeoutMs);  // the next head is due from this answer on
+    if (in_message_end_) return;        // on_read goes on parsing, then flushes
+    // A deferred answer: send it, parse what arrived meanwhile, and read again.
+    try {
+      flush();
+      if (closing_ || close_after_write_) return;
+      parser_.resume();
+      std::string held = std::move(held_);
+      held_.clear();
+      if (!held.empty()) consume(held.data(), held.size());
+      flush();
+      if (!waiting_ && !closing_ && !close_after_write_ &&
+          uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read) != 0)
+        close();
+    } catch (...) {
+      close();
     }
   }
 
@@ -407,6 +450,10 @@ class AdminConn final : public http::Sink {
   std::string out_;
   Phase phase_ = Phase::kHead;
   uint64_t wait_started_ms_ = 0;
+  std::string held_;  // bytes after a request whose answer is deferred, parsed once it is sent
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once closing
+  bool waiting_ = false;         // the current request's answer has not come yet
+  bool in_message_end_ = false;  // inside on_message_end: an answer now is not deferred
   bool keep_alive_ = true;
   bool head_request_ = false;
   bool too_large_ = false;
@@ -606,11 +653,27 @@ AdminServer::Reply AdminServer::handle(const Request& r) noexcept {
   // The error boundary: nothing a request does (bad bytes, a bug, a throwing hook) may end the
   // process, since the data plane runs in it too.
   try {
-    return route(r);
+    return route(r, nullptr);
   } catch (const std::exception& e) {
     return internal_error(r, e.what());
   } catch (...) {
     return internal_error(r, "unknown exception");
+  }
+}
+
+void AdminServer::handle_async(const Request& r, ReplyDone done) noexcept {
+  Reply rep;
+  try {
+    rep = route(r, &done);
+  } catch (const std::exception& e) {
+    rep = internal_error(r, e.what());
+  } catch (...) {
+    rep = internal_error(r, "unknown exception");
+  }
+  if (rep.deferred) return;
+  try {
+    done(std::move(rep));
+  } catch (...) {
   }
 }
 
@@ -627,7 +690,7 @@ AdminServer::Reply AdminServer::internal_error(const Request& r, const char* wha
   }
 }
 
-AdminServer::Reply AdminServer::route(const Request& r) {
+AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) {
   if (!valid_utf8(r.target))
     return json_reply(api_error(400, "the request target is not valid UTF-8", "target"));
   std::string_view target = r.target;
@@ -688,7 +751,19 @@ AdminServer::Reply AdminServer::route(const Request& r) {
   if (p.size() == 2 && p[1] == "reload") {
     if (m != "POST") return method_not_allowed("POST");
     if (!takes_no_body("POST /admin/reload")) return json_reply(bad_body);
-    return json_reply(control_.reload("api"));
+    if (!later) return json_reply(control_.reload("api"));
+    control_.reload("api", [done = *later](ApiResult result) {
+      Reply rep;
+      try {
+        rep = json_reply(result);
+      } catch (...) {
+        rep = {500, "application/json", "{\"error\": \"internal error\"}\n"};
+      }
+      done(std::move(rep));
+    });
+    Reply rep;
+    rep.deferred = true;
+    return rep;
   }
   if (p.size() >= 3 && p[1] == "functions") {
     const std::string& f = p[2];

@@ -63,10 +63,17 @@ class AdminServer {
     std::string content_type = "application/json";
     std::string body;
     bool unauthorized = false;  // adds WWW-Authenticate
+    bool deferred = false;      // handle_async only: the answer comes later through `done`
   };
   // Routes one request to the control plane. Runs synchronously on the control loop. Never
   // throws: any exception (from a handler, the control plane or a hook) becomes a 500 answer.
+  // POST /admin/reload answers 202 if the file's host names are still resolving.
   Reply handle(const Request& request) noexcept;
+  using ReplyDone = std::function<void(Reply)>;
+  // The same, but an answer that must wait (POST /admin/reload while the file's host names
+  // resolve, off the loop) comes later: `done` runs exactly once, now or later on the loop,
+  // unless the control plane closes first.
+  void handle_async(const Request& request, ReplyDone done) noexcept;
 
   // Hooks for proxy/shift/ (progressive shifts): `extension` is asked, after the token check,
   // about every /admin/... path handle() does not know (`path`: its segments); nullopt means
@@ -90,7 +97,9 @@ class AdminServer {
   AdminConn* least_useful(const std::string* peer) const;
   bool has_token(const Request& r, const std::string& token) const;
   bool authorized(const Request& r, bool mutating) const;
-  Reply route(const Request& request);  // handle() without the error boundary
+  // handle() without the error boundary; `later` set: may defer (Reply::deferred) and answer
+  // through it.
+  Reply route(const Request& request, const ReplyDone* later);
   static Reply internal_error(const Request& request, const char* what) noexcept;
 
   Control& control_;

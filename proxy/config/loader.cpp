@@ -305,10 +305,21 @@ void Loader::load(const toml::table& root) {
   }
   load_limits(root);
   if (const toml::table* up = table_at(root, "upstream", "[upstream]")) {
-    check_keys(*up, {"keepalive", "idle_timeout"}, "[upstream]");
+    check_keys(*up, {"keepalive", "idle_timeout", "resolve_interval"}, "[upstream]");
     read_uint_into(*up, "keepalive", "upstream.keepalive", 0, 100000, &cfg_.upstream.keepalive);
     read_duration(*up, "idle_timeout", "upstream.idle_timeout", false,
                   &cfg_.upstream.idle_timeout_ms);
+    uint32_t every_ms = 0;
+    if (read_duration(*up, "resolve_interval", "upstream.resolve_interval", true, &every_ms)) {
+      if (every_ms != 0 && every_ms < 1000) {
+        error(pos_of(*up->get("resolve_interval")),
+              "upstream.resolve_interval " + format_duration_ms(every_ms) +
+                  " is too short (expected \"0s\" to resolve only at start and reload, or at "
+                  "least \"1s\")");
+      } else {
+        cfg_.upstream.resolve_interval_ms = every_ms;
+      }
+    }
   }
   if (const toml::table* log = table_at(root, "log", "[log]")) {
     check_keys(*log, {"access"}, "[log]");

@@ -17,8 +17,9 @@ struct SourcePos {
   uint32_t column = 0;
 };
 
-// A parsed "host:port" / "[v6]:port" socket address. `host` is an IP literal or a name
-// resolved at load time (never on the request path).
+// A parsed "host:port" / "[v6]:port" socket address. `host` is an IP literal or a name; names
+// of endpoints are resolved by the control plane at start and then off its loop (never on the
+// request path), see routing::HostAddresses.
 struct SocketAddress {
   std::string text;  // as written, e.g. "127.0.0.1:8080"
   std::string host;  // without brackets
@@ -138,6 +139,8 @@ struct UpstreamPoolSpec {
   // recent peak of concurrent requests needed (upstream/connection.h).
   uint32_t keepalive = 1024;
   uint32_t idle_timeout_ms = 60000;  // an idle pooled connection is closed after this
+  // Endpoint host names are resolved again this often (and on every reload); 0 = only then.
+  uint32_t resolve_interval_ms = 30000;
 };
 
 struct LogSpec {

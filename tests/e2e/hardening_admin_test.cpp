@@ -420,3 +420,46 @@ TEST_CASE("a reload that changes workers or the access log says they need a rest
   CHECK(s.stdout_text().empty());
   CHECK_CLEAN_STOP(s);
 }
+
+TEST_CASE("endpoint names resolve off the control loop: localhost serves, reloads and refreshes") {
+  Upstream a("a"), b("b");
+  TempDir dir;
+  std::string text = shop_config(a, b, R"({ "1" = 100 })");
+  // Version 1 by name (from /etc/hosts), re-resolved every second.
+  text.replace(text.find(a.address()), a.address().size(), "localhost:" + std::to_string(a.port()));
+  text += "[upstream]\nresolve_interval = \"1s\"\n";
+  const std::string config = dir.write("sluice.toml", text);
+  Sluice s("", {1, {"run", "-c", config}});
+  REQUIRE_STARTED(s);
+  uint16_t port = admin_port(s);
+  REQUIRE(port != 0);
+  CHECK(who_answers(s, 10)["a"] == 10);
+  CurlClient adm;
+  json st = api(adm, port, "GET", "/admin/status").body;
+  CHECK(st["resolution"]["hosts"]["localhost"]["address"] == "127.0.0.1");
+  CHECK(st["resolution"]["every"] == "1s");
+
+  // A reload resolves the names again before it answers; a request pipelined behind it on the
+  // same connection is answered after it, in order.
+  RawClient c(port);
+  REQUIRE(c.connected());
+  REQUIRE(c.send(raw_request("POST", "/admin/reload") + raw_request("GET", "/admin/status")));
+  std::optional<Response> reload = c.read_response();
+  REQUIRE(reload);
+  CHECK(reload->status == 200);
+  CHECK(json_of(*reload)["result"] == "ok");
+  std::optional<Response> after = c.read_response();
+  REQUIRE(after);
+  CHECK(after->status == 200);
+  CHECK(json_of(*after)["reloads"]["ok"] == 1);
+
+  // Refreshes (every second) find the same address: nothing changes, nothing fails.
+  ::poll(nullptr, 0, 2500);
+  CHECK(who_answers(s, 10)["a"] == 10);
+  CHECK(
+      api(adm, port, "PUT", "/admin/functions/shop/aliases/live", traffic_body("2", 100)).status ==
+      200);
+  CHECK(who_answers(s, 10)["b"] == 10);
+  CHECK(s.stderr_text().find("cannot re-resolve") == std::string::npos);
+  CHECK_CLEAN_STOP(s);
+}

@@ -562,8 +562,8 @@ TEST_CASE("a non-loopback admin address needs a token file") {
 }
 
 TEST_CASE("admin read_token_file is read, needs token_file, and must be a string") {
-  const LoadResult r = load(
-      "\n[admin]\naddress = \"10.0.0.1:9901\"\ntoken_file = \"t\"\nread_token_file = \"r\"\n");
+  const LoadResult r =
+      load("\n[admin]\naddress = \"10.0.0.1:9901\"\ntoken_file = \"t\"\nread_token_file = \"r\"\n");
   REQUIRE(r.config);
   CHECK(r.config->admin.read_token_file == "r");
   CHECK(load("").config->admin.read_token_file.empty());
@@ -750,6 +750,20 @@ access = "off"
   CHECK(c.upstream.keepalive == 8);
   CHECK(c.upstream.idle_timeout_ms == 15000);
   CHECK(c.log.access == "off");
+}
+
+TEST_CASE("upstream.resolve_interval is a duration: 0s or at least 1s, default 30s") {
+  CHECK(load("").config->upstream.resolve_interval_ms == 30000);
+  CHECK(load("[upstream]\nresolve_interval = \"5m\"\n").config->upstream.resolve_interval_ms ==
+        300000);
+  CHECK(load("[upstream]\nresolve_interval = \"0s\"\n").config->upstream.resolve_interval_ms == 0);
+  expect_one_error("\n[upstream]\nresolve_interval = \"500ms\"\n", 2, 20,
+                   "upstream.resolve_interval 500ms is too short (expected \"0s\" to resolve only "
+                   "at start and reload, or at least \"1s\")");
+  expect_one_error("\n[upstream]\nresolve_interval = 30\n", 2, 20,
+                   "wrong type for upstream.resolve_interval");
+  expect_one_error("\n[upstream]\nresolve_interval = \"30\"\n", 2, 20,
+                   "bad duration \"30\" for upstream.resolve_interval");
 }
 
 TEST_CASE("versions inherit request settings from their function") {
