@@ -572,7 +572,6 @@ void AdminServer::on_connection(uv_stream_t* s, int status) {
     AdminConn* victim = self->least_useful(same_peer);
     if (!victim) return false;
     victim->close();
-    ++self->shed_;
     return true;
   };
   auto count = self->per_peer_.find(peer);

@@ -45,8 +45,6 @@ class AdminServer {
   // loopback, or with read_token_file, every endpoint needs a token; mutating ones need
   // token_file's, reads accept either.
   bool load_tokens(std::string* error);
-  // Connections closed to make room for newcomers at a cap, since start.
-  uint64_t shed_count() const { return shed_; }
   // Stops listening and closes every connection (close callbacks run on the loop). Idempotent.
   void close();
   const std::string& bound() const { return bound_; }
