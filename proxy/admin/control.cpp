@@ -832,9 +832,8 @@ json Control::status(const observe::Snapshot* live) const {
     if (resolve_failing_.count(name)) entry["note"] = "the last re-resolution failed; kept";
     hosts[name] = entry;
   }
-  json resolution = {
-      {"every", config::format_duration_ms(file_.upstream.resolve_interval_ms)},
-      {"hosts", hosts}};
+  json resolution = {{"every", config::format_duration_ms(file_.upstream.resolve_interval_ms)},
+                     {"hosts", hosts}};
   return {{"config", path_},
           {"state", state},
           {"resolution", resolution},
