@@ -292,7 +292,7 @@ void Worker::refresh_snapshot() {
 }
 
 upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up) {
-  auto& slot = pools_[ep.address];
+  auto& slot = pools_[ep.resolved];  // by resolved address: a name that re-resolves gets a new pool
   if (!slot) {
     slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
   }
