@@ -670,10 +670,16 @@ void ShiftManager::fail_safe(Shift& s, const std::string& doing,
     } catch (...) {
       now = "unknown";
     }
-    s.state = "failed";
-    s.reason = why + "; rolling back failed too (" + what_of(std::current_exception()) +
-               "): the alias's traffic is " + now + ", the pre-shift map was " +
-               admin::traffic_text(s.before);
+    const std::string before = admin::traffic_text(s.before);
+    const std::string second = what_of(std::current_exception());
+    if (now == before) {  // the traffic was restored; only recording the outcome failed
+      s.state = "rolled_back";
+      s.reason = why + "; rolled back to the pre-shift map (recording it failed: " + second + ")";
+    } else {
+      s.state = "failed";
+      s.reason = why + "; rolling back failed too (" + second + "): the alias's traffic is " + now +
+                 ", the pre-shift map was " + before;
+    }
     s.finished = admin::now_rfc3339();
     log_line("sluice: shift " + alias_name(s) + ": " + s.reason);
   }

@@ -52,7 +52,8 @@ struct Shift {
   admin::TrafficMap before;  // the pre-shift map, restored on rollback
   size_t step = 0;           // index into plan.steps
   // "pre_traffic" (waiting for the hook), "running", "promoted", "rolled_back", "aborted",
-  // "interrupted", "not_started" (the pre_traffic hook said no).
+  // "interrupted", "not_started" (the pre_traffic hook said no), "failed" (the engine failed and
+  // could not restore the pre-shift map either; the reason names the alias's traffic).
   std::string state = "running";
   std::string reason;             // why it ended (or what it waits for while running)
   std::string started, finished;  // RFC 3339
