@@ -13,7 +13,7 @@
 #include "http/parser.h"
 #include "http/rewrite.h"
 #include "observe/prometheus.h"
-#include "worker/context.h"
+#include "net/loop_context.h"
 
 namespace sluice::admin {
 namespace {
@@ -201,7 +201,7 @@ class AdminConn final : public http::Sink {
     if (rc == 0) {
       timer_.data = this;
       ++open_handles_;
-      rc = uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read);
+      rc = uv_read_start(net::as_stream(&tcp_), &net::LoopContext::on_alloc, &on_read);
     }
     if (rc == 0) rc = arm(Phase::kHead, kHeadTimeoutMs);
     if (rc != 0) close();
@@ -214,7 +214,7 @@ class AdminConn final : public http::Sink {
     if (std::exchange(closing_, true)) return;
     *alive_ = false;  // a deferred answer arriving later finds nobody
     server_.forget(this);
-    for (uv_handle_t* h : {worker::as_handle(&tcp_), worker::as_handle(&timer_)})
+    for (uv_handle_t* h : {net::as_handle(&tcp_), net::as_handle(&timer_)})
       if (h->data && !uv_is_closing(h)) uv_close(h, &AdminConn::on_closed);
   }
 
@@ -293,7 +293,7 @@ class AdminConn final : public http::Sink {
     http::Parser::Result r = parser_.feed(data, len);
     if (r.status == http::Parser::Status::kPaused) {
       held_.append(data + r.consumed, len - r.consumed);
-      uv_read_stop(worker::as_stream(&tcp_));
+      uv_read_stop(net::as_stream(&tcp_));
     } else if (r.status == http::Parser::Status::kError) {
       reject_malformed();
     } else if (r.status == http::Parser::Status::kUpgrade) {
@@ -317,7 +317,7 @@ class AdminConn final : public http::Sink {
       if (!held.empty()) consume(held.data(), held.size());
       flush();
       if (!waiting_ && !closing_ && !close_after_write_ &&
-          uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read) != 0)
+          uv_read_start(net::as_stream(&tcp_), &net::LoopContext::on_alloc, &on_read) != 0)
         close();
     } catch (...) {
       close();
@@ -378,7 +378,7 @@ class AdminConn final : public http::Sink {
     out_.clear();
     op->req.data = op.get();
     uv_buf_t b = uv_buf_init(op->bytes.data(), static_cast<unsigned>(op->bytes.size()));
-    int rc = uv_write(&op->req, worker::as_stream(&tcp_), &b, 1, &AdminConn::on_written);
+    int rc = uv_write(&op->req, net::as_stream(&tcp_), &b, 1, &AdminConn::on_written);
     if (rc != 0) {
       close();
       return;
@@ -397,7 +397,7 @@ class AdminConn final : public http::Sink {
     }
     if (self->close_after_write_ && self->pending_writes_ == 0 && !self->closing_) {
       uv_shutdown_t* sd = new uv_shutdown_t{};
-      if (uv_shutdown(sd, worker::as_stream(&self->tcp_), [](uv_shutdown_t* r, int) {
+      if (uv_shutdown(sd, net::as_stream(&self->tcp_), [](uv_shutdown_t* r, int) {
             auto* c = static_cast<AdminConn*>(r->handle->data);
             delete r;
             c->close();
@@ -487,7 +487,7 @@ bool AdminServer::start(uv_loop_t* loop, std::string* error) {
   }
   listener_->data = this;
   rc = uv_tcp_bind(listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(worker::as_stream(listener_), 128, &AdminServer::on_connection);
+  if (rc == 0) rc = uv_listen(net::as_stream(listener_), 128, &AdminServer::on_connection);
   if (rc != 0) {
     *error = "cannot listen on admin address " + spec_.address.text + ": " + uv_strerror(rc);
     close();
@@ -509,7 +509,7 @@ bool AdminServer::start(uv_loop_t* loop, std::string* error) {
 void AdminServer::close() {
   if (std::exchange(closed_, true)) return;
   if (listener_) {
-    uv_close(worker::as_handle(listener_),
+    uv_close(net::as_handle(listener_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
     listener_ = nullptr;
   }
@@ -560,7 +560,7 @@ void AdminServer::on_connection(uv_stream_t* s, int status) {
   AdminConn* raw = conn.get();
   self->conns_[raw] = std::move(conn);
   // Always accepted, so that it leaves the backlog; then it either gets a slot or is closed.
-  if (uv_accept(s, worker::as_stream(&raw->tcp_)) != 0) {
+  if (uv_accept(s, net::as_stream(&raw->tcp_)) != 0) {
     raw->close();
     return;
   }

@@ -16,14 +16,14 @@
 #include "demo_config.h"
 #include "http/parser.h"
 #include "routing/table.h"
-#include "worker/context.h"
+#include "net/loop_context.h"
 #include "worker/server.h"
 
 namespace sluice::demo {
 namespace {
 
-using worker::as_handle;
-using worker::as_stream;
+using net::as_handle;
+using net::as_stream;
 
 struct Listener;
 
@@ -92,7 +92,7 @@ bool DemoConn::accept(uv_stream_t* server) {
     return false;
   }
   uv_tcp_nodelay(&socket_, 1);
-  uv_read_start(as_stream(&socket_), &worker::LoopContext::on_alloc, &DemoConn::on_read);
+  uv_read_start(as_stream(&socket_), &net::LoopContext::on_alloc, &DemoConn::on_read);
   return true;
 }
 
@@ -186,7 +186,7 @@ void DemoConn::on_write(uv_write_t* req, int status) {
 
 struct Upstreams::Impl {
   uv_loop_t loop{};
-  worker::LoopContext ctx;
+  net::LoopContext ctx;
   uv_async_t stop_async{};
   std::vector<std::unique_ptr<Listener>> listeners;
   std::thread thread;

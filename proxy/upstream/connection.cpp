@@ -7,8 +7,8 @@
 
 namespace sluice::upstream {
 
-using worker::as_handle;
-using worker::as_stream;
+using net::as_handle;
+using net::as_stream;
 
 namespace {
 // Response heads from upstreams we chose are bounded generously; the client limits do not apply.
@@ -231,7 +231,7 @@ void Connection::on_connect(uv_connect_t* req, int status) {
   self->progress_ms_ = self->since_ms_ = self->now_ms();
   self->start_reading();
   if (!self->pre_connect_.empty()) {
-    std::unique_ptr<worker::WriteOp> op = self->pool_.context().writes.get();
+    std::unique_ptr<net::WriteOp> op = self->pool_.context().writes.get();
     op->bytes.swap(self->pre_connect_);
     self->pre_connect_.clear();
     uv_buf_t buf = uv_buf_init(op->bytes.data(), unsigned(op->bytes.size()));
@@ -250,7 +250,7 @@ void Connection::on_connect(uv_connect_t* req, int status) {
 }
 
 void Connection::start_reading() {
-  if (uv_read_start(as_stream(&socket_), &worker::LoopContext::on_alloc, &Connection::on_read) == 0)
+  if (uv_read_start(as_stream(&socket_), &net::LoopContext::on_alloc, &Connection::on_read) == 0)
     reading_ = true;
 }
 
@@ -276,7 +276,7 @@ void Connection::start_tunnel() {
 }
 
 void Connection::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<worker::WriteOp> op(static_cast<worker::WriteOp*>(req->data));
+  std::unique_ptr<net::WriteOp> op(static_cast<net::WriteOp*>(req->data));
   auto* self = static_cast<Connection*>(req->handle->data);
   self->pool_.context().writes.put(std::move(op));
   if (self->closing_) return;
@@ -289,7 +289,7 @@ void Connection::on_write(uv_write_t* req, int status) {
   }
   self->progress_ms_ = self->now_ms();
   if (self->socket_.write_queue_size == 0) self->schedule();  // the response wait may start now
-  if (self->borrower_ && self->socket_.write_queue_size < worker::kHighWaterBytes)
+  if (self->borrower_ && self->socket_.write_queue_size < net::kHighWaterBytes)
     self->borrower_->on_upstream_drained();
 }
 

@@ -12,7 +12,7 @@
 
 #include "http/parser.h"
 #include "routing/table.h"
-#include "worker/context.h"
+#include "net/loop_context.h"
 
 namespace sluice::upstream {
 
@@ -64,7 +64,7 @@ class Connection final : public http::Sink {
   void close();
 
   // Bytes for the upstream; borrowed pieces must stay valid until flush().
-  worker::Outbox& out() { return out_; }
+  net::Outbox& out() { return out_; }
   // Sends what out() holds (or keeps it until the connection is established).
   void flush();
   void start_tunnel();  // after 101: relay raw bytes; the borrower times the tunnel
@@ -106,7 +106,7 @@ class Connection final : public http::Sink {
   uv_timer_t timer_{};
   uv_connect_t connect_req_{};
   http::Parser parser_;
-  worker::Outbox out_;
+  net::Outbox out_;
   std::string pre_connect_;       // bytes queued before the connection is established
   Borrower* borrower_ = nullptr;  // the request using this connection; it calls release()
   int open_handles_ = 0;
@@ -140,7 +140,7 @@ class Pool {
  public:
   static constexpr uint64_t kPeakWindowMs = 10000;
 
-  Pool(worker::LoopContext& ctx, routing::Endpoint endpoint, uint32_t max_idle,
+  Pool(net::LoopContext& ctx, routing::Endpoint endpoint, uint32_t max_idle,
        uint32_t idle_timeout_ms)
       : ctx_(ctx),
         endpoint_(std::move(endpoint)),
@@ -151,7 +151,7 @@ class Pool {
   // An idle connection (most recently used first), or nullptr.
   Connection* take_idle();
   const routing::Endpoint& endpoint() const { return endpoint_; }
-  worker::LoopContext& context() { return ctx_; }
+  net::LoopContext& context() { return ctx_; }
   void close_all();  // closes idle connections (at shutdown)
   size_t idle_count() const { return idle_.size(); }
   uint32_t busy_count() const { return busy_; }
@@ -170,7 +170,7 @@ class Pool {
   void returned();            // a lent connection came back or closed (busy - 1)
   void roll_window();         // starts a new peak window when the current one is over
 
-  worker::LoopContext& ctx_;
+  net::LoopContext& ctx_;
   routing::Endpoint endpoint_;
   uint32_t max_idle_;
   uint32_t idle_timeout_ms_;

@@ -13,11 +13,19 @@
 
 #include "http/cidr.h"
 #include "http/parser.h"
+#include "net/loop_context.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
-#include "worker/context.h"
 
 namespace sluice::worker {
+
+// The transport this layer builds on (net/).
+using net::as_handle;
+using net::as_stream;
+using net::kHighWaterBytes;
+using net::LoopContext;
+using net::Outbox;
+using net::WriteOp;
 
 class Worker;
 class ClientCounts;

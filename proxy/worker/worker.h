@@ -14,13 +14,21 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/loop_context.h"
 #include "observe/access_log.h"
 #include "observe/stats.h"
 #include "routing/table.h"
 #include "upstream/connection.h"
-#include "worker/context.h"
 
 namespace sluice::worker {
+
+// The transport this layer builds on (net/).
+using net::as_handle;
+using net::as_stream;
+using net::kHighWaterBytes;
+using net::LoopContext;
+using net::Outbox;
+using net::WriteOp;
 
 class ClientConn;
 

@@ -9,7 +9,7 @@
 
 #include "loop_server.h"
 #include "upstream/connection.h"
-#include "worker/context.h"
+#include "net/loop_context.h"
 
 namespace sluice::upstream {
 namespace {
@@ -19,7 +19,7 @@ using test::LoopServer;
 // A test loop with the LoopContext that connections find through loop->data.
 struct TestLoop {
   uv_loop_t loop{};
-  worker::LoopContext ctx;
+  net::LoopContext ctx;
   TestLoop() {
     REQUIRE(uv_loop_init(&loop) == 0);
     loop.data = &ctx;

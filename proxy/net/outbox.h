@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sluice::worker {
+namespace sluice::net {
 
 // A write request that owns its bytes. Recycled through WriteOpPool.
 struct WriteOp {
@@ -130,4 +130,4 @@ class Outbox {
   std::string scratch_;
 };
 
-}  // namespace sluice::worker
+}  // namespace sluice::net

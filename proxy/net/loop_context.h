@@ -7,10 +7,10 @@
 #include <array>
 #include <cstdint>
 
+#include "net/outbox.h"
 #include "routing/selection.h"
-#include "worker/outbox.h"
 
-namespace sluice::worker {
+namespace sluice::net {
 
 inline constexpr size_t kReadBufferBytes = 64 * 1024;
 // Back-pressure: stop reading one side while the other side's queued writes exceed this.
@@ -46,4 +46,4 @@ inline uv_stream_t* as_stream(T* h) {
   return reinterpret_cast<uv_stream_t*>(h);
 }
 
-}  // namespace sluice::worker
+}  // namespace sluice::net
