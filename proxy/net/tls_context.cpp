@@ -514,6 +514,10 @@ TicketKeyRing::~TicketKeyRing() {
   EVP_CIPHER_free(cipher_);
 }
 
+TicketKeyRing::KeySet::~KeySet() {
+  if (!keys.empty()) OPENSSL_cleanse(keys.data(), keys.size() * sizeof(Key));
+}
+
 std::shared_ptr<const TicketKeyRing::KeySet> TicketKeyRing::rotated(
     const std::shared_ptr<const KeySet>& old, int64_t now) {
   auto next = std::make_shared<KeySet>();

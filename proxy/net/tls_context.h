@@ -96,6 +96,7 @@ class TicketKeyRing {
   };
   struct KeySet {
     std::vector<Key> keys;  // newest first; keys[0] encrypts
+    ~KeySet();              // wipes the keys: a dropped key must not linger in freed memory
   };
   using Clock = std::function<int64_t()>;  // seconds, monotonic enough for ages
 
