@@ -8,7 +8,6 @@
 namespace sluice::upstream {
 
 using net::as_handle;
-using net::as_stream;
 
 namespace {
 // Response heads from upstreams we chose are bounded generously; the client limits do not apply.
@@ -17,7 +16,9 @@ constexpr uint32_t kMaxResponseHeaders = 256;
 }  // namespace
 
 Connection::Connection(Pool& pool)
-    : pool_(pool), parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {}
+    : pool_(pool),
+      stream_(pool.context(), *this),
+      parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {}
 
 const routing::Endpoint& Connection::endpoint() const {
   return pool_.endpoint();
@@ -28,31 +29,22 @@ uint64_t Connection::now_ms() const {
 }
 
 Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
-  uv_loop_t* loop = pool.context().loop;
   auto owned = std::unique_ptr<Connection>(new Connection(pool));
   Connection* c = owned.get();
   pool.all_.emplace(c, std::move(owned));
-  if (uv_tcp_init(loop, &c->socket_) != 0) {
+  if (uv_timer_init(pool.context().loop, &c->timer_) != 0) {
     pool.erase(c);
-    return nullptr;
-  }
-  c->socket_.data = c;
-  ++c->open_handles_;
-  if (uv_timer_init(loop, &c->timer_) != 0) {
-    c->close();
     return nullptr;
   }
   c->timer_.data = c;
   ++c->open_handles_;
-  uv_tcp_nodelay(&c->socket_, 1);
   const routing::Endpoint& ep = pool.endpoint();
-  int rc = uv_tcp_connect(&c->connect_req_, &c->socket_,
-                          reinterpret_cast<const sockaddr*>(&ep.sockaddr), &Connection::on_connect);
+  int rc = c->stream_.connect(reinterpret_cast<const sockaddr*>(&ep.sockaddr));
+  if (c->stream_.open()) ++c->open_handles_;
   if (rc != 0) {
     c->close();
     return nullptr;
   }
-  c->connect_req_.data = c;
   c->connect_timeout_ms_ = connect_timeout_ms;
   c->since_ms_ = c->now_ms();
   c->schedule();
@@ -69,7 +61,7 @@ void Connection::lend(Borrower* b, uint32_t response_timeout_ms, bool head_reque
   response_started_ = response_done_ = false;
   broken_ = false;
   progress_ms_ = now_ms();
-  if (connected_ && !reading_) start_reading();
+  if (connected_ && !stream_.reading()) start_reading();
   schedule();
 }
 
@@ -87,7 +79,7 @@ void Connection::release(bool reusable) {
   }
   if (closing_) return;
   if (reusable && connected_ && response_done_ && !broken_ && !tunnel_ && parser_.keep_alive() &&
-      socket_.write_queue_size == 0 && out_.empty()) {
+      stream_.queued_bytes() == 0 && out_.empty()) {
     go_idle();
   } else {
     close();
@@ -97,7 +89,7 @@ void Connection::release(bool reusable) {
 void Connection::go_idle() {
   reused_ = true;
   awaiting_response_ = false;
-  if (paused_ || !reading_) {
+  if (paused_ || !stream_.reading()) {
     paused_ = false;
     start_reading();
   }
@@ -111,13 +103,14 @@ void Connection::close() {
     pool_.returned();
   }
   pool_.remove_idle(this);
-  for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
-    if (h->data && !uv_is_closing(h)) uv_close(h, &Connection::on_closed);
+  stream_.close();
+  if (timer_.data && !uv_is_closing(as_handle(&timer_)))
+    uv_close(as_handle(&timer_),
+             [](uv_handle_t* h) { static_cast<Connection*>(h->data)->on_stream_closed(); });
 }
 
-void Connection::on_closed(uv_handle_t* h) {
-  auto* self = static_cast<Connection*>(h->data);
-  if (--self->open_handles_ == 0) self->pool_.erase(self);  // last use of self
+void Connection::on_stream_closed() {
+  if (--open_handles_ == 0) pool_.erase(this);  // last use of this
 }
 
 void Connection::fail(Failure kind) {
@@ -135,7 +128,7 @@ void Connection::fail(Failure kind) {
 }
 
 size_t Connection::queued_bytes() const {
-  return socket_.write_queue_size + pre_connect_.size();
+  return stream_.queued_bytes() + pre_connect_.size();
 }
 
 uint64_t Connection::deadline() const {
@@ -145,8 +138,8 @@ uint64_t Connection::deadline() const {
   if (tunnel_) return kNever;  // the borrower times the tunnel in both directions
   uint64_t d = kNever;
   // Our writes to it make no progress: the upstream stopped reading.
-  if (socket_.write_queue_size > 0) d = progress_ms_ + response_timeout_ms_;
-  if (awaiting_response_ && socket_.write_queue_size == 0)
+  if (stream_.queued_bytes() > 0) d = progress_ms_ + response_timeout_ms_;
+  if (awaiting_response_ && stream_.queued_bytes() == 0)
     d = std::min(d, std::max(since_ms_, progress_ms_) + response_timeout_ms_);
   // Silence between response reads, unless we stopped reading (the client is slow, not it).
   if (response_started_ && !response_done_ && !paused_)
@@ -193,8 +186,8 @@ void Connection::flush() {
     return;
   }
   if (!out_.empty()) {
-    const size_t queued = socket_.write_queue_size;
-    int rc = out_.flush(as_stream(&socket_), pool_.context().writes, &Connection::on_write);
+    const size_t queued = stream_.queued_bytes();
+    int rc = stream_.write(out_);
     if (rc < 0) {
       write_failed();
       return;
@@ -216,48 +209,41 @@ void Connection::write_failed() {
     awaiting_response_ = true;
     since_ms_ = now_ms();
   }
-  if (!reading_ && !paused_) start_reading();
+  if (!stream_.reading() && !paused_) start_reading();
   schedule();
 }
 
-void Connection::on_connect(uv_connect_t* req, int status) {
-  auto* self = static_cast<Connection*>(req->data);
-  if (self->closing_ || status == UV_ECANCELED) return;
+void Connection::on_stream_connected(int status) {
+  if (closing_) return;
   if (status < 0) {
-    self->fail(Failure::kConnect);
+    fail(Failure::kConnect);
     return;
   }
-  self->connected_ = true;
-  self->progress_ms_ = self->since_ms_ = self->now_ms();
-  self->start_reading();
-  if (!self->pre_connect_.empty()) {
-    std::unique_ptr<net::WriteOp> op = self->pool_.context().writes.get();
-    op->bytes.swap(self->pre_connect_);
-    self->pre_connect_.clear();
-    uv_buf_t buf = uv_buf_init(op->bytes.data(), unsigned(op->bytes.size()));
-    op->req.data = op.get();
-    if (uv_write(&op->req, as_stream(&self->socket_), &buf, 1, &Connection::on_write) != 0) {
-      self->fail(Failure::kConnect);
+  connected_ = true;
+  progress_ms_ = since_ms_ = now_ms();
+  start_reading();
+  if (!pre_connect_.empty()) {
+    out_.copy(pre_connect_);  // gathered while connecting; the Outbox copies it again
+    pre_connect_.clear();
+    if (stream_.write(out_) < 0) {
+      fail(Failure::kConnect);
       return;
     }
-    op.release();
   }
-  if (!self->borrower_) {
-    self->close();  // the request went away while we were connecting
+  if (!borrower_) {
+    close();  // the request went away while we were connecting
     return;
   }
-  self->schedule();
+  schedule();
 }
 
 void Connection::start_reading() {
-  if (uv_read_start(as_stream(&socket_), &net::LoopContext::on_alloc, &Connection::on_read) == 0)
-    reading_ = true;
+  stream_.start_reading();
 }
 
 void Connection::pause_reading() {
-  if (reading_) {
-    uv_read_stop(as_stream(&socket_));
-    reading_ = false;
+  if (stream_.reading()) {
+    stream_.stop_reading();
     paused_ = true;
   }
 }
@@ -275,88 +261,81 @@ void Connection::start_tunnel() {
   tunnel_ = true;
 }
 
-void Connection::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<net::WriteOp> op(static_cast<net::WriteOp*>(req->data));
-  auto* self = static_cast<Connection*>(req->handle->data);
-  self->pool_.context().writes.put(std::move(op));
-  if (self->closing_) return;
+void Connection::on_stream_written(int status) {
+  if (closing_) return;
   if (status < 0) {
-    if (self->tunnel_)
-      self->fail(Failure::kReset);
+    if (tunnel_)
+      fail(Failure::kReset);
     else
-      self->write_failed();
+      write_failed();
     return;
   }
-  self->progress_ms_ = self->now_ms();
-  if (self->socket_.write_queue_size == 0) self->schedule();  // the response wait may start now
-  if (self->borrower_ && self->socket_.write_queue_size < net::kHighWaterBytes)
-    self->borrower_->on_upstream_drained();
+  progress_ms_ = now_ms();
+  if (stream_.queued_bytes() == 0) schedule();  // the response wait may start now
+  if (borrower_ && stream_.queued_bytes() < net::kHighWaterBytes) borrower_->on_upstream_drained();
 }
 
-void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Connection*>(s->data);
-  if (self->closing_ || nread == 0) return;
-  if (nread < 0) {
-    if (self->borrower_ && self->tunnel_) {
-      Borrower* b = self->borrower_;
-      if (nread == UV_EOF) {
-        self->close();
-        b->on_upstream_eof();
-      } else {
-        self->fail(Failure::kReset);
-      }
-    } else if (self->borrower_ && self->response_started_ && !self->response_done_ &&
-               self->parser_.in_message()) {
-      // A body delimited by EOF ends here; anything else was cut short.
-      Borrower* b = self->borrower_;
-      self->broken_ = true;
-      if (self->parser_.finish() && self->response_done_) {
-        b->on_upstream_flush();
-        if (self->borrower_) self->release(false);
-      } else {
-        self->fail(Failure::kReset);
-      }
-    } else if (self->borrower_ && !self->response_done_) {
-      self->fail(Failure::kReset);
+void Connection::on_stream_end(int status) {
+  if (closing_) return;
+  if (borrower_ && tunnel_) {
+    Borrower* b = borrower_;
+    if (status == UV_EOF) {
+      close();
+      b->on_upstream_eof();
     } else {
-      // Idle, or lent with its exchange over (the borrower has not released it yet).
-      Borrower* b = self->borrower_;
-      self->close();
-      if (b) b->on_upstream_eof();
+      fail(Failure::kReset);
     }
+  } else if (borrower_ && response_started_ && !response_done_ && parser_.in_message()) {
+    // A body delimited by EOF ends here; anything else was cut short.
+    Borrower* b = borrower_;
+    broken_ = true;
+    if (parser_.finish() && response_done_) {
+      b->on_upstream_flush();
+      if (borrower_) release(false);
+    } else {
+      fail(Failure::kReset);
+    }
+  } else if (borrower_ && !response_done_) {
+    fail(Failure::kReset);
+  } else {
+    // Idle, or lent with its exchange over (the borrower has not released it yet).
+    Borrower* b = borrower_;
+    close();
+    if (b) b->on_upstream_eof();
+  }
+}
+
+void Connection::on_stream_data(const char* data, size_t len) {
+  if (closing_) return;
+  if (!borrower_) {
+    close();  // bytes on an idle connection: not a state we can reuse
     return;
   }
-  const char* data = buf->base;
-  size_t len = static_cast<size_t>(nread);
-  if (!self->borrower_) {
-    self->close();  // bytes on an idle connection: not a state we can reuse
-    return;
+  Borrower* b = borrower_;
+  progress_ms_ = now_ms();
+  if (awaiting_response_ || !response_started_) {
+    awaiting_response_ = false;
+    response_started_ = true;
   }
-  Borrower* b = self->borrower_;
-  self->progress_ms_ = self->now_ms();
-  if (self->awaiting_response_ || !self->response_started_) {
-    self->awaiting_response_ = false;
-    self->response_started_ = true;
-  }
-  if (self->tunnel_) {
+  if (tunnel_) {
     b->on_upstream_raw(data, len);
-    if (self->borrower_ == b) b->on_upstream_flush();
+    if (borrower_ == b) b->on_upstream_flush();
     return;
   }
-  http::Parser::Result r = self->parser_.feed(data, len);
+  http::Parser::Result r = parser_.feed(data, len);
   if (r.status == http::Parser::Status::kError) {
-    if (self->borrower_ == b) self->fail(Failure::kBadResponse);
+    if (borrower_ == b) fail(Failure::kBadResponse);
     return;
   }
   if (r.consumed < len) {
-    if (self->tunnel_ && self->borrower_ == b) {
+    if (tunnel_ && borrower_ == b) {
       b->on_upstream_raw(data + r.consumed, len - r.consumed);
-      if (self->borrower_ == b) b->on_upstream_flush();
+      if (borrower_ == b) b->on_upstream_flush();
       return;
     }
-    self->broken_ = true;  // bytes after the response: never reuse
+    broken_ = true;  // bytes after the response: never reuse
   }
-  if (self->borrower_ == b) b->on_upstream_flush();
+  if (borrower_ == b) b->on_upstream_flush();
 }
 
 int Connection::on_head(http::Parser& p) {

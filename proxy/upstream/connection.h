@@ -11,8 +11,9 @@
 #include <vector>
 
 #include "http/parser.h"
-#include "routing/table.h"
 #include "net/loop_context.h"
+#include "net/stream.h"
+#include "routing/table.h"
 
 namespace sluice::upstream {
 
@@ -43,7 +44,7 @@ class Borrower {
 
 class Pool;
 
-class Connection final : public http::Sink {
+class Connection final : public http::Sink, public net::StreamEvents {
  public:
   // Starts connecting to the pool's endpoint. Returns nullptr if the socket could not be created.
   static Connection* open(Pool& pool, uint32_t connect_timeout_ms);
@@ -84,11 +85,14 @@ class Connection final : public http::Sink {
   int on_body(http::Parser& p, const char* data, size_t len) override;
   bool on_message_end(http::Parser& p) override;
 
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
+  // net::StreamEvents (the upstream socket)
+  void on_stream_data(const char* data, size_t len) override;
+  void on_stream_end(int status) override;
+  void on_stream_written(int status) override;
+  void on_stream_connected(int status) override;
+  void on_stream_closed() override;  // also the timer's close: the last one frees this
+
   static void on_timer(uv_timer_t* t);
-  static void on_closed(uv_handle_t* h);
   void fail(Failure kind);
   void write_failed();
   void go_idle();
@@ -102,9 +106,8 @@ class Connection final : public http::Sink {
   static constexpr uint64_t kNever = UINT64_MAX;
 
   Pool& pool_;  // pools live as long as their worker, which outlives its connections
-  uv_tcp_t socket_{};
+  net::TcpStream stream_;
   uv_timer_t timer_{};
-  uv_connect_t connect_req_{};
   http::Parser parser_;
   net::Outbox out_;
   std::string pre_connect_;       // bytes queued before the connection is established
@@ -118,7 +121,6 @@ class Connection final : public http::Sink {
   bool connected_ = false;
   bool closing_ = false;
   bool reused_ = false;
-  bool reading_ = false;
   bool paused_ = false;
   bool tunnel_ = false;
   bool request_sent_ = false;       // end_of_request() was called for this exchange

@@ -1,8 +1,6 @@
 // A client connection: parse, route, pick, forward, stream back (see client_conn.h).
 #include "worker/client_conn.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -66,6 +64,7 @@ void write_hex(char* out, uint64_t v) {
 
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker),
+      stream_(worker.context(), *this),
       parser_(HTTP_REQUEST, *this, worker.limits().max_header_bytes, worker.limits().max_headers) {}
 
 ClientConn::~ClientConn() {
@@ -83,33 +82,19 @@ uint64_t ClientConn::now_ms() const {
   return uv_now(worker_.context().loop);
 }
 
-bool ClientConn::accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies) {
-  uv_loop_t* loop = server->loop;
-  if (uv_tcp_init(loop, &socket_) != 0) return false;
-  socket_.data = this;
-  ++open_handles_;
-  if (uv_timer_init(loop, &timer_) != 0) {
-    close();
-    return false;
-  }
+bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies) {
+  if (uv_timer_init(worker_.context().loop, &timer_) != 0) return false;
   timer_.data = this;
   ++open_handles_;
-  if (uv_accept(server, as_stream(&socket_)) != 0) {
+  const int rc = listener.accept(stream_);
+  if (stream_.open()) ++open_handles_;
+  if (rc != 0) {
     close();
     return false;
   }
-  uv_tcp_nodelay(&socket_, 1);
   sockaddr_storage peer{};
-  int len = sizeof peer;
-  if (uv_tcp_getpeername(&socket_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    char ip[INET6_ADDRSTRLEN] = {0};
-    if (peer.ss_family == AF_INET)
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), ip, sizeof ip);
-    else
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), ip, sizeof ip);
-    client_ip_ = ip;
+  if (stream_.peer(&client_ip_, &peer))
     trusted_peer_ = http::contains(trusted_proxies, reinterpret_cast<const sockaddr*>(&peer));
-  }
   accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
   set_waiting(true);
   start_reading();
@@ -123,13 +108,18 @@ void ClientConn::close() {
   leave_counts();  // now, not when the handles are gone: shedding makes room synchronously
   release_upstream(false);
   end_request_bookkeeping();
-  for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
-    if (h->data && !uv_is_closing(h)) uv_close(h, &ClientConn::on_closed);
+  stream_.close();
+  if (timer_.data && !uv_is_closing(as_handle(&timer_)))
+    uv_close(as_handle(&timer_),
+             [](uv_handle_t* h) { static_cast<ClientConn*>(h->data)->handle_closed(); });
 }
 
-void ClientConn::on_closed(uv_handle_t* h) {
-  auto* self = static_cast<ClientConn*>(h->data);
-  if (--self->open_handles_ == 0) self->worker_.erase(self);  // last use of self
+void ClientConn::on_stream_closed() {
+  handle_closed();
+}
+
+void ClientConn::handle_closed() {
+  if (--open_handles_ == 0) worker_.erase(this);  // last use of this
 }
 
 void ClientConn::drain() {
@@ -151,21 +141,17 @@ void ClientConn::set_waiting(bool waiting) {
 // ---- reading and the driver loop ----
 
 void ClientConn::start_reading() {
-  if (reading_ || closing_) return;
-  if (uv_read_start(as_stream(&socket_), &LoopContext::on_alloc, &ClientConn::on_read) == 0) {
-    reading_ = true;
-    in_progress_ms_ = now_ms();  // time spent not reading is not the client's silence
-  }
+  if (stream_.reading() || closing_) return;
+  stream_.start_reading();
+  in_progress_ms_ = now_ms();  // time spent not reading is not the client's silence
 }
 
 void ClientConn::stop_reading() {
-  if (!reading_) return;
-  uv_read_stop(as_stream(&socket_));
-  reading_ = false;
+  stream_.stop_reading();
 }
 
 bool ClientConn::output_backlogged() const {
-  return socket_.write_queue_size > kHighWaterBytes;
+  return stream_.queued_bytes() > kHighWaterBytes;
 }
 
 void ClientConn::update_reading() {
@@ -191,38 +177,37 @@ void ClientConn::update_reading() {
     stop_reading();
 }
 
-void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<ClientConn*>(s->data);
-  if (self->closing_ || nread == 0) return;
-  if (nread < 0) {
-    self->peer_eof_ = true;
-    self->stop_reading();
-    if (self->lingering_) {
-      self->close();  // the client finished sending: the lingering close is complete
-      return;
-    }
-    if (self->tunnel_) {
-      self->close_when_flushed();
-    } else if (self->ctx_.active && self->ctx_.request_done && !self->ctx_.response_done) {
-      // Half-close after a complete request: answer it, then close.
-      self->close_after_response_ = true;
-    } else if (self->close_when_flushed_) {
-      // Still writing what we owe it; the close follows the flush.
-    } else {
-      self->close();
-      return;
-    }
-    self->drive(nullptr, 0);
+void ClientConn::on_stream_end(int) {
+  if (closing_) return;
+  peer_eof_ = true;
+  if (lingering_) {
+    close();  // the client finished sending: the lingering close is complete
     return;
   }
-  self->in_progress_ms_ = self->now_ms();
-  if (self->lingering_) {
-    self->linger_bytes_ += uint64_t(nread);
-    if (self->linger_bytes_ > kLingerMaxBytes) self->close();
+  if (tunnel_) {
+    close_when_flushed();
+  } else if (ctx_.active && ctx_.request_done && !ctx_.response_done) {
+    // Half-close after a complete request: answer it, then close.
+    close_after_response_ = true;
+  } else if (close_when_flushed_) {
+    // Still writing what we owe it; the close follows the flush.
+  } else {
+    close();
+    return;
+  }
+  drive(nullptr, 0);
+}
+
+void ClientConn::on_stream_data(const char* data, size_t len) {
+  if (closing_) return;
+  in_progress_ms_ = now_ms();
+  if (lingering_) {
+    linger_bytes_ += len;
+    if (linger_bytes_ > kLingerMaxBytes) close();
     return;  // discarded
   }
-  if (self->tunnel_) self->tunnel_activity_ms_ = self->in_progress_ms_;
-  self->drive(buf->base, static_cast<size_t>(nread));
+  if (tunnel_) tunnel_activity_ms_ = in_progress_ms_;
+  drive(data, len);
 }
 
 void ClientConn::drive(const char* data, size_t len) {
@@ -373,7 +358,7 @@ uint64_t ClientConn::deadline() const {
   const config::LimitsSpec& limits = worker_.limits();
   uint64_t d = kNever;
   // The client stopped taking what we send it.
-  if (socket_.write_queue_size > 0) d = out_progress_ms_ + limits.send_timeout_ms;
+  if (stream_.queued_bytes() > 0) d = out_progress_ms_ + limits.send_timeout_ms;
   if (tunnel_) return std::min(d, tunnel_activity_ms_ + limits.tunnel_idle_timeout_ms);
   if (close_when_flushed_) return d;
   if (!ctx_.active) {
@@ -385,7 +370,8 @@ uint64_t ClientConn::deadline() const {
   if (!parser_.head_complete()) return std::min(d, head_deadline_ms_);
   // Silence while we read the request body. Not while we stopped reading because the upstream
   // is slow to take it: that wait is not the client's.
-  if (!ctx_.request_done && reading_) d = std::min(d, in_progress_ms_ + limits.body_timeout_ms);
+  if (!ctx_.request_done && stream_.reading())
+    d = std::min(d, in_progress_ms_ + limits.body_timeout_ms);
   return d;
 }
 
@@ -412,7 +398,7 @@ void ClientConn::on_deadline() {
   const config::LimitsSpec& limits = worker_.limits();
   const uint64_t now = now_ms();
   if (lingering_ || tunnel_ || close_when_flushed_ ||
-      (socket_.write_queue_size > 0 && now >= out_progress_ms_ + limits.send_timeout_ms)) {
+      (stream_.queued_bytes() > 0 && now >= out_progress_ms_ + limits.send_timeout_ms)) {
     // Lingering over, tunnel idle, or a client that stopped reading: nothing more can be sent.
     // None of these is the version's fault: no failure is recorded.
     close();
@@ -442,35 +428,31 @@ void ClientConn::on_deadline() {
 void ClientConn::flush_client() {
   if (out_.empty() || closing_) return;
   if (ctx_.response_started) ctx_.response_flushed = true;
-  if (socket_.write_queue_size == 0) out_progress_ms_ = now_ms();
-  int rc = out_.flush(as_stream(&socket_), worker_.context().writes, &ClientConn::on_write);
-  if (rc < 0) close();
+  if (stream_.queued_bytes() == 0) out_progress_ms_ = now_ms();
+  if (stream_.write(out_) < 0) close();
 }
 
 void ClientConn::flush_upstream() {
   if (up_) up_->flush();
 }
 
-void ClientConn::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<WriteOp> op(static_cast<WriteOp*>(req->data));
-  auto* self = static_cast<ClientConn*>(req->handle->data);
-  self->worker_.context().writes.put(std::move(op));
-  if (self->closing_) return;
+void ClientConn::on_stream_written(int status) {
+  if (closing_) return;
   if (status < 0) {
-    self->close();
+    close();
     return;
   }
-  self->out_progress_ms_ = self->now_ms();
-  if (self->close_when_flushed_) {
-    self->finish_if_flushed();
+  out_progress_ms_ = now_ms();
+  if (close_when_flushed_) {
+    finish_if_flushed();
     return;
   }
-  if (self->output_backlogged()) return;
-  if (self->up_) self->up_->resume_reading();
-  if (!self->ctx_.active && !self->pending_in_.empty())
-    self->drive(nullptr, 0);  // pipelined requests held while the client was not reading
-  else if (!self->reading_)
-    self->update_reading();
+  if (output_backlogged()) return;
+  if (up_) up_->resume_reading();
+  if (!ctx_.active && !pending_in_.empty())
+    drive(nullptr, 0);  // pipelined requests held while the client was not reading
+  else if (!stream_.reading())
+    update_reading();
 }
 
 void ClientConn::close_when_flushed() {
@@ -480,7 +462,7 @@ void ClientConn::close_when_flushed() {
 }
 
 void ClientConn::finish_if_flushed() {
-  if (closing_ || lingering_ || !out_.empty() || socket_.write_queue_size != 0) return;
+  if (closing_ || lingering_ || !out_.empty() || stream_.queued_bytes() != 0) return;
   // The client may still be sending: a request body we did not read, pipelined requests, bytes
   // after a malformed head. Closing with unread input makes the kernel send a reset, which can
   // destroy the response before the client reads it.
@@ -499,17 +481,12 @@ void ClientConn::linger() {
   pending_in_.clear();
   linger_start_ms_ = in_progress_ms_ = now_ms();
   worker_.wait_list_push(this, /*front=*/true);  // the first to go when room is needed
-  if (uv_shutdown(&shutdown_req_, as_stream(&socket_), &ClientConn::on_shutdown) != 0) {
+  if (stream_.shutdown() != 0) {  // a failure later arrives as on_stream_written(< 0)
     close();
     return;
   }
   start_reading();
   schedule();
-}
-
-void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
-  auto* self = static_cast<ClientConn*>(req->handle->data);
-  if (status < 0 && status != UV_ECANCELED && !self->closing_) self->close();
 }
 
 void ClientConn::respond_error(int status, const char* reason, bool close_after) {

@@ -13,7 +13,9 @@
 
 #include "http/cidr.h"
 #include "http/parser.h"
+#include "net/listener.h"
 #include "net/loop_context.h"
+#include "net/stream.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
 
@@ -77,7 +79,7 @@ struct RequestContext {
   std::string_view generated_id() const { return {request_id, request_id_len}; }
 };
 
-class ClientConn final : public http::Sink, public upstream::Borrower {
+class ClientConn final : public http::Sink, public upstream::Borrower, public net::StreamEvents {
  public:
   explicit ClientConn(Worker& worker);
   ~ClientConn() override;
@@ -86,7 +88,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
 
   // Accepts from `server` into this connection. Returns false (and closes) on failure.
   // `trusted_proxies`: the accepting listener's ranges; the peer's trust is decided here, once.
-  bool accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies);
+  bool accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies);
   // Closes the connection now (teardown starts from: client EOF/error, timeouts, fatal errors,
   // worker drain deadline, shedding). Safe to call twice.
   void close();
@@ -96,6 +98,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void set_counter(std::atomic<uint32_t>* counter) { conn_counter_ = counter; }
   void set_client_counts(ClientCounts* counts) { client_counts_ = counts; }
   const std::string& client_ip() const { return client_ip_; }
+  bool has_handles() const { return open_handles_ > 0; }
 
   // A worker's waiting connections -- new, keep-alive idle, with a head still arriving, or
   // lingering: the ones that may be shed when a connection limit is reached -- form an intrusive
@@ -122,11 +125,14 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void on_upstream_drained() override;
   void on_upstream_eof() override;
 
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
+  // net::StreamEvents (the client socket)
+  void on_stream_data(const char* data, size_t len) override;
+  void on_stream_end(int status) override;
+  void on_stream_written(int status) override;
+  void on_stream_closed() override;
+
   static void on_timer(uv_timer_t* t);
-  static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_closed(uv_handle_t* h);
+  void handle_closed();  // one of the stream and the timer is closed; the last frees this
 
   // Feeds new bytes (or none) through the parser, flushes both sides, and completes finished
   // exchanges, continuing with pipelined bytes held meanwhile. The one place requests advance.
@@ -169,14 +175,12 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   static constexpr uint64_t kNever = UINT64_MAX;
 
   Worker& worker_;  // outlives its connections
-  uv_tcp_t socket_{};
+  net::TcpStream stream_;
   uv_timer_t timer_{};
-  uv_shutdown_t shutdown_req_{};
   http::Parser parser_;
   Outbox out_;
   int open_handles_ = 0;
   bool closing_ = false;
-  bool reading_ = false;
   bool peer_eof_ = false;
   bool close_after_response_ = false;  // no keep-alive after the current response
   bool close_when_flushed_ = false;

@@ -77,15 +77,13 @@ void Worker::start() {
     access_log_ = &shared_.access_log->worker(index_);
     uv_timer_start(&log_timer_, &Worker::on_log_timer, 200, 200);
   }
-  for (int fd : listen_fds_) {
-    auto tcp = std::make_unique<uv_tcp_t>();
-    uv_tcp_init(&loop_, tcp.get());
-    tcp->data = this;
-    int rc = uv_tcp_open(tcp.get(), fd);
-    if (rc == 0) rc = uv_listen(as_stream(tcp.get()), 4096, &Worker::on_connection);
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    auto l = std::make_unique<net::Listener>(
+        ctx_, i, [this](net::Listener& from, int status) { on_connection(from, status); });
+    int rc = l->open_fd(listen_fds_[i], 4096);
     if (rc != 0)
       std::fprintf(stderr, "sluice: worker %u: listen failed: %s\n", index_, uv_strerror(rc));
-    listeners_.push_back(std::move(tcp));
+    listeners_.push_back(std::move(l));
   }
   refresh_snapshot();
   thread_ = std::thread([this] { run(); });
@@ -140,8 +138,7 @@ void Worker::on_async(uv_async_t* a) {
 
 void Worker::begin_stop() {
   stopping_ = true;
-  for (auto& l : listeners_)
-    if (!uv_is_closing(as_handle(l.get()))) uv_close(as_handle(l.get()), nullptr);
+  for (auto& l : listeners_) l->close();
   std::vector<ClientConn*> all;
   all.reserve(conns_.size());
   for (auto& [c, owned] : conns_) all.push_back(c);
@@ -166,8 +163,8 @@ void Worker::maybe_finish_stop() {
   if (access_log_) access_log_->flush();
 }
 
-void Worker::on_connection(uv_stream_t* server, int status) {
-  auto* self = static_cast<Worker*>(server->data);
+void Worker::on_connection(net::Listener& from, int status) {
+  Worker* self = this;
   if (status < 0 || self->stopping_) return;
   // A reload's [limits] apply to new connections even before a request picks up the snapshot.
   if (self->shared_.generation.load(std::memory_order_acquire) != self->generation_)
@@ -178,9 +175,12 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
   c->set_counter(&self->shared_.connections);
   Snapshot* snap = self->acquire_snapshot();
-  const bool accepted = c->accept(server, self->trusted_proxies(*snap, server));
+  const bool accepted = c->accept(from, self->trusted_proxies(*snap, from.index()));
   self->release_snapshot(snap);
-  if (!accepted) return;  // it closes itself
+  if (!accepted) {
+    if (!c->has_handles()) self->erase(c);  // nothing to close: free it now
+    return;                                 // else it closes itself
+  }
   // Over a limit, the newcomer takes the place of the oldest connection still waiting for a
   // head (an idle keep-alive or a slow head: the ones that have sent the least), so a flood of
   // slow connections cannot keep every new client out. Newcomers are refused only when nothing
@@ -229,13 +229,11 @@ void Worker::wait_list_remove(ClientConn* c) {
 }
 
 const std::vector<http::Cidr>& Worker::trusted_proxies(const Snapshot& snap,
-                                                       uv_stream_t* server) const {
+                                                       size_t listener) const {
   static const std::vector<http::Cidr> kNobody;
-  for (size_t i = 0; i < listeners_.size() && i < listen_addresses_.size(); ++i) {
-    if (as_stream(listeners_[i].get()) != server) continue;
+  if (listener < listen_addresses_.size())
     for (const config::ListenSpec& l : snap.table->config().listen)
-      if (l.address.text == listen_addresses_[i]) return l.trusted_proxies;
-  }
+      if (l.address.text == listen_addresses_[listener]) return l.trusted_proxies;
   return kNobody;
 }
 

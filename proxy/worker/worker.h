@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/listener.h"
 #include "net/loop_context.h"
 #include "observe/access_log.h"
 #include "observe/stats.h"
@@ -128,10 +129,10 @@ class Worker {
   // Makes room for one more connection by closing this worker's oldest waiting connection -- of
   // client `ip` only, when given. False if there is none to close.
   bool shed(const std::string* ip, ClientConn* keep);
-  // The trusted_proxies of the listener `server`, from the current config so that a reload
+  // The trusted_proxies of listener number `listener`, from the current config so that a reload
   // applies to the next connection; none if that listener's address is no longer configured.
-  const std::vector<http::Cidr>& trusted_proxies(const Snapshot& snap, uv_stream_t* server) const;
-  static void on_connection(uv_stream_t* server, int status);
+  const std::vector<http::Cidr>& trusted_proxies(const Snapshot& snap, size_t listener) const;
+  void on_connection(net::Listener& from, int status);
   static void on_async(uv_async_t* a);
   static void on_drain_timer(uv_timer_t* t);
   static void on_log_timer(uv_timer_t* t);
@@ -141,7 +142,7 @@ class Worker {
   std::vector<int> listen_fds_;
   uv_loop_t loop_{};
   LoopContext ctx_;
-  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::vector<std::string> listen_addresses_;  // listeners_[i] serves this [listen] address
   uv_async_t async_{};
   uv_timer_t drain_timer_{};
