@@ -12,8 +12,9 @@
 #include "config/values.h"
 #include "http/parser.h"
 #include "http/rewrite.h"
-#include "observe/prometheus.h"
 #include "net/loop_context.h"
+#include "net/stream.h"
+#include "observe/prometheus.h"
 
 namespace sluice::admin {
 namespace {
@@ -225,6 +226,7 @@ class AdminConn final : public http::Sink {
   uint64_t wait_started_ms() const { return wait_started_ms_; }
   // Sheddable: waiting for bytes, with no answer still being written.
   bool idle_or_incomplete() const { return !closing_ && !waiting_ && pending_writes_ == 0; }
+  bool has_unread_input() const { return net::unread_bytes(&tcp_) > 0; }
 
   int on_head(http::Parser& p) override {
     request_ = {};
@@ -536,6 +538,9 @@ AdminConn* AdminServer::least_useful(const std::string* peer) const {
   for (const auto& [raw, owned] : conns_) {
     if (!raw->idle_or_incomplete() || raw->peer().empty() || (peer && raw->peer() != *peer))
       continue;
+    // Bytes waiting unread: not a silent client -- the loop accepted a burst of newcomers before
+    // reading it (an operator's call was shed that way in a storm of reconnecting slow clients).
+    if (raw->has_unread_input()) continue;
     if (!best) {
       best = raw;
       continue;

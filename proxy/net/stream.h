@@ -70,6 +70,9 @@ class TcpStream final : public Stream {
   bool peer(std::string* ip, sockaddr_storage* addr) const;
   // True once the handle exists (after accept()/connect() began); close() is needed from then.
   bool open() const { return open_; }
+  // Bytes the peer sent that we have not read yet (FIONREAD; a system call). For rare decisions
+  // only, such as which connection to shed.
+  size_t unread_bytes() const;
 
   void start_reading() override;
   void stop_reading() override;
@@ -98,5 +101,8 @@ class TcpStream final : public Stream {
   bool closing_ = false;
   bool shutdown_started_ = false;
 };
+
+// FIONREAD on a libuv TCP handle (0 if unknown). Until the admin listener moves onto TcpStream.
+size_t unread_bytes(const uv_tcp_t* tcp);
 
 }  // namespace sluice::net

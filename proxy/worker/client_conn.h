@@ -99,6 +99,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   void set_client_counts(ClientCounts* counts) { client_counts_ = counts; }
   const std::string& client_ip() const { return client_ip_; }
   bool has_handles() const { return open_handles_ > 0; }
+  // The client sent bytes we have not read yet: it is not silent, we are behind (see shed()).
+  bool has_unread_input() const { return stream_.unread_bytes() > 0; }
 
   // A worker's waiting connections -- new, keep-alive idle, with a head still arriving, or
   // lingering: the ones that may be shed when a connection limit is reached -- form an intrusive

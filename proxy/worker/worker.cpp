@@ -197,8 +197,11 @@ void Worker::on_connection(net::Listener& from, int status) {
 }
 
 bool Worker::shed(const std::string* ip, ClientConn* keep) {
+  // A connection whose bytes wait unread in the kernel is not silent: the loop accepted a burst
+  // of newcomers before reading it (a storm of reconnecting slow clients would otherwise push out
+  // a legitimate client whose head already arrived). One FIONREAD per candidate, only here.
   for (ClientConn* c = wait_head_; c; c = c->wait_next_) {
-    if (c == keep || (ip && c->client_ip() != *ip)) continue;
+    if (c == keep || (ip && c->client_ip() != *ip) || c->has_unread_input()) continue;
     c->close();  // leaves the list and releases its counts at once
     return true;
   }
