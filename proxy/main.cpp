@@ -3,14 +3,14 @@
 #include <cstring>
 #include <string>
 
-#include "admin/cli.h"
-#include "admin/serve.h"
-#include "admin/top.h"
-#include "config/check_command.h"
+#include "app/demo.h"
+#include "app/serve.h"
+#include "app/server.h"
+#include "cli/check.h"
+#include "cli/client.h"
+#include "cli/top.h"
 #include "config/loader.h"
-#include "demo/demo.h"
 #include "routing/table.h"
-#include "worker/server.h"
 
 namespace {
 
@@ -66,7 +66,7 @@ int run_command(int argc, char** argv, int first) {
     std::fprintf(stderr, "sluice run: missing -c FILE\n%s", kRunUsage);
     return 2;
   }
-  return sluice::admin::serve({path, std::nullopt, {}});
+  return sluice::app::serve({path, std::nullopt, {}});
 }
 
 }  // namespace
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(kUsage, stdout);
     std::fputs("\n", stdout);
-    std::fputs(sluice::admin::client_usage(), stdout);
+    std::fputs(sluice::cli::client_usage(), stdout);
     return 0;
   }
   if (cmd == "--version" || cmd == "version") {
@@ -90,11 +90,11 @@ int main(int argc, char** argv) {
   if (cmd == "run") return run_command(argc, argv, 2);
   if (cmd == "-c" || cmd == "--config" || cmd.rfind("--config=", 0) == 0)
     return run_command(argc, argv, 1);
-  if (cmd == "check") return sluice::config::run_check_command(argc - 1, argv + 1);
-  if (cmd == "demo") return sluice::demo::run_demo_command(argc - 1, argv + 1);
-  if (cmd == "top") return sluice::admin::run_top_command(argc - 1, argv + 1);
-  if (sluice::admin::is_client_command(cmd))
-    return sluice::admin::run_client_command(argc - 1, argv + 1);
+  if (cmd == "check") return sluice::cli::run_check_command(argc - 1, argv + 1);
+  if (cmd == "demo") return sluice::app::run_demo_command(argc - 1, argv + 1);
+  if (cmd == "top") return sluice::cli::run_top_command(argc - 1, argv + 1);
+  if (sluice::cli::is_client_command(cmd))
+    return sluice::cli::run_client_command(argc - 1, argv + 1);
   std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

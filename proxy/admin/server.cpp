@@ -17,6 +17,9 @@
 #include "observe/prometheus.h"
 
 namespace sluice::admin {
+
+using control::api_error;
+using control::dump_json;
 namespace {
 
 using nlohmann::json;
@@ -29,6 +32,7 @@ constexpr size_t kMaxConnections = 256;
 constexpr size_t kMaxConnectionsPerClient = 32;  // per client IP address
 constexpr uint64_t kHeadTimeoutMs = 5000;        // from accept, or from the previous answer
 constexpr uint64_t kBodyTimeoutMs = 10000;       // from the end of the head
+constexpr uint64_t kLingerMs = 5000;             // discarding input after a closing answer
 constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
 constexpr size_t kMaxJsonDepth = 32;  // request bodies; a shift plan needs 3
@@ -274,10 +278,10 @@ class AdminConn final : public http::Sink {
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     auto* self = static_cast<AdminConn*>(s->data);
     if (nread < 0) {
-      self->close();
+      self->close();  // also the end of a lingering close
       return;
     }
-    if (nread == 0 || self->close_after_write_ || self->closing_) return;
+    if (nread == 0 || self->close_after_write_ || self->closing_) return;  // lingering: discard
     try {  // a libuv callback: nothing may escape it (handle() already answers 500 itself)
       if (self->waiting_) {  // read before the stop took effect: keep it for later
         self->held_.append(buf->base, static_cast<size_t>(nread));
@@ -398,15 +402,21 @@ class AdminConn final : public http::Sink {
       return;
     }
     if (self->close_after_write_ && self->pending_writes_ == 0 && !self->closing_) {
+      // A lingering close: FIN after the answer, then read and discard what the client still
+      // sends (a refused 2 MiB body, say) until it closes or kLingerMs pass. Closing with unread
+      // bytes would send a reset that can destroy the answer before the client reads it.
       uv_shutdown_t* sd = new uv_shutdown_t{};
-      if (uv_shutdown(sd, net::as_stream(&self->tcp_), [](uv_shutdown_t* r, int) {
+      if (uv_shutdown(sd, net::as_stream(&self->tcp_), [](uv_shutdown_t* r, int status) {
             auto* c = static_cast<AdminConn*>(r->handle->data);
             delete r;
-            c->close();
+            if (status < 0 && status != UV_ECANCELED) c->close();
           }) != 0) {
         delete sd;
         self->close();
+        return;
       }
+      uv_read_start(net::as_stream(&self->tcp_), &net::LoopContext::on_alloc, &on_read);
+      uv_timer_start(&self->timer_, &AdminConn::on_timer, kLingerMs, 0);
     }
   }
 
@@ -792,6 +802,23 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
   if (extension_)
     if (std::optional<ApiResult> x = extension_(r, p, actor)) return json_reply(*x);
   return json_reply(api_error(404, "no such endpoint"));
+}
+
+void AdminServer::attach_shifts(control::ShiftManager& shifts) {
+  set_extension([&shifts](const Request& r, const std::vector<std::string>& p,
+                          const std::string& actor) -> std::optional<control::ApiResult> {
+    // /admin/functions/{f}/aliases/{a}/shift
+    if (p.size() == 6 && p[0] == "admin" && p[1] == "functions" && p[3] == "aliases" &&
+        p[5] == "shift")
+      return shifts.handle(r.method, p[2], p[4], r.body, actor);
+    if (p.size() == 2 && p[0] == "admin" && p[1] == "shifts") {
+      if (r.method != "GET")
+        return control::api_error(405, r.method + " is not allowed here (allowed: GET)");
+      return control::ApiResult{200, shifts.status()};
+    }
+    return std::nullopt;
+  });
+  set_status_extension([&shifts](json& body) { body["shifts"] = shifts.status()["shifts"]; });
 }
 
 }  // namespace sluice::admin

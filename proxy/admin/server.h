@@ -12,11 +12,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "admin/control.h"
 #include "config/model.h"
+#include "control/control.h"
+#include "control/shift_manager.h"
 #include "observe/stats.h"
 
 namespace sluice::admin {
+
+using control::ApiResult;
+using control::Control;
 
 // Compares a presented token with the expected one in time independent of where they differ.
 bool token_equals(std::string_view presented, std::string_view expected);
@@ -82,6 +86,11 @@ class AdminServer {
   void set_status_extension(std::function<void(nlohmann::json&)> f) {
     status_extension_ = std::move(f);
   }
+
+  // Serves progressive shifts: /admin/functions/{f}/aliases/{a}/shift (POST, GET, DELETE),
+  // GET /admin/shifts, and a "shifts" section in /admin/status. `shifts` must outlive this
+  // server or the server must be closed first.
+  void attach_shifts(control::ShiftManager& shifts);
 
   // Connection bookkeeping (AdminConn only): forget() when it starts closing (frees its slot),
   // erase() from its last close callback (frees it).

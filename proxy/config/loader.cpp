@@ -16,9 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "config/lint.h"
+#include "config/shift_plan.h"
 #include "config/traffic.h"
 #include "config/values.h"
-#include "shift/plan.h"
 
 namespace sluice::config {
 namespace {
@@ -750,8 +750,8 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
       wrong_type(*s, where + ".shift", "a table [" + where + ".shift] with to = \"<version>\"");
     } else {
       nlohmann::json plan_json = to_json_value(*s);
-      shift::PlanError perr;
-      std::optional<shift::Plan> plan = shift::parse_plan(plan_json, &perr);
+      config::PlanError perr;
+      std::optional<config::Plan> plan = config::parse_plan(plan_json, &perr);
       const toml::node* at = s;
       if (!perr.field.empty()) {  // point at the offending key where there is one
         std::string_view field = perr.field;

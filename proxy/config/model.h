@@ -70,7 +70,7 @@ struct AliasSpec {
   Selection selection = Selection::kRandom;
   StickySpec sticky;
   bool allow_override = false;
-  // [functions.f.aliases.a.shift] as JSON text, validated by shift::parse_plan (proxy/shift/);
+  // [functions.f.aliases.a.shift] as JSON text, validated by config::parse_plan (proxy/shift/);
   // empty = none. Loading a file whose `to` differs from the alias's last shift starts one.
   std::string shift_json;
   SourcePos shift_pos;

@@ -191,7 +191,8 @@ TEST_CASE("bad admin requests answer 4xx with a JSON error and sluice keeps serv
                 "traffic.1"},
            Case{"a 2 MiB body", raw_request("PUT", alias, "", big), 413, "body"},
        }) {
-    CAPTURE(k.what);
+    const std::string what = k.what;
+    CAPTURE(what);
     std::optional<Response> r = raw_admin(port, k.request);
     REQUIRE(r);
     CHECK(r->status == k.status);

@@ -8,8 +8,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "admin/control.h"
 #include "admin/server.h"
+#include "control/control.h"
 
 namespace sluice::admin {
 namespace {
@@ -199,6 +199,20 @@ TEST_CASE("off loopback every endpoint needs a token; a read token allows reads 
     CHECK_FALSE(same.load_tokens(&error));
     CHECK(error.find("same token") != std::string::npos);
   }
+}
+
+TEST_CASE("the token compare accepts only the exact token") {
+  CHECK(token_equals("s3cret", "s3cret"));
+  CHECK_FALSE(token_equals("s3cres", "s3cret"));
+  CHECK_FALSE(token_equals("s3cre", "s3cret"));
+  CHECK_FALSE(token_equals("s3crett", "s3cret"));
+  CHECK_FALSE(token_equals("", "s3cret"));
+  CHECK_FALSE(token_equals("", ""));  // no token configured never matches
+  CHECK(is_loopback_host("127.0.0.1"));
+  CHECK(is_loopback_host("::1"));
+  CHECK(is_loopback_host("localhost"));
+  CHECK_FALSE(is_loopback_host("0.0.0.0"));
+  CHECK_FALSE(is_loopback_host("10.0.0.1"));
 }
 
 }  // namespace sluice::admin

@@ -1,0 +1,59 @@
+// Runs the proxy with its control plane and admin listener (see serve.h).
+#include "app/serve.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "admin/server.h"
+#include "app/server.h"
+#include "control/control.h"
+#include "control/shift_manager.h"
+
+namespace sluice::app {
+
+int serve(const ServeOptions& options) {
+  auto owned = options.config_text
+                   ? std::make_unique<Control>(options.config_path, *options.config_text)
+                   : std::make_unique<Control>(options.config_path);
+  Control& control = *owned;
+  auto table = control.init();
+  if (!table) return 1;
+  Server server(table);
+  control.set_publisher(
+      [&server](std::shared_ptr<const routing::RoutingTable> t) { server.publish(std::move(t)); });
+  server.set_reloader([&control] { control.reload("sighup"); });
+  std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
+  AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
+  // Progressive shifts (control/shift_manager): admin routes, status, and the 1 s check timer.
+  control::ShiftManager shifts(
+      control, [&server] { return server.stats(); }, table->config().state_dir);
+  admin.attach_shifts(shifts);
+  server.set_on_start([&](Server& s) {
+    admin.set_registry(s.stats());
+    std::string error;
+    if (!admin.start(s.control_loop(), &error)) {
+      std::fprintf(stderr, "sluice: %s\n", error.c_str());
+      return false;
+    }
+    if (int rc = shifts.start(s.control_loop()); rc != 0)
+      std::fprintf(stderr, "sluice: shifts: %s\n", uv_err_name(rc));
+    if (int rc = control.start_resolving(s.control_loop()); rc != 0) {
+      std::fprintf(stderr, "sluice: name resolution: %s\n", uv_err_name(rc));
+      return false;
+    }
+    if (control.start_watch(s.control_loop()) != 0)
+      std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
+    return true;
+  });
+  server.set_on_stop([&]() {
+    shifts.close();
+    admin.close();
+    control.close();
+  });
+  if (options.setup) options.setup(server, control, admin);
+  if (options.on_ready) server.set_on_ready([&](Server& s) { options.on_ready(s, admin); });
+  return server.run();
+}
+
+}  // namespace sluice::app

@@ -1,0 +1,429 @@
+// The admin CLI client: argument parsing, one blocking HTTP call, human or JSON output.
+#include "cli/client.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/shift.h"
+#include "config/loader.h"
+#include "http/parser.h"
+
+namespace sluice::cli {
+namespace {
+
+using nlohmann::json;
+
+const char* kClientUsage =
+    "client commands (talk to a running sluice's admin API):\n"
+    "  status                          functions, versions, aliases, traffic, last reload\n"
+    "  alias set FN:ALIAS V=W [V=W..]  set an alias's traffic map, e.g. checkout:prod 3=90 4=10\n"
+    "  rollback FN:ALIAS               move an alias back to its previous traffic map\n"
+    "  publish FN                      publish FN's $LATEST as its next version number\n"
+    "  reload                          re-read the config file now\n"
+    "  shift FN:ALIAS --to V [...]     progressive shift with automatic rollback (shift --help)\n"
+    "  top                             live view of every alias: split, req/s, errors, p50/p99\n"
+    "\n"
+    "client options:\n"
+    "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
+    "127.0.0.1:9901)\n"
+    "  -c, --config FILE   take the admin address and token_file from FILE\n"
+    "  --token-file FILE   bearer token for mutating calls (else $SLUICE_TOKEN)\n"
+    "  --json              print the API's JSON answer instead of text\n";
+
+class BodySink : public http::Sink {
+ public:
+  int on_head(http::Parser&) override { return 0; }
+  int on_body(http::Parser&, const char* data, size_t len) override {
+    body.append(data, len);
+    return 0;
+  }
+  bool on_message_end(http::Parser&) override {
+    done = true;
+    return true;
+  }
+  std::string body;
+  bool done = false;
+};
+
+bool read_token_file(const std::string& path, std::string& token, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read token file " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  token = ss.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return true;
+}
+
+std::string weight_text(const json& w) {
+  return w.is_number_integer() ? std::to_string(w.get<int64_t>()) : w.dump();
+}
+
+std::string map_text(const json& traffic) {
+  if (!traffic.is_object()) return "-";
+  std::string out;
+  for (auto it = traffic.begin(); it != traffic.end(); ++it)
+    out += (out.empty() ? "" : " ") + it.key() + "=" + weight_text(it.value());
+  return out;
+}
+
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The running (or hook-waiting) shift of alias f:a in /admin/status's "shifts", if any.
+const json* running_shift(const json& s, const std::string& f, const std::string& a) {
+  const json* shifts = s.contains("shifts") && s["shifts"].is_array() ? &s["shifts"] : nullptr;
+  if (!shifts) return nullptr;
+  for (const json& sh : *shifts) {
+    const std::string state = sh.value("state", "");
+    if (sh.value("function", "") == f && sh.value("alias", "") == a &&
+        (state == "running" || state == "pre_traffic"))
+      return &sh;
+  }
+  return nullptr;
+}
+
+void print_shift_line(const json& sh) {
+  std::printf("      shift to %s from %s: %s, step %s/%s at %s%%",
+              sh.value("candidate", "?").c_str(), sh.value("stable", "?").c_str(),
+              sh.value("state", "?").c_str(), sh.value("step", json()).dump().c_str(),
+              sh.value("steps_total", json()).dump().c_str(),
+              num_text(sh.value("percent", 0.0)).c_str());
+  if (!sh.value("reason", "").empty()) std::printf(": %s", sh.value("reason", "").c_str());
+  std::printf("\n");
+  if (sh.contains("window") && sh["window"].is_object()) {
+    const json& c = sh["window"].value("candidate", json::object());
+    std::printf("        window: candidate %llu req, err %.2f%%, p99 %.1fms\n",
+                static_cast<unsigned long long>(c.value("requests", uint64_t{0})),
+                c.value("error_rate", 0.0) * 100.0, c.value("p99_ms", 0.0));
+  }
+}
+
+void print_status(const json& s) {
+  size_t shifts_running = 0;
+  for (const json& f : s.value("functions", json::array())) {
+    std::string versions;
+    for (const json& v : f.value("versions", json::array()))
+      versions += (versions.empty() ? "" : ", ") + v.value("number", "?") + " (" +
+                  v.value("source", "?") + ")";
+    std::printf("function %s: versions %s", f.value("name", "?").c_str(), versions.c_str());
+    if (f.contains("next_version")) std::printf("; next %s", f["next_version"].dump().c_str());
+    std::printf("\n");
+    for (const json& a : f.value("aliases", json::array())) {
+      std::printf("  %s:%s  %s  (%s, history %s)\n", f.value("name", "?").c_str(),
+                  a.value("name", "?").c_str(), map_text(a["traffic"]).c_str(),
+                  a.value("source", "?").c_str(), a["history_depth"].dump().c_str());
+      for (const json& v : a.value("versions", json::array())) {
+        std::printf("      %-8s %5.1f%%", v.value("version", "?").c_str(),
+                    v.value("share", 0.0) * 100.0);
+        if (v.contains("requests_per_second"))
+          std::printf("  %8.1f req/s  err %5.2f%%  p50 %.1fms  p99 %.1fms",
+                      v.value("requests_per_second", 0.0), v.value("error_rate", 0.0) * 100.0,
+                      v.value("p50_ms", 0.0), v.value("p99_ms", 0.0));
+        std::printf("\n");
+      }
+      if (const json* sh = running_shift(s, f.value("name", ""), a.value("name", ""))) {
+        print_shift_line(*sh);
+        ++shifts_running;
+      }
+    }
+  }
+  if (s.contains("shifts")) {
+    if (shifts_running == 0)
+      std::printf("shifts: none running\n");
+    else
+      std::printf("shifts: %zu running (details: sluice shift status FN:ALIAS)\n", shifts_running);
+  }
+  const json& r = s["reloads"];
+  std::printf("reloads: %s ok, %s error", r["ok"].dump().c_str(), r["error"].dump().c_str());
+  if (r.contains("last") && r["last"].is_object()) {
+    const json& last = r["last"];
+    std::printf("; last %s (%s) at %s", last.value("result", "?").c_str(),
+                last.value("cause", "?").c_str(), last.value("time", "?").c_str());
+    for (const json& e : last.value("errors", json::array()))
+      std::printf("\n  %s", e.get<std::string>().c_str());
+  }
+  std::printf("\n");
+  const json& st = s["state"];
+  if (st.value("durable", false))
+    std::printf("state: %s\n", st.value("dir", "").c_str());
+  else
+    std::printf("state: %s\n", st.value("note", "in memory only").c_str());
+}
+
+bool split_target(const std::string& s, std::string& f, std::string& a) {
+  size_t colon = s.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  f = s.substr(0, colon);
+  a = s.substr(colon + 1);
+  return true;
+}
+
+}  // namespace
+
+const char* client_usage() {
+  return kClientUsage;
+}
+
+bool is_client_command(const std::string& c) {
+  return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload" ||
+         c == "shift";  // proxy/shift/cli.h
+}
+
+std::optional<ClientResponse> http_call(const std::string& address, const std::string& method,
+                                        const std::string& target, const std::string& token,
+                                        const std::string& body, std::string* error,
+                                        int timeout_ms) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    *error = "admin address " + address + " has no port (expected HOST:PORT)";
+    return std::nullopt;
+  }
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0" || host == "*") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    *error = "cannot resolve admin address " + address + ": " + ::gai_strerror(rc);
+    return std::nullopt;
+  }
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  if (fd >= 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    *error = "cannot connect to sluice admin at " + address + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    ::freeaddrinfo(res);
+    return std::nullopt;
+  }
+  ::freeaddrinfo(res);
+  std::string req =
+      method + " " + target + " HTTP/1.1\r\nHost: " + address +
+      "\r\nUser-Agent: sluice-cli\r\nAccept: application/json\r\nConnection: close\r\n";
+  if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT")
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  for (size_t off = 0; off < req.size();) {
+    ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = "cannot send to sluice admin at " + address + ": " + std::strerror(errno);
+      ::close(fd);
+      return std::nullopt;
+    }
+    off += static_cast<size_t>(n);
+  }
+  BodySink sink;
+  http::Parser parser(HTTP_RESPONSE, sink, 64 * 1024, 100);
+  char buf[16384];
+  bool ok = true;
+  while (!sink.done) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *error = "no answer from sluice admin at " + address + ": " + std::strerror(errno);
+      ok = false;
+      break;
+    }
+    if (n == 0) {
+      if (!parser.finish() && !sink.done) {
+        *error = "sluice admin at " + address + " closed the connection without an answer";
+        ok = false;
+      }
+      break;
+    }
+    if (parser.feed(buf, static_cast<size_t>(n)).status == http::Parser::Status::kError) {
+      *error = "sluice admin at " + address + " sent an invalid HTTP response";
+      ok = false;
+      break;
+    }
+  }
+  ::close(fd);
+  if (!ok) return std::nullopt;
+  return ClientResponse{parser.status_code(), std::move(sink.body)};
+}
+
+int run_client_command(int argc, char** argv) {
+  std::string cmd = argv[0];
+  if (cmd == "shift") return cli::run_shift_command(argc, argv);  // proxy/shift/cli.h
+  std::vector<std::string> args;
+  ClientOptions options;
+  bool as_json = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::printf("usage: sluice %s [options]\n\n%s", cmd.c_str(), kClientUsage);
+      return 0;
+    }
+    if (a == "--json") {
+      as_json = true;
+    } else if (options.take(argc, argv, i)) {
+    } else if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "sluice %s: unknown option %s\n", cmd.c_str(), a.c_str());
+      return 2;
+    } else {
+      args.push_back(a);
+    }
+  }
+
+  std::string admin, token, err;
+  if (!options.resolve(&admin, &token, &err)) {
+    std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
+    return 1;
+  }
+
+  std::string method = "GET", target, body;
+  std::string f, a;
+  auto usage = [&](const char* msg) {
+    std::fprintf(stderr, "sluice %s: %s\n\n%s", cmd.c_str(), msg, kClientUsage);
+    return 2;
+  };
+  if (cmd == "status") {
+    if (!args.empty()) return usage("takes no arguments");
+    target = "/admin/status";
+  } else if (cmd == "reload") {
+    if (!args.empty()) return usage("takes no arguments");
+    method = "POST";
+    target = "/admin/reload";
+  } else if (cmd == "publish") {
+    if (args.size() != 1) return usage("expected: publish FUNCTION");
+    f = args[0];
+    method = "POST";
+    target = "/admin/functions/" + f + "/versions";
+  } else if (cmd == "rollback") {
+    if (args.size() != 1 || !split_target(args[0], f, a))
+      return usage("expected: rollback FUNCTION:ALIAS");
+    method = "POST";
+    target = "/admin/functions/" + f + "/aliases/" + a + "/rollback";
+  } else if (cmd == "alias") {
+    if (args.size() < 3 || args[0] != "set" || !split_target(args[1], f, a))
+      return usage("expected: alias set FUNCTION:ALIAS VERSION=WEIGHT [VERSION=WEIGHT ...]");
+    json traffic = json::object();
+    for (size_t i = 2; i < args.size(); ++i) {
+      size_t eq = args[i].find('=');
+      char* end = nullptr;
+      double w = eq == std::string::npos ? 0 : std::strtod(args[i].c_str() + eq + 1, &end);
+      if (eq == std::string::npos || eq == 0 || !end || *end != '\0' || eq + 1 == args[i].size())
+        return usage(("bad share '" + args[i] + "' (expected VERSION=WEIGHT, e.g. 3=90)").c_str());
+      std::string v = args[i].substr(0, eq);
+      if (v == "LATEST" || v == "latest") v = "$LATEST";
+      if (std::floor(w) == w && std::fabs(w) < 1e15)
+        traffic[v] = static_cast<int64_t>(w);
+      else
+        traffic[v] = w;
+    }
+    method = "PUT";
+    target = "/admin/functions/" + f + "/aliases/" + a;
+    body = json{{"traffic", traffic}}.dump();
+  } else {
+    return usage("unknown command");
+  }
+
+  std::optional<ClientResponse> resp = http_call(admin, method, target, token, body, &err);
+  if (!resp) {
+    std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
+    return 1;
+  }
+  json doc = json::parse(resp->body, nullptr, false);
+  bool ok = resp->status >= 200 && resp->status < 300;
+  if (as_json) std::printf("%s\n", doc.is_discarded() ? resp->body.c_str() : doc.dump(2).c_str());
+  if (!ok) {
+    std::string reason = !doc.is_discarded() && doc.is_object() && doc.contains("error")
+                             ? doc["error"].get<std::string>()
+                             : "HTTP " + std::to_string(resp->status);
+    std::fprintf(stderr, "sluice %s: %s (HTTP %d)\n", cmd.c_str(), reason.c_str(), resp->status);
+    return 1;
+  }
+  if (as_json) return 0;
+  if (doc.is_discarded()) {
+    std::fprintf(stderr, "sluice %s: the admin API answered with invalid JSON\n", cmd.c_str());
+    return 1;
+  }
+  if (cmd == "status") {
+    print_status(doc);
+  } else if (cmd == "reload") {
+    std::printf("configuration reloaded\n");
+  } else if (cmd == "publish") {
+    std::printf("published %s:%s\n", f.c_str(), doc.value("version", "?").c_str());
+  } else if (cmd == "rollback") {
+    std::printf("%s:%s rolled back to %s (was %s)\n", f.c_str(), a.c_str(),
+                map_text(doc["new"]).c_str(), map_text(doc["old"]).c_str());
+  } else {
+    std::printf("%s:%s now %s (was %s)\n", f.c_str(), a.c_str(), map_text(doc["new"]).c_str(),
+                map_text(doc["old"]).c_str());
+  }
+  return 0;
+}
+
+bool take_value(int argc, char** argv, int& i, const std::string& name, std::string& out) {
+  const std::string a = argv[i];
+  if (a == name && i + 1 < argc) {
+    out = argv[++i];
+    return true;
+  }
+  if (a.size() > name.size() && a.compare(0, name.size(), name) == 0 && a[name.size()] == '=') {
+    out = a.substr(name.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+bool ClientOptions::take(int argc, char** argv, int& i) {
+  return take_value(argc, argv, i, "--admin", admin) ||
+         take_value(argc, argv, i, "--token-file", token_file) ||
+         take_value(argc, argv, i, "--config", config_path) ||
+         take_value(argc, argv, i, "-c", config_path);
+}
+
+bool ClientOptions::resolve(std::string* admin_out, std::string* token_out,
+                            std::string* error) const {
+  std::string address = admin, tokens = token_file;
+  if (!config_path.empty()) {
+    config::LoadResult r = config::load_file(config_path);
+    if (!r.config) {
+      *error = r.errors.empty() ? "cannot load config" : r.errors[0].to_string();
+      return false;
+    }
+    if (address.empty()) address = r.config->admin.address.text;
+    if (tokens.empty() && !r.config->admin.token_file.empty()) {
+      tokens = r.config->admin.token_file;
+      const size_t slash = config_path.rfind('/');
+      if (tokens[0] != '/' && slash != std::string::npos)
+        tokens = config_path.substr(0, slash + 1) + tokens;
+    }
+  }
+  *admin_out = address.empty() ? "127.0.0.1:9901" : address;
+  token_out->clear();
+  if (!tokens.empty()) return read_token_file(tokens, *token_out, error);
+  if (const char* env = std::getenv("SLUICE_TOKEN")) *token_out = env;
+  return true;
+}
+
+}  // namespace sluice::cli

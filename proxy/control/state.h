@@ -1,0 +1,156 @@
+// Runtime-change state kept beside the config file: API alias overrides with their history,
+// API-published versions, fingerprints of every published version, version counters; how they
+// combine with the file's Config; and their durable store (state.json + audit.jsonl). No uv.h.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/model.h"
+
+namespace sluice::control {
+
+inline constexpr size_t kHistoryDepth = 32;  // traffic maps kept per alias
+
+// An alias's traffic map in canonical order: numbered versions ascending, then $LATEST.
+using TrafficMap = std::vector<std::pair<std::string, double>>;
+
+TrafficMap canonical(TrafficMap map);
+TrafficMap traffic_of(const config::AliasSpec& alias);
+std::vector<config::TrafficShare> shares_of(const TrafficMap& map);
+// {"3": 90, "4": 10}; integral weights print without a fraction.
+nlohmann::json traffic_json(const TrafficMap& map);
+// "3=90 4=10"
+std::string traffic_text(const TrafficMap& map);
+
+// FNV-1a 64 of `bytes` as 16 hex digits.
+std::string fnv_hex(std::string_view bytes);
+// Hash of the file's definition of an alias's traffic (what an API override is made over).
+std::string alias_file_hash(const config::AliasSpec& alias);
+
+// What a published version may never change (everything but its endpoints), as TOML key ->
+// effective value, e.g. {"connect_timeout": "1000ms", "response_timeout": "30000ms", ...}.
+using Fingerprint = std::map<std::string, std::string>;
+Fingerprint fingerprint_of(const config::VersionSpec& version);
+
+// A version published through the API: a snapshot of $LATEST at the time.
+struct PublishedVersion {
+  std::vector<config::Endpoint> endpoints;  // address text + weight
+  config::UpstreamSettings settings;
+  std::string time;  // RFC 3339 UTC
+};
+
+struct AliasState {
+  std::optional<TrafficMap> override_traffic;  // set through the API
+  std::string override_file_hash;              // alias_file_hash() it was made over
+  std::deque<TrafficMap> history;              // earlier maps, newest last, <= kHistoryDepth
+  void push_history(const TrafficMap& map);
+};
+
+struct FunctionState {
+  uint32_t next_number = 1;                        // numbers below it are used or reserved forever
+  std::map<uint32_t, PublishedVersion> published;  // through the API
+  std::map<uint32_t, Fingerprint> fingerprints;    // every published version, file or API
+  std::map<std::string, AliasState> aliases;
+};
+
+struct State {
+  std::map<std::string, FunctionState> functions;
+};
+// Same serialised content.
+bool operator==(const State& a, const State& b);
+
+nlohmann::json to_json(const State& state);
+// Fills `out` from a state.json document; false (with `error`) if it does not parse.
+bool from_json(const nlohmann::json& doc, State& out, std::string* error);
+
+// Checks that every version the file defines keeps the fingerprint it was published with, and
+// records fingerprints of newly seen ones and advances counters in `state`. Errors read like
+// `sluice.toml:14:1: version checkout:3 is published and immutable: response_timeout changed;
+// publish a new version instead`.
+void check_immutable(const config::Config& file, State& state,
+                     std::vector<config::Diagnostic>* errors);
+
+// One alias change decided while composing (the file won over an override).
+struct DroppedOverride {
+  std::string function, alias;
+  TrafficMap old_map, new_map;
+  std::string why;
+};
+
+// The config the data plane runs: the file's, plus API-published versions, with each alias's
+// API override applied while the file's definition is still the one it was made over. Overrides
+// the file has since changed (or that name versions no longer defined) are removed from `state`
+// and reported in `dropped`.
+config::Config compose(const config::Config& file, State& state,
+                       std::vector<DroppedOverride>* dropped);
+
+// The next number `publish` would give function `fn` (never reused, even after removal).
+uint32_t next_version_number(const config::FunctionSpec& fn, const FunctionState& fs);
+
+// One line of audit.jsonl.
+struct AuditEntry {
+  std::string actor;  // "api:127.0.0.1", "file", ...
+  std::string cause;  // "api", "file", "shift"
+  std::string function;
+  std::string alias;  // empty for a publish
+  nlohmann::json old_value;
+  nlohmann::json new_value;
+};
+
+// JSON text that never throws on bytes that are not UTF-8 (a config path, a request target, an
+// error message quoting input): they become U+FFFD. Every JSON the control plane writes (API
+// answers, status, state and audit files) goes through this. `indent` as json::dump.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+
+// RFC 3339 UTC time with milliseconds, now.
+std::string now_rfc3339();
+
+// Durable storage of State in a directory: state.json (temp file + fsync + rename + directory
+// fsync) and audit.jsonl (append + fsync). With an empty dir everything stays in memory.
+//
+// The audit log never misses a change the state shows. Each audit record gets a sequence number,
+// and state.json carries the number of the last record of its change plus every record not yet
+// known to be in audit.jsonl. commit() writes the state first (the change's point of no return),
+// then appends the records; a crash in between leaves the records in state.json, and the next
+// load() appends those missing from audit.jsonl. (Writing the audit first instead would record
+// changes that a crash then never applies.)
+class Store {
+ public:
+  explicit Store(std::string dir) : dir_(std::move(dir)) {}
+  bool durable() const { return !dir_.empty(); }
+  const std::string& dir() const { return dir_; }
+  std::string state_path() const { return dir_ + "/state.json"; }
+  std::string audit_path() const { return dir_ + "/audit.jsonl"; }
+
+  // Creates the directory if needed and reads state.json if present (absent: empty state).
+  // Appends to audit.jsonl the records state.json holds that it lacks; `repaired` (optional)
+  // gets how many.
+  bool load(State& out, std::string* error, size_t* repaired = nullptr);
+  // Makes `state` durable with `audits` (see above). false with `error` if the state could not
+  // be written (nothing changed); true otherwise, with `audit_error` set if the records could
+  // not be appended yet (they stay in state.json and are retried with the next commit).
+  bool commit(const State& state, const std::vector<AuditEntry>& audits, std::string* error,
+              std::string* audit_error = nullptr);
+  bool save(const State& state, std::string* error) { return commit(state, {}, error); }
+
+ private:
+  bool append(const std::vector<nlohmann::json>& lines, std::string* error) const;
+
+  std::string dir_;
+  uint64_t next_seq_ = 1;                  // the next audit record's number
+  std::vector<nlohmann::json> unaudited_;  // records in state.json but maybe not in the log
+};
+
+// Writes `content` to `path` atomically and durably: temp file, fsync, rename, fsync directory.
+bool write_file_atomic(const std::string& path, std::string_view content, std::string* error);
+
+}  // namespace sluice::control
