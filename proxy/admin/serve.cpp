@@ -24,9 +24,14 @@ int serve(const ServeOptions& options) {
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
   // Progressive shifts (proxy/shift/): admin routes, status, and the 1 s check timer.
-  shift::ShiftManager shifts(control, [&server] { return server.stats(); },
-                             table->config().state_dir);
+  shift::ShiftManager shifts(
+      control, [&server] { return server.stats(); }, table->config().state_dir);
   shifts.attach(admin);
+  // GET /readyz: the config is loaded (init() above) and every listener accepts (on_ready), and
+  // no stop has begun. TODO(issue 14): once the etcd store exists, also require it to be
+  // reachable here, e.g. `accepting && control.store_reachable()`.
+  bool accepting = false;  // control-loop thread only, like the admin handler that reads it
+  admin.set_ready([&accepting] { return accepting; });
   server.set_on_start([&](worker::Server& s) {
     admin.set_registry(s.stats());
     std::string error;
@@ -41,12 +46,16 @@ int serve(const ServeOptions& options) {
     return true;
   });
   server.set_on_stop([&]() {
+    accepting = false;
     shifts.close();
     admin.close();
     control.close();
   });
   if (options.setup) options.setup(server, control, admin);
-  if (options.on_ready) server.set_on_ready([&](worker::Server& s) { options.on_ready(s, admin); });
+  server.set_on_ready([&](worker::Server& s) {
+    accepting = true;
+    if (options.on_ready) options.on_ready(s, admin);
+  });
   return server.run();
 }
 

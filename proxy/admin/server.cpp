@@ -353,6 +353,11 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
     return registry_->merged(uv_hrtime() / 1000000);
   };
 
+  if (p.size() == 1 && (p[0] == "healthz" || p[0] == "readyz")) {  // probes: no token, no detail
+    if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
+    const bool ok = p[0] == "healthz" || (ready_ && ready_());
+    return {ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "not ready\n", false};
+  }
   if (p.size() == 1 && p[0] == "metrics") {
     if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
     std::optional<observe::Snapshot> snap = live();

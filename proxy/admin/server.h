@@ -8,9 +8,9 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "admin/control.h"
 #include "config/model.h"
@@ -37,6 +37,9 @@ class AdminServer {
   // Live per-version figures for /admin/status and /metrics (Server::stats()); without one,
   // both render without them.
   void set_registry(const observe::Registry* registry) { registry_ = registry; }
+  // GET /readyz answers 200 "ok" while `ready` returns true, else 503 (unset: 503). GET /healthz
+  // answers 200 while the process serves. Both need no token and reveal nothing else.
+  void set_ready(std::function<bool()> ready) { ready_ = std::move(ready); }
 
   // Reads the token file (if any), refuses a non-loopback address without one, binds, listens
   // and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
@@ -87,8 +90,9 @@ class AdminServer {
   std::string bound_;
   std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;
   bool closed_ = false;
-  Extension extension_;                                   // proxy/shift/ hook
+  Extension extension_;                                    // proxy/shift/ hook
   std::function<void(nlohmann::json&)> status_extension_;  // proxy/shift/ hook
+  std::function<bool()> ready_;                            // /readyz (admin/serve.cpp)
 };
 
 }  // namespace sluice::admin
