@@ -27,6 +27,7 @@ unit="$stage/lib/systemd/system/sluice.service"
 [[ $(grep -c "^Exec[A-Za-z]*=$stage/bin/sluice " "$unit") -eq 3 ]] ||
   fail "ExecStartPre/ExecStart/ExecReload do not run $stage/bin/sluice: $(grep ^Exec "$unit")"
 grep -q '/usr/local/bin' "$unit" && fail "the staged unit still names /usr/local/bin"
+# shellcheck disable=SC2016  # $MAINPID is the unit's, not ours
 for key in DynamicUser=yes ProtectSystem=strict StateDirectory=sluice KillSignal=SIGTERM \
   'ExecReload=/bin/kill -HUP $MAINPID'; do
   grep -qxF "$key" "$unit" || fail "the unit has no $key"
