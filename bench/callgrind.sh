@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<USAGE
 usage: bench/callgrind.sh [--save] [--no-sluice | --sluice PATH] [--no-haproxy] [--n1 N] [--n2 N]
-                         [--top N] [--keep DIR]
+                         [--top N] [--keep DIR] [--records FILE]
 
 Prints callgrind instructions (Ir) per proxied request for each proxy (one worker/thread, same
 configs as run_bench.sh) and the ratios sluice/nginx and sluice/HAProxy. The figure does not move
@@ -22,6 +22,8 @@ with machine load, so use it to steer optimisation.
   --n1 N --n2 N   request counts of the two runs (default 200 and 2200)
   --top N         also list each proxy's N most expensive functions per request (self Ir)
   --keep DIR      copy the callgrind output files to DIR (for callgrind_annotate / kcachegrind)
+  --records FILE  also append one "cost target=NAME ir_per_req=N" line per proxy to FILE
+                  (run_all.sh reads them)
 
 environment: PROFILE=equal|plain (see bench/README.md), SLUICE_BIN, N1, N2
 USAGE
@@ -33,6 +35,7 @@ save=0
 sluice_mode=auto
 sluice_bin=""
 with_haproxy=1
+records=""
 top=0
 keep_dir=""
 while (($#)); do
@@ -45,6 +48,10 @@ while (($#)); do
       shift
       ;;
     --no-haproxy) with_haproxy=0 ;;
+    --records)
+      records="${2:?}"
+      shift
+      ;;
     --n1)
       N1="${2:?}"
       shift
@@ -125,6 +132,7 @@ for p in "${proxies[@]}"; do
   if measure "$p" "$N1" && ir1="$IR" && measure "$p" "$N2" && ir2="$IR"; then
     per_req[$p]=$(((ir2 - ir1) / (N2 - N1)))
     printf '%-9s %16s %16s %14s\n' "$p" "$ir1" "$ir2" "${per_req[$p]}"
+    [[ -z "$records" ]] || echo "cost target=$p ir_per_req=${per_req[$p]}" >>"$records"
   else
     [[ "$p" == sluice && "$sluice_mode" == auto ]] || die "measuring $p failed"
     echo "warning: measuring sluice ($sluice_bin) failed; leaving it out" >&2

@@ -1,4 +1,4 @@
-# bench/lib.sh: helpers shared by run_bench.sh and callgrind.sh (sourced, not run directly).
+# bench/lib.sh: helpers shared by the bench scripts (sourced, not run directly).
 # Tracks every process it starts by PID and stops them (and removes the temp dir) at exit.
 # shellcheck shell=bash
 
@@ -154,6 +154,134 @@ vm_hwm_kb() {
   awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
+# tree_pids PID: PID and all its descendants (nginx's master and workers), one per line.
+tree_pids() {
+  local pid="$1" t c kids
+  echo "$pid"
+  for t in /proc/"$pid"/task/*/children; do
+    [[ -r "$t" ]] || continue
+    read -ra kids <"$t" 2>/dev/null || true
+    for c in "${kids[@]}"; do tree_pids "$c"; done
+  done
+}
+
+# tree_sum WHAT PID: sum over PID and its descendants of WHAT: cpu (utime+stime clock ticks),
+# rss or hwm (VmRSS / VmHWM in KiB). Processes that exit meanwhile count as 0.
+tree_sum() {
+  local what="$1" pid sum=0 v
+  for pid in $(tree_pids "$2"); do
+    case "$what" in
+      cpu) v="$(cpu_ticks "$pid" 2>/dev/null)" || v=0 ;;
+      rss) v="$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)" || v=0 ;;
+      hwm) v="$(vm_hwm_kb "$pid" 2>/dev/null)" || v=0 ;;
+    esac
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
+# reset_hwm PID: resets the peak RSS (VmHWM) of PID and its descendants (Linux >= 4.0);
+# fails if the kernel refuses.
+reset_hwm() {
+  local pid
+  for pid in $(tree_pids "$1"); do
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || return 1
+  done
+}
+
+# cpus_allowed: the CPUs the benchmark may use (e.g. "0 1 2 3"): $CPUS if set (a taskset-style
+# list such as "2-17"), else every CPU this script may run on (Cpus_allowed_list).
+cpus_allowed() {
+  local list part a b ids=()
+  list="${CPUS:-$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status)}"
+  IFS=, read -ra parts <<<"$list"
+  for part in "${parts[@]}"; do
+    if [[ "$part" == *-* ]]; then
+      a="${part%-*}" b="${part#*-}"
+      for ((; a <= b; a++)); do ids+=("$a"); done
+    else
+      ids+=("$part")
+    fi
+  done
+  echo "${ids[@]}"
+}
+
+# join_by_comma ITEM...: the items joined with commas.
+join_by_comma() {
+  local IFS=,
+  echo "$*"
+}
+
+# plan_cpus W WMAX: CPU placement for a run with W proxy workers in a series going up to WMAX.
+# Sets PROXY_SET, LOAD_SET, UPSTREAM_SET (taskset lists), N_LOAD, N_UPSTREAM and SHARED:
+#   0  proxy, load generator and upstream each on CPUs of their own; with enough CPUs the load
+#      and upstream CPUs are the same at every W (those left after WMAX proxy CPUs), so the
+#      series measures only the proxy;
+#   1  the proxy alone on its W CPUs; load generator and upstream share the one CPU left;
+#   2  fewer than W+1 CPUs: everything shares all CPUs (the figures mean little).
+# Returns 1 if the machine has fewer than W CPUs.
+# shellcheck disable=SC2034  # the sets are read by the caller
+plan_cpus() {
+  local w="$1" wmax="$2" cpus rest n_rest
+  read -ra cpus <<<"$(cpus_allowed)"
+  local n=${#cpus[@]}
+  ((w <= n)) || return 1
+  PROXY_SET="$(join_by_comma "${cpus[@]:0:w}")"
+  if ((n >= wmax + 2)); then
+    rest=("${cpus[@]:wmax}")
+  elif ((n >= w + 2)); then
+    rest=("${cpus[@]:w}")
+  elif ((n == w + 1)); then
+    LOAD_SET="${cpus[w]}" UPSTREAM_SET="${cpus[w]}" N_LOAD=1 N_UPSTREAM=1 SHARED=1
+    return 0
+  else
+    LOAD_SET="$(join_by_comma "${cpus[@]}")" UPSTREAM_SET="$LOAD_SET" PROXY_SET="$LOAD_SET"
+    N_LOAD=$n N_UPSTREAM=$n SHARED=2
+    return 0
+  fi
+  n_rest=${#rest[@]}
+  N_LOAD=$(((n_rest + 1) / 2))
+  N_UPSTREAM=$((n_rest - N_LOAD))
+  LOAD_SET="$(join_by_comma "${rest[@]:0:N_LOAD}")"
+  UPSTREAM_SET="$(join_by_comma "${rest[@]:N_LOAD}")"
+  SHARED=0
+}
+
+# upstream_accepts PORT: connections the upstream nginx has accepted so far (stub_status on
+# PORT; the query's own connection is included, so subtract 1 from a difference of two reads).
+upstream_accepts() {
+  local line
+  line="$(curl -s --max-time 5 "http://127.0.0.1:$1/status" | sed -n 3p)"
+  if ! [[ "$line" =~ ^\ *[0-9]+ ]]; then
+    echo "cannot read the upstream nginx's stub_status on port $1" >&2
+    return 1
+  fi
+  awk '{ print $1 }' <<<"$line"
+}
+
+# render_confs WORKERS UP_WORKERS [MAXCONN]: renders the four configs into $BENCH_TMP, from the
+# ports in up1 up2 up_status port_sluice port_nginx port_haproxy. WORKERS is every proxy's
+# worker/thread count; UP_WORKERS the upstream nginx's. One process per proxy when WORKERS is 1
+# (nginx without a master), so its CPU time and RSS are that one process's. MAXCONN (default
+# 4096) sizes nginx's worker_connections and HAProxy's maxconn, which both preallocate.
+render_confs() {
+  local w="$1" uw="$2" maxconn="${3:-4096}" master=off up_master=off subst
+  ((w > 1)) && master=on
+  ((uw > 1)) && up_master=on
+  subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" STATUS="$up_status")
+  render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}" \
+    WORKERS="$uw" MASTER="$up_master"
+  render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}" \
+    PORT="$port_nginx" WORKERS="$w" MASTER="$master" MAXCONN="$maxconn"
+  render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}" PORT="$port_haproxy" \
+    WORKERS="$w" MAXCONN="$maxconn"
+  render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}" PORT="$port_sluice" \
+    WORKERS="$w"
+  if grep -l '@[A-Z0-9_]*@' "$BENCH_TMP"/nginx-*.conf "$BENCH_TMP"/haproxy.cfg "$BENCH_TMP"/sluice.toml >&2; then
+    die "a config above still has an @PLACEHOLDER@"
+  fi
+}
+
 # machine_info: one block describing the machine and tool versions.
 machine_info() {
   local model
@@ -225,14 +353,11 @@ seq_prepare() {
 # seq_start_upstream: picks free ports (up1 up2 port), renders every config into $BENCH_TMP and
 # starts the upstream nginx.
 seq_start_upstream() {
-  local ports subst
-  mapfile -t ports < <(free_ports 3)
-  up1="${ports[0]}" up2="${ports[1]}" port="${ports[2]}"
-  subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" PORT="$port")
-  render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
-  render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}"
-  render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}"
-  render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}"
+  local ports
+  mapfile -t ports < <(free_ports 4)
+  up1="${ports[0]}" up2="${ports[1]}" up_status="${ports[2]}" port="${ports[3]}"
+  port_sluice="$port" port_nginx="$port" port_haproxy="$port"
+  render_confs 1 1
   start_bg upstream nginx -p "$BENCH_TMP/" -e "$BENCH_TMP/nginx-upstream.err" -c "$BENCH_TMP/nginx-upstream.conf"
   wait_port "$up1" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"
   wait_port "$up2" 10 "$LAST_PID" upstream || die "upstream nginx failed to start"

@@ -88,14 +88,14 @@ if ((PIN)); then
   pin_load+=(taskset -c "$LOAD_CPUS")
 fi
 
-mapfile -t ports < <(free_ports 6)
-up1="${ports[0]}" up2="${ports[1]}"
+mapfile -t ports < <(free_ports 7)
+up1="${ports[0]}" up2="${ports[1]}" up_status="${ports[6]}"
 declare -A port_of=([log]="${ports[2]}" [off]="${ports[3]}")
 declare -A admin_of=([log]="${ports[4]}" [off]="${ports[5]}")
 access_log="$BENCH_TMP/access.log"
 
 render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" \
-  DIR="$BENCH_TMP" UP1="$up1" UP2="$up2"
+  DIR="$BENCH_TMP" UP1="$up1" UP2="$up2" STATUS="$up_status" WORKERS=1 MASTER=off
 # write_sluice_config NAME ACCESS: the run_bench.sh sluice setup plus a private admin port.
 write_sluice_config() {
   cat >"$BENCH_TMP/sluice-$1.toml" <<EOF

@@ -136,13 +136,10 @@ fi
 echo "load:    wrk -c $CONNS -t $THREADS -d $DURATION --latency, keep-alive, GET /, $ROUNDS rounds, targets alternating; ${WARMUP} warm-up each"
 
 # --- ports and configs
-mapfile -t ports < <(free_ports 5)
-up1="${ports[0]}" up2="${ports[1]}" port_sluice="${ports[2]}" port_nginx="${ports[3]}" port_haproxy="${ports[4]}"
-subst=(DIR="$BENCH_TMP" UP1="$up1" UP2="$up2")
-render "$BENCH_DIR/conf/nginx-upstream.conf" "$BENCH_TMP/nginx-upstream.conf" "${subst[@]}"
-render "$BENCH_DIR/conf/nginx-proxy.conf" "$BENCH_TMP/nginx-proxy.conf" "${subst[@]}" PORT="$port_nginx"
-render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}" PORT="$port_haproxy"
-render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}" PORT="$port_sluice"
+mapfile -t ports < <(free_ports 6)
+up1="${ports[0]}" up2="${ports[1]}" up_status="${ports[2]}"
+port_sluice="${ports[3]}" port_nginx="${ports[4]}" port_haproxy="${ports[5]}"
+render_confs 1 1
 
 # --- start everything (each proxy stays up for the whole run; idle ones cost nothing)
 declare -A port_of pid_of

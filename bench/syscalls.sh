@@ -10,9 +10,11 @@ source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<USAGE
 usage: bench/syscalls.sh [--save] [--no-sluice | --sluice PATH] [--no-haproxy] [--n1 N] [--n2 N]
+                        [--records FILE]
 
 Prints, per proxy (one worker/thread, same configs as run_bench.sh), system calls per proxied
-request in total and by call, from (calls(N2) - calls(N1)) / (N2 - N1).
+request in total and by call, from (calls(N2) - calls(N1)) / (N2 - N1). --records FILE also
+appends one "cost target=NAME syscalls_per_req=N" line per proxy to FILE (run_all.sh reads them).
 
 environment: PROFILE=equal|plain, SLUICE_BIN, N1 (default 200), N2 (default 2200)
 USAGE
@@ -24,6 +26,7 @@ save=0
 sluice_mode=auto
 sluice_bin=""
 with_haproxy=1
+records=""
 while (($#)); do
   case "$1" in
     --save) save=1 ;;
@@ -34,6 +37,10 @@ while (($#)); do
       shift
       ;;
     --no-haproxy) with_haproxy=0 ;;
+    --records)
+      records="${2:?}"
+      shift
+      ;;
     --n1)
       N1="${2:?}"
       shift
@@ -111,10 +118,11 @@ for p in "${proxies[@]}"; do
 done
 
 echo
-python3 - "$BENCH_TMP" "$N1" "$N2" "${measured[@]}" <<'PY'
+python3 - "$BENCH_TMP" "$N1" "$N2" "$records" "${measured[@]}" <<'PY'
 import sys
 
-tmp, n1, n2, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+tmp, n1, n2, records, names = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                               sys.argv[5:])
 
 
 def calls(path):
@@ -156,6 +164,10 @@ for k in keys:
     print(f"{k:<18}{row}")
 print(f"{'total':<18}" + "".join(f"{sum(v[0] for v in per[n].values()):>{W}.2f}" for n in names))
 print("\n(system calls per proxied request; 'err' = of which failed, e.g. EAGAIN)")
+if records:
+    with open(records, "a") as f:
+        for n in names:
+            f.write(f"cost target={n} syscalls_per_req={sum(v[0] for v in per[n].values()):.2f}\n")
 PY
 
 if ((save)); then

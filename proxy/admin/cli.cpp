@@ -84,7 +84,43 @@ std::string map_text(const json& traffic) {
   return out;
 }
 
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The running (or hook-waiting) shift of alias f:a in /admin/status's "shifts", if any.
+const json* running_shift(const json& s, const std::string& f, const std::string& a) {
+  const json* shifts = s.contains("shifts") && s["shifts"].is_array() ? &s["shifts"] : nullptr;
+  if (!shifts) return nullptr;
+  for (const json& sh : *shifts) {
+    const std::string state = sh.value("state", "");
+    if (sh.value("function", "") == f && sh.value("alias", "") == a &&
+        (state == "running" || state == "pre_traffic"))
+      return &sh;
+  }
+  return nullptr;
+}
+
+void print_shift_line(const json& sh) {
+  std::printf("      shift to %s from %s: %s, step %s/%s at %s%%",
+              sh.value("candidate", "?").c_str(), sh.value("stable", "?").c_str(),
+              sh.value("state", "?").c_str(), sh.value("step", json()).dump().c_str(),
+              sh.value("steps_total", json()).dump().c_str(),
+              num_text(sh.value("percent", 0.0)).c_str());
+  if (!sh.value("reason", "").empty()) std::printf(": %s", sh.value("reason", "").c_str());
+  std::printf("\n");
+  if (sh.contains("window") && sh["window"].is_object()) {
+    const json& c = sh["window"].value("candidate", json::object());
+    std::printf("        window: candidate %llu req, err %.2f%%, p99 %.1fms\n",
+                static_cast<unsigned long long>(c.value("requests", uint64_t{0})),
+                c.value("error_rate", 0.0) * 100.0, c.value("p99_ms", 0.0));
+  }
+}
+
 void print_status(const json& s) {
+  size_t shifts_running = 0;
   for (const json& f : s.value("functions", json::array())) {
     std::string versions;
     for (const json& v : f.value("versions", json::array()))
@@ -106,7 +142,17 @@ void print_status(const json& s) {
                       v.value("p50_ms", 0.0), v.value("p99_ms", 0.0));
         std::printf("\n");
       }
+      if (const json* sh = running_shift(s, f.value("name", ""), a.value("name", ""))) {
+        print_shift_line(*sh);
+        ++shifts_running;
+      }
     }
+  }
+  if (s.contains("shifts")) {
+    if (shifts_running == 0)
+      std::printf("shifts: none running\n");
+    else
+      std::printf("shifts: %zu running (details: sluice shift status FN:ALIAS)\n", shifts_running);
   }
   const json& r = s["reloads"];
   std::printf("reloads: %s ok, %s error", r["ok"].dump().c_str(), r["error"].dump().c_str());

@@ -1,14 +1,19 @@
 // The control plane: reloads, alias changes, rollbacks, publishes, status (see control.h).
 #include "admin/control.h"
 
+#include <arpa/inet.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "config/loader.h"
+#include "config/traffic.h"
+#include "config/values.h"
 #include "worker/server.h"
 
 namespace sluice::admin {
@@ -21,18 +26,22 @@ void log_line(const std::string& s) {
   std::fflush(stderr);
 }
 
-bool version_defined(const config::FunctionSpec& fn, const std::string& v) {
-  if (v == config::kLatest) return fn.latest.has_value();
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  return fn.versions.count(static_cast<uint32_t>(std::stoul(v))) > 0;
-}
-
-std::string defined_list(const config::FunctionSpec& fn) {
-  std::string out;
-  for (const auto& [n, v] : fn.versions) out += (out.empty() ? "" : ", ") + std::to_string(n);
-  if (fn.latest) out += (out.empty() ? "" : ", ") + std::string(config::kLatest);
-  return out.empty() ? "none" : out;
+// "a string", "an array", ... for messages about a JSON value of the wrong type.
+std::string json_type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    default:
+      return "a number";
+  }
 }
 
 const config::AliasSpec* find_alias(const config::Config& cfg, const std::string& f,
@@ -50,14 +59,36 @@ std::vector<std::string> listen_texts(const config::Config& c) {
   return out;
 }
 
-// Settings a running process cannot adopt: the caller warns that they wait for a restart.
-std::vector<std::string> restart_only_changes(const config::Config& a, const config::Config& b) {
+// Keys a running process cannot adopt, where `running` (the config it started with) and `file`
+// differ. Everything else applies on reload: routing, functions, aliases, [limits] and
+// [upstream] (the workers take them from each snapshot), strict, resolve_interval.
+std::vector<std::string> restart_only_changes(const config::Config& running,
+                                              const config::Config& file) {
   std::vector<std::string> out;
-  if (a.workers != b.workers) out.push_back("workers");
-  if (listen_texts(a) != listen_texts(b)) out.push_back("[listen]");
-  if (a.admin.address.text != b.admin.address.text || a.admin.token_file != b.admin.token_file)
-    out.push_back("[admin]");
-  if (a.state_dir != b.state_dir) out.push_back("[state] dir");
+  if (running.workers != file.workers) out.push_back("workers");
+  if (listen_texts(running) != listen_texts(file)) out.push_back("[listen] address");
+  if (running.admin.address.text != file.admin.address.text) out.push_back("[admin] address");
+  if (running.admin.token_file != file.admin.token_file) out.push_back("[admin] token_file");
+  if (running.admin.read_token_file != file.admin.read_token_file)
+    out.push_back("[admin] read_token_file");
+  if (running.state_dir != file.state_dir) out.push_back("[state] dir");
+  if (running.log.access != file.log.access) out.push_back("[log] access");
+  return out;
+}
+
+// The address a host name resolved to, without port: "10.0.0.5", "::1".
+std::string host_text(const routing::ResolvedHost& h) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (h.addr.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&h.addr)->sin_addr, ip, sizeof ip);
+  else if (h.addr.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&h.addr)->sin6_addr, ip, sizeof ip);
+  return ip;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
   return out;
 }
 
@@ -97,11 +128,12 @@ bool Control::read_config_text(std::string& text, std::string* error) const {
   return true;
 }
 
-Control::Built Control::build(const config::Config& file, State& next) const {
+Control::Built Control::build(const config::Config& file, State& next,
+                              const routing::HostAddresses& hosts) const {
   Built b;
   std::vector<config::Diagnostic> diags;
   config::Config cfg = compose(file, next, &b.dropped);
-  b.table = routing::RoutingTable::build(std::move(cfg), &diags);
+  b.table = routing::RoutingTable::build(std::move(cfg), &diags, hosts);
   for (const auto& d : diags) b.errors.push_back(d.to_string());
   if (!b.table && b.errors.empty()) b.errors.push_back("cannot build the routing table");
   return b;
@@ -123,10 +155,15 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   }
   store_ = Store(r.config->state_dir);
   State loaded;
-  if (!store_.load(loaded, &err)) {
+  size_t repaired = 0;
+  if (!store_.load(loaded, &err, &repaired)) {
     log_line("sluice: state: " + err);
     return nullptr;
   }
+  if (repaired)
+    log_line("sluice: audit: appended " + std::to_string(repaired) +
+             " record(s) of a change applied just before the last stop (the process ended "
+             "between the state write and the audit append)");
   State next = loaded;
   std::vector<config::Diagnostic> diags;
   check_immutable(*r.config, next, &diags);
@@ -135,28 +172,40 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
     log_line("sluice: " + path_ + ": configuration not loaded");
     return nullptr;
   }
-  Built b = build(*r.config, next);
+  // Endpoint names resolve once here, before anything serves (a blocking lookup harms no one
+  // yet); a name that does not resolve stops the start. From here on, off the loop.
+  State probe = next;
+  routing::HostAddresses hosts =
+      resolve_now(routing::host_names(compose(*r.config, probe, nullptr)));
+  Built b = build(*r.config, next, hosts);
   for (const auto& e : b.errors) log_line(e);
   if (!b.table) return nullptr;
-  if (!(next == loaded) && !store_.save(next, &err)) {
-    log_line("sluice: state: " + err);
-    return nullptr;
-  }
+  std::vector<AuditEntry> audits;
   for (const DroppedOverride& d : b.dropped) {
     log_line("sluice: alias " + d.function + ":" + d.alias + ": the file wins over the saved " +
              "override (" + d.why + ")");
-    if (!store_.audit(
-            {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)},
-            &err))
-      log_line("sluice: state: " + err);
+    audits.push_back(
+        {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)});
   }
+  std::string audit_err;
+  if ((!(next == loaded) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
+    log_line("sluice: state: " + err);
+    return nullptr;
+  }
+  if (!audit_err.empty())
+    log_line("sluice: audit: " + audit_err + " (retried with the next change)");
   if (!store_.durable()) log_line("sluice: no [state] dir: API changes are kept in memory only");
   file_ = std::move(*r.config);
   state_ = std::move(next);
   current_ = b.table;
+  adopt_hosts(std::move(hosts));
   last_seen_hash_ = fnv_hex(text);
-  last_reload_ = {
-      {"time", now_rfc3339()}, {"cause", "start"}, {"result", "ok"}, {"errors", json::array()}};
+  started_ = file_;
+  last_reload_ = {{"time", now_rfc3339()},
+                  {"cause", "start"},
+                  {"result", "ok"},
+                  {"errors", json::array()},
+                  {"needs_restart", json::array()}};
   return current_;
 }
 
@@ -208,6 +257,12 @@ void Control::close() {
     uv_close(reinterpret_cast<uv_handle_t*>(debounce_), free_handle);
     debounce_ = nullptr;
   }
+  if (resolve_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(resolve_timer_), free_handle);
+    resolve_timer_ = nullptr;
+  }
+  if (resolver_) resolver_->close();  // answers still to come are dropped
+  async_resolution_ = false;
 }
 
 void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int status) {
@@ -220,37 +275,185 @@ void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int statu
 void Control::on_debounce(uv_timer_t* t) {
   auto* self = static_cast<Control*>(t->data);
   std::string text, err;
-  if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
-  if (fnv_hex(text) == self->last_seen_hash_) return;
+  try {                                               // a libuv callback: nothing may escape it
+    if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
+    if (fnv_hex(text) == self->last_seen_hash_) return;
+  } catch (const std::exception& e) {
+    log_line(std::string("sluice: config watch: ") + e.what());
+    return;
+  }
   self->reload("watch");
 }
 
+// The public mutators are error boundaries: they run on the control loop from the admin API,
+// signals, the file watch and the shift engine's timer, and an exception escaping any of them
+// would end the process (data plane included). A failure answers 500 and changes nothing
+// the caller can see beyond what was already durable.
+ApiResult Control::guard(const std::string& what, const std::function<ApiResult()>& f) noexcept {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    try {
+      log_line("sluice: " + what + " failed: " + e.what());
+      return api_error(500, what + " failed: " + e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  ApiResult r;
+  r.status = 500;
+  return r;
+}
+
 ApiResult Control::reload(const std::string& cause) {
+  // Shared with the callback, which may run after this returns (names still resolving).
+  auto result = std::make_shared<std::optional<ApiResult>>();
+  reload(cause, [result](ApiResult r) { *result = std::move(r); });
+  if (*result) return **result;
+  return {202, {{"result", "resolving"}, {"cause", cause}}};
+}
+
+void Control::reload(const std::string& cause, ReloadDone done) {
+  if (reload_running_) {  // one at a time, in order: the queued one reads the file afresh
+    if (!queued_reload_) queued_reload_ = QueuedReload{cause, {}};
+    queued_reload_->waiters.push_back(std::move(done));
+    return;
+  }
+  std::vector<ReloadDone> waiters;
+  waiters.push_back(std::move(done));
+  start_reload(cause, std::move(waiters));
+}
+
+ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
+                             const std::string& actor, const std::string& cause) {
+  return guard("alias change", [&] { return set_alias_impl(f, a, body, actor, cause); });
+}
+
+ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
+  return guard("rollback", [&] { return rollback_impl(f, a, actor); });
+}
+
+ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
+  return guard("publish", [&] { return publish_version_impl(f, actor); });
+}
+
+void Control::start_reload(const std::string& cause, std::vector<ReloadDone> waiters) {
+  reload_running_ = true;
   const uint64_t start_ns = uv_hrtime();
   std::vector<std::string> errors;
-  std::string text, err;
   std::optional<config::Config> cfg;
+  std::vector<std::string> names;
+  try {
+    std::string text, err;
+    if (!read_config_text(text, &err)) {
+      errors.push_back(err);
+    } else {
+      last_seen_hash_ = fnv_hex(text);
+      config::LoadResult r = config::load_string(text, path_);
+      for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
+      for (const auto& e : r.errors) errors.push_back(e.to_string());
+      if (r.config) {
+        // Every name the new file's endpoints (and the published versions) use, re-resolved.
+        State probe = state_;
+        names = routing::host_names(compose(*r.config, probe, nullptr));
+        cfg = std::move(r.config);
+      }
+    }
+  } catch (const std::exception& e) {
+    errors.push_back(std::string("reload failed: ") + e.what());
+  }
+  if (!errors.empty() || names.empty() || !async_resolution_) {
+    routing::HostAddresses resolved;
+    if (errors.empty() && !names.empty()) resolved = resolve_now(names);
+    finish_reload(cause, std::move(cfg), std::move(resolved), std::move(errors), start_ns,
+                  std::move(waiters));
+    return;
+  }
+  // Off the loop: alias changes, status and the data plane carry on meanwhile.
+  auto shared_cfg = std::make_shared<std::optional<config::Config>>(std::move(cfg));
+  auto shared_waiters = std::make_shared<std::vector<ReloadDone>>(std::move(waiters));
+  resolver_->resolve(
+      names, [this, cause, shared_cfg, shared_waiters, start_ns](routing::HostAddresses resolved) {
+        finish_reload(cause, std::move(*shared_cfg), std::move(resolved), {}, start_ns,
+                      std::move(*shared_waiters));
+      });
+}
+
+routing::HostAddresses Control::resolve_now(const std::vector<std::string>& names) {
+  if (resolver_) return resolver_->resolve_now(names);
+  routing::HostAddresses out;
+  for (const std::string& n : names) out[n] = routing::resolve_blocking(n);
+  return out;
+}
+
+routing::HostAddresses Control::merge_hosts(const routing::HostAddresses& fresh) {
+  routing::HostAddresses out = hosts_;
+  for (const auto& [name, r] : fresh) {
+    auto known = hosts_.find(name);
+    const bool had = known != hosts_.end() && known->second.ok();
+    if (r.ok()) {
+      if (had && std::memcmp(&known->second.addr, &r.addr, sizeof r.addr) != 0)
+        log_line("sluice: endpoint host " + name + " now resolves to " + host_text(r) + " (was " +
+                 host_text(known->second) + ")");
+      out[name] = r;
+      resolve_failing_.erase(name);
+    } else if (had) {
+      // A lookup failing for a while must not take a working endpoint away.
+      if (resolve_failing_.insert(name).second)
+        log_line("sluice: cannot re-resolve endpoint host " + name + ": " + r.error +
+                 "; keeping its last address " + host_text(known->second));
+    } else {
+      out[name] = r;  // never resolved: the build reports it at the endpoint
+    }
+  }
+  return out;
+}
+
+void Control::finish_reload(const std::string& cause, std::optional<config::Config> loaded,
+                            routing::HostAddresses resolved, std::vector<std::string> errors,
+                            uint64_t start_ns, std::vector<ReloadDone> waiters) noexcept {
+  ApiResult result;
+  try {
+    result = apply_reload(cause, std::move(loaded), resolved, std::move(errors), start_ns);
+  } catch (const std::exception& e) {
+    result = api_error(500, std::string("reload failed: ") + e.what(), "config");
+  } catch (...) {
+    result = api_error(500, "reload failed", "config");
+  }
+  reload_running_ = false;
+  for (ReloadDone& w : waiters) {
+    try {
+      if (w) w(result);
+    } catch (...) {  // a waiter's own failure must not stop the others or the queue
+    }
+  }
+  if (queued_reload_) {
+    QueuedReload next = std::move(*queued_reload_);
+    queued_reload_.reset();
+    start_reload(next.cause, std::move(next.waiters));
+  }
+}
+
+ApiResult Control::apply_reload(const std::string& cause, std::optional<config::Config> loaded,
+                                const routing::HostAddresses& resolved,
+                                std::vector<std::string> errors, uint64_t start_ns) {
+  std::optional<config::Config> cfg;
+  // The state as it is now: alias changes may have landed while the names resolved.
   State next = state_;
   Built b;
-  if (!read_config_text(text, &err)) {
-    errors.push_back(err);
-  } else {
-    last_seen_hash_ = fnv_hex(text);
-    config::LoadResult r = config::load_string(text, path_);
-    for (const auto& w : r.warnings) log_line("warning: " + w.to_string());
-    for (const auto& e : r.errors) errors.push_back(e.to_string());
-    if (r.config) {
-      std::vector<config::Diagnostic> diags;
-      check_immutable(*r.config, next, &diags);
-      for (const auto& d : diags) errors.push_back(d.to_string());
-      if (diags.empty()) {
-        b = build(*r.config, next);
-        errors.insert(errors.end(), b.errors.begin(), b.errors.end());
-        if (b.table) cfg = std::move(r.config);
-      }
+  routing::HostAddresses hosts = merge_hosts(resolved);
+  if (errors.empty() && loaded) {
+    std::vector<config::Diagnostic> diags;
+    check_immutable(*loaded, next, &diags);
+    for (const auto& d : diags) errors.push_back(d.to_string());
+    if (diags.empty()) {
+      b = build(*loaded, next, hosts);
+      errors.insert(errors.end(), b.errors.begin(), b.errors.end());
+      if (b.table) cfg = std::move(loaded);
     }
   }
   std::vector<AuditEntry> audits;
+  std::vector<std::string> needs_restart;
   if (errors.empty()) {
     // Aliases whose effective map the new file changes: history + audit (cause: file).
     for (const config::FunctionSpec& fn : b.table->config().functions) {
@@ -271,10 +474,10 @@ ApiResult Control::reload(const std::string& cause) {
     if (c.status != 200) {
       errors.push_back(c.body.value("error", "cannot save state"));
     } else {
-      for (const std::string& what : restart_only_changes(file_, *cfg))
-        log_line("sluice: warning: " + path_ + ": the change to " + what +
-                 " takes effect only after a restart");
+      needs_restart = restart_only_changes(started_, *cfg);
       file_ = std::move(*cfg);
+      adopt_hosts(std::move(hosts));
+      rearm_resolve_timer();
     }
   }
   // File read + validation + build + state write + publish.
@@ -284,6 +487,12 @@ ApiResult Control::reload(const std::string& cause) {
                   {"result", errors.empty() ? "ok" : "error"},
                   {"errors", errors},
                   {"duration_ms", duration_ms}};
+  // Against the config the process started with, so it stays listed until a restart (or until
+  // the file is changed back), whatever reloads come in between.
+  if (errors.empty()) {
+    last_reload_["needs_restart"] = needs_restart;
+    if (!needs_restart.empty()) last_reload_["note"] = "needs a restart: " + join(needs_restart);
+  }
   if (!errors.empty()) {
     ++reloads_error_;
     for (const std::string& e : errors) log_line(e);
@@ -293,19 +502,103 @@ ApiResult Control::reload(const std::string& cause) {
     return r;
   }
   ++reloads_ok_;
-  log_line("sluice: configuration reloaded (" + cause + ")");
-  return {200, {{"result", "ok"}, {"cause", cause}, {"changes", audits.size()}}};
+  log_line("sluice: configuration reloaded (" + cause + ")" +
+           (needs_restart.empty() ? ""
+                                  : "; needs a restart: " + join(needs_restart) +
+                                        " (the running process keeps its values)"));
+  return {200,
+          {{"result", "ok"},
+           {"cause", cause},
+           {"changes", audits.size()},
+           {"needs_restart", needs_restart}}};
+}
+
+void Control::adopt_hosts(routing::HostAddresses hosts) {
+  hosts_.clear();
+  for (const std::string& name : routing::host_names(current_->config())) {
+    auto it = hosts.find(name);
+    if (it != hosts.end() && it->second.ok()) hosts_[name] = it->second;
+  }
+}
+
+void Control::set_resolver(std::unique_ptr<Resolver> resolver) {
+  if (resolver_) resolver_->close();
+  resolver_ = std::move(resolver);
+  async_resolution_ = resolver_ != nullptr;
+}
+
+int Control::start_resolving(uv_loop_t* loop) {
+  if (!resolver_) set_resolver(std::make_unique<UvResolver>(loop));
+  resolve_timer_ = new uv_timer_t{};
+  int rc = uv_timer_init(loop, resolve_timer_);
+  if (rc != 0) {
+    delete resolve_timer_;
+    resolve_timer_ = nullptr;
+    return rc;
+  }
+  resolve_timer_->data = this;
+  rearm_resolve_timer();
+  return 0;
+}
+
+void Control::rearm_resolve_timer() {
+  if (!resolve_timer_) return;
+  const uint64_t every = file_.upstream.resolve_interval_ms;
+  if (every == resolve_every_ms_ && uv_is_active(reinterpret_cast<uv_handle_t*>(resolve_timer_)))
+    return;
+  resolve_every_ms_ = every;
+  uv_timer_stop(resolve_timer_);
+  if (every > 0) uv_timer_start(resolve_timer_, &Control::on_resolve_timer, every, every);
+}
+
+void Control::on_resolve_timer(uv_timer_t* t) {
+  static_cast<Control*>(t->data)->refresh_names();
+}
+
+void Control::refresh_names() {
+  if (refresh_running_ || !async_resolution_) return;
+  std::vector<std::string> names = routing::host_names(current_->config());
+  if (names.empty()) return;
+  refresh_running_ = true;
+  resolver_->resolve(names, [this](routing::HostAddresses fresh) {
+    refresh_running_ = false;
+    try {  // runs from a libuv callback
+      apply_refresh(fresh);
+    } catch (const std::exception& e) {
+      log_line(std::string("sluice: re-resolving endpoint hosts failed: ") + e.what());
+    }
+  });
+}
+
+void Control::apply_refresh(const routing::HostAddresses& fresh) {
+  routing::HostAddresses merged = merge_hosts(fresh);
+  bool changed = false;
+  for (const auto& [name, h] : merged) {
+    auto it = hosts_.find(name);
+    if (h.ok() && (it == hosts_.end() || std::memcmp(&it->second.addr, &h.addr, sizeof h.addr)))
+      changed = true;
+  }
+  if (!changed) return;
+  State next = state_;
+  Built b = build(file_, next, merged);
+  if (!b.table) {
+    for (const std::string& e : b.errors) log_line("sluice: re-resolution: " + e);
+    return;
+  }
+  ApiResult c = commit(std::move(next), b.table, {});
+  if (c.status == 200) adopt_hosts(std::move(merged));
 }
 
 ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
                           const std::vector<AuditEntry>& audits) {
-  std::string err;
-  if (!(next == state_) && !store_.save(next, &err)) {
+  std::string err, audit_err;
+  if ((!(next == state_) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
     log_line("sluice: state: " + err);
     return api_error(500, "cannot save state: " + err);
   }
-  for (const AuditEntry& a : audits)
-    if (!store_.audit(a, &err)) log_line("sluice: audit: " + err);
+  // The change is durable and its records are in state.json; the log catches up later.
+  if (!audit_err.empty())
+    log_line("sluice: audit: " + audit_err + " (kept in state.json, retried with the next change)");
   state_ = std::move(next);
   current_ = table;
   if (publish_) publish_(std::move(table));
@@ -327,8 +620,8 @@ TrafficMap Control::effective(const std::string& f, const std::string& a) const 
   return al ? traffic_of(*al) : TrafficMap{};
 }
 
-ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
-                             const std::string& actor, const std::string& cause) {
+ApiResult Control::set_alias_impl(const std::string& f, const std::string& a, const json& body,
+                                  const std::string& actor, const std::string& cause) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
@@ -337,26 +630,46 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "traffic")
       return api_error(400, "unknown field " + it.key() + " (expected only traffic)", it.key());
-  if (!body.contains("traffic") || !body["traffic"].is_object() || body["traffic"].empty())
-    return api_error(400, "traffic must be a non-empty object of version -> weight", "traffic");
-  TrafficMap map;
-  double sum = 0;
+  if (!body.contains("traffic"))
+    return api_error(400,
+                     "the body has no traffic (expected {\"traffic\": {\"<version>\": <weight>}})",
+                     "traffic");
+  if (!body["traffic"].is_object())
+    return api_error(400,
+                     std::string("traffic must be an object of version -> weight, not ") +
+                         json_type_name(body["traffic"]),
+                     "traffic");
+  // The same checks as the file loader's (config/traffic.h): a map the file would refuse is
+  // refused here too, naming the API field instead of a file position.
+  std::vector<config::TrafficEntry> entries;
   for (auto it = body["traffic"].begin(); it != body["traffic"].end(); ++it) {
-    const std::string field = "traffic." + it.key();
-    if (!version_defined(*fn, it.key()))
-      return api_error(400,
-                       "alias " + f + ":" + a + " sends traffic to version " + it.key() +
-                           ", which is not defined (defined: " + defined_list(*fn) + ")",
-                       field);
-    if (!it.value().is_number())
-      return api_error(400, "weight of version " + it.key() + " must be a number", field);
-    double w = it.value().get<double>();
-    if (!std::isfinite(w) || w < 0)
-      return api_error(400, "weight of version " + it.key() + " must be >= 0", field);
-    sum += w;
-    map.emplace_back(it.key(), w);
+    config::TrafficEntry e;
+    e.version = it.key();
+    const json& v = it.value();
+    if (v.is_number()) {
+      e.weight = v.get<double>();
+      if (v.is_number_float()) {
+        std::ostringstream text;  // as the loader shows a TOML float: 1e13 -> "1e+13"
+        text << *e.weight;
+        e.weight_text = text.str();
+      } else {
+        e.weight_text = v.dump();
+      }
+    } else {
+      e.type_name = json_type_name(v);
+    }
+    entries.push_back(std::move(e));
   }
-  if (sum <= 0) return api_error(400, "at least one weight must be > 0", "traffic");
+  const std::vector<config::TrafficIssue> issues = config::check_traffic(*fn, f + ":" + a, entries);
+  if (!issues.empty()) {
+    const config::TrafficIssue& first = issues.front();
+    return api_error(400, first.message,
+                     first.at == config::TrafficIssue::At::kMap
+                         ? "traffic"
+                         : "traffic." + entries[first.index].version);
+  }
+  TrafficMap map;
+  for (const config::TrafficEntry& e : entries) map.emplace_back(e.version, *e.weight);
   map = canonical(std::move(map));
 
   TrafficMap old = effective(f, a);
@@ -365,7 +678,7 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
   if (map != old) as.push_history(old);
   as.override_traffic = map;
   as.override_file_hash = alias_file_hash(*file_al);
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(400, b.errors.front(), "traffic");
   std::vector<AuditEntry> audits;
   if (map != old) audits.push_back({actor, cause, f, a, traffic_json(old), traffic_json(map)});
@@ -380,7 +693,8 @@ ApiResult Control::set_alias(const std::string& f, const std::string& a, const j
            {"history_depth", depth}}};
 }
 
-ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
+ApiResult Control::rollback_impl(const std::string& f, const std::string& a,
+                                 const std::string& actor) {
   if (!file_function(f)) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
   if (!file_al) return api_error(404, "function " + f + " has no alias named " + a, "alias");
@@ -394,7 +708,7 @@ ApiResult Control::rollback(const std::string& f, const std::string& a, const st
   as.history.pop_back();
   as.override_traffic = target;
   as.override_file_hash = alias_file_hash(*file_al);
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(409, "cannot roll back: " + b.errors.front(), "alias");
   for (const DroppedOverride& d : b.dropped)  // e.g. the earlier map names a removed version
     if (d.function == f && d.alias == a)
@@ -414,7 +728,7 @@ ApiResult Control::rollback(const std::string& f, const std::string& a, const st
            {"history_depth", depth}}};
 }
 
-ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
+ApiResult Control::publish_version_impl(const std::string& f, const std::string& actor) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   if (!fn->latest)
@@ -433,7 +747,7 @@ ApiResult Control::publish_version(const std::string& f, const std::string& acto
   fs.fingerprints[n] = fingerprint_of(as_version);
   fs.published[n] = std::move(pv);
   fs.next_number = n + 1;
-  Built b = build(file_, next);
+  Built b = build(file_, next, hosts_);
   if (!b.table) return api_error(500, b.errors.front());
   json eps = json::array();
   for (const config::Endpoint& e : fn->latest->endpoints) eps.push_back(e.address.text);
@@ -512,8 +826,17 @@ json Control::status(const observe::Snapshot* live) const {
     state["dir"] = store_.dir();
   else
     state["note"] = "no [state] dir: API changes are kept in memory only and lost on restart";
+  json hosts = json::object();
+  for (const auto& [name, h] : hosts_) {
+    json entry = {{"address", host_text(h)}};
+    if (resolve_failing_.count(name)) entry["note"] = "the last re-resolution failed; kept";
+    hosts[name] = entry;
+  }
+  json resolution = {{"every", config::format_duration_ms(file_.upstream.resolve_interval_ms)},
+                     {"hosts", hosts}};
   return {{"config", path_},
           {"state", state},
+          {"resolution", resolution},
           {"reloads", {{"ok", reloads_ok_}, {"error", reloads_error_}, {"last", last_reload_}}},
           {"live_figures", live != nullptr},
           {"functions", fns}};

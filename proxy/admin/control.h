@@ -8,11 +8,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "admin/resolver.h"
 #include "admin/state.h"
 #include "config/model.h"
 #include "observe/prometheus.h"
@@ -54,14 +56,32 @@ class Control {
   void set_publisher(Publisher p) { publish_ = std::move(p); }
   void attach(worker::Server& server);
 
+  // Endpoint host names: resolved once (blocking) by init(), then only off the loop. Replaces
+  // the resolver (tests: a fake, which also makes reloads and refreshes asynchronous).
+  void set_resolver(std::unique_ptr<Resolver> resolver);
+  // Uses a UvResolver on `loop` (unless one was set) for reloads, and re-resolves every endpoint
+  // host name every [upstream] resolve_interval (a reload re-arms it). A libuv error code.
+  int start_resolving(uv_loop_t* loop);
+  // One re-resolution of the running config's host names (the timer's job; tests call it):
+  // changed addresses publish a new snapshot; a failed lookup keeps the last good address.
+  void refresh_names();
+  // Host name -> the address the running snapshot uses.
+  const routing::HostAddresses& hosts() const { return hosts_; }
+
   // Watches the config file's directory on `loop` (rename-saves, in-place writes, symlink and
   // Kubernetes `..data` swaps), debounced by `debounce_ms`. Returns a libuv error code.
   int start_watch(uv_loop_t* loop, uint64_t debounce_ms = 100);
   // Closes the watch handles (their close callbacks run on the loop). Safe to call twice.
   void close();
 
+  // The mutators below never throw (an exception inside becomes a logged 500).
   // Re-reads the file; publishes it if valid, else keeps the running snapshot. `cause`: "watch",
-  // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings).
+  // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings). The
+  // file's host names are resolved afresh, off the loop once start_resolving() ran: `done` then
+  // runs later. Reloads run one at a time, in order.
+  using ReloadDone = std::function<void(ApiResult)>;
+  void reload(const std::string& cause, ReloadDone done);
+  // The same, answering at once: the outcome, or 202 {"result": "resolving"} while names resolve.
   ApiResult reload(const std::string& cause);
   // Body {"traffic": {"3": 90, "4": 10}}. Answers once the change is durable and live.
   // `cause` goes to the audit line ("api"; "shift" for progressive shifts, proxy/shift/).
@@ -90,8 +110,35 @@ class Control {
     std::vector<DroppedOverride> dropped;
     std::vector<std::string> errors;
   };
-  // file + next -> table (next loses overrides the file has since changed).
-  Built build(const config::Config& file, State& next) const;
+  // file + next -> table (next loses overrides the file has since changed); no name lookups.
+  Built build(const config::Config& file, State& next, const routing::HostAddresses& hosts) const;
+  struct QueuedReload {
+    std::string cause;
+    std::vector<ReloadDone> waiters;
+  };
+  void start_reload(const std::string& cause, std::vector<ReloadDone> waiters);
+  void finish_reload(const std::string& cause, std::optional<config::Config> loaded,
+                     routing::HostAddresses resolved, std::vector<std::string> errors,
+                     uint64_t start_ns, std::vector<ReloadDone> waiters) noexcept;
+  ApiResult apply_reload(const std::string& cause, std::optional<config::Config> loaded,
+                         const routing::HostAddresses& resolved, std::vector<std::string> errors,
+                         uint64_t start_ns);
+  routing::HostAddresses resolve_now(const std::vector<std::string>& names);
+  // hosts_ updated by `fresh`: a failed lookup keeps a name's last good address.
+  routing::HostAddresses merge_hosts(const routing::HostAddresses& fresh);
+  // Keeps the resolved names the running snapshot uses.
+  void adopt_hosts(routing::HostAddresses hosts);
+  void apply_refresh(const routing::HostAddresses& fresh);
+  void rearm_resolve_timer();
+  static void on_resolve_timer(uv_timer_t* t);
+  // The public mutators run these inside guard(): an exception becomes a logged 500.
+  static ApiResult guard(const std::string& what, const std::function<ApiResult()>& f) noexcept;
+  ApiResult set_alias_impl(const std::string& function, const std::string& alias,
+                           const nlohmann::json& body, const std::string& actor,
+                           const std::string& cause);
+  ApiResult rollback_impl(const std::string& function, const std::string& alias,
+                          const std::string& actor);
+  ApiResult publish_version_impl(const std::string& function, const std::string& actor);
   // Saves `next`, appends `audits`, publishes `table`, then adopts them. 500 if not durable.
   ApiResult commit(State next, std::shared_ptr<const routing::RoutingTable> table,
                    const std::vector<AuditEntry>& audits);
@@ -107,19 +154,31 @@ class Control {
   std::optional<std::string> text_;  // set: the config comes from this text, not from path_
   std::string dir_, base_;           // the watched directory and the file's name in it
   config::Config file_;              // the last good file config
+  config::Config started_;           // the file config at start: what restart-only keys run
   State state_;
   Store store_;
   std::shared_ptr<const routing::RoutingTable> current_;
   Publisher publish_;
 
   uint64_t reloads_ok_ = 0, reloads_error_ = 0;
-  nlohmann::json last_reload_;  // {time, cause, result, errors}
+  nlohmann::json last_reload_;  // {time, cause, result, errors, needs_restart}
   std::string last_seen_hash_;  // content hash of the last file text tried
 
   // Watch handles; heap-allocated so their close callbacks may outlive a close() call site.
   uv_fs_event_t* watch_ = nullptr;
   uv_timer_t* debounce_ = nullptr;
   uint64_t debounce_ms_ = 100;
+
+  // Name resolution (see set_resolver / start_resolving).
+  std::unique_ptr<Resolver> resolver_;
+  bool async_resolution_ = false;
+  routing::HostAddresses hosts_;           // what the running snapshot uses
+  std::set<std::string> resolve_failing_;  // names whose last re-resolution failed (logged once)
+  uv_timer_t* resolve_timer_ = nullptr;    // freed by its close callback
+  uint64_t resolve_every_ms_ = 0;
+  bool refresh_running_ = false;
+  bool reload_running_ = false;
+  std::optional<QueuedReload> queued_reload_;
 };
 
 }  // namespace sluice::admin

@@ -41,6 +41,10 @@ int serve(const ServeOptions& options) {
     }
     if (int rc = shifts.start(s.control_loop()); rc != 0)
       std::fprintf(stderr, "sluice: shifts: %s\n", uv_err_name(rc));
+    if (int rc = control.start_resolving(s.control_loop()); rc != 0) {
+      std::fprintf(stderr, "sluice: name resolution: %s\n", uv_err_name(rc));
+      return false;
+    }
     if (control.start_watch(s.control_loop()) != 0)
       std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
     return true;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/values.h"
 #include "http/parser.h"
 #include "http/rewrite.h"
 #include "observe/prometheus.h"
@@ -20,10 +21,16 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;
+// Admin clients are few (CLI, scrapers, dashboards) and send small requests at once, so the
+// bounds are tight: a slow or idle client cannot hold a slot for long, and at a cap the least
+// useful connection (the longest-waiting incomplete head) makes room for a newcomer.
 constexpr size_t kMaxConnections = 256;
-constexpr uint64_t kIdleTimeoutMs = 60000;  // admin clients are few: CLI, scrapers, dashboards
+constexpr size_t kMaxConnectionsPerClient = 32;  // per client IP address
+constexpr uint64_t kHeadTimeoutMs = 5000;        // from accept, or from the previous answer
+constexpr uint64_t kBodyTimeoutMs = 10000;       // from the end of the head
 constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
+constexpr size_t kMaxJsonDepth = 32;  // request bodies; a shift plan needs 3
 
 struct WriteOp {
   uv_write_t req{};
@@ -55,7 +62,105 @@ std::string peer_ip(uv_tcp_t* tcp) {
 }
 
 AdminServer::Reply json_reply(const ApiResult& r) {
-  return {r.status, "application/json", r.body.dump(2) + "\n", false};
+  return {r.status, "application/json", dump_json(r.body, 2) + "\n", false};
+}
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // truncated sequence
+    for (size_t k = 1; k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// How deeply arrays and objects nest in JSON text (brackets inside strings do not count).
+// Checked before parsing so that no later recursive walk (dump, comparisons) can be driven
+// arbitrarily deep by a request.
+size_t json_depth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// A request body as JSON: nullopt with `error` (400, field "body") naming what is wrong.
+std::optional<json> parse_body(const std::string& text, ApiResult* error) {
+  if (json_depth(text) > kMaxJsonDepth) {
+    *error = api_error(
+        400,
+        "the body nests arrays or objects deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+        "body");
+    return std::nullopt;
+  }
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: ..." minus the tag.
+    std::string what = e.what();
+    if (size_t tag = what.find("] "); what.rfind("[json.exception", 0) == 0 && tag != what.npos)
+      what = what.substr(tag + 2);
+    *error = api_error(400, "the body is not valid JSON: " + what, "body");
+    return std::nullopt;
+  }
+}
+
+// For endpoints that take no body: nothing, or an empty JSON object. Sets `error` otherwise.
+bool no_body(const std::optional<json>& body, const std::string& what, ApiResult* error) {
+  if (!body || (body->is_object() && body->empty())) return true;
+  if (body->is_object()) {
+    *error = api_error(400,
+                       "unknown field " + body->begin().key() + " (" + what +
+                           " takes no fields; send no body or {})",
+                       body->begin().key());
+  } else {
+    *error = api_error(400, what + " takes no body (send no body or {})", "body");
+  }
+  return false;
 }
 
 }  // namespace
@@ -71,40 +176,55 @@ bool token_equals(std::string_view presented, std::string_view expected) {
 }
 
 bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host == "::1" || host.substr(0, 4) == "127.";
+  return config::is_loopback_host(host);  // one definition for the loader and the listener
 }
 
 // One admin client connection. Owned by AdminServer::conns_; freed by erase() from the close
-// callback. Requests are answered synchronously as each message ends, in order.
+// callback. Requests are answered synchronously as each message ends, in order. One timer bounds
+// each wait: the whole head within kHeadTimeoutMs of the accept or of the previous answer, then
+// the whole body within kBodyTimeoutMs of the head.
 class AdminConn final : public http::Sink {
  public:
-  explicit AdminConn(AdminServer& server)
-      : server_(server), parser_(HTTP_REQUEST, *this, kMaxHeadBytes, kMaxHeaders) {}
+  enum class Phase { kHead, kBody };
+
+  AdminConn(AdminServer& server, uint64_t now_ms)
+      : server_(server),
+        parser_(HTTP_REQUEST, *this, kMaxHeadBytes, kMaxHeaders),
+        wait_started_ms_(now_ms) {}
 
   uv_tcp_t tcp_{};
-  uv_timer_t idle_timer_{};  // closes a connection idle for kIdleTimeoutMs
+  uv_timer_t timer_{};  // the head or body deadline
 
-  void start() {
-    tcp_.data = this;
-    peer_ = peer_ip(&tcp_);
-    int rc = uv_timer_init(tcp_.loop, &idle_timer_);
+  void start(std::string peer) {
+    peer_ = std::move(peer);
+    int rc = uv_timer_init(tcp_.loop, &timer_);
     if (rc == 0) {
-      idle_timer_.data = this;
+      timer_.data = this;
       ++open_handles_;
-      rc = uv_timer_start(&idle_timer_, &AdminConn::on_idle, kIdleTimeoutMs, kIdleTimeoutMs);
-    }
-    if (rc == 0)
       rc = uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read);
+    }
+    if (rc == 0) rc = arm(Phase::kHead, kHeadTimeoutMs);
     if (rc != 0) close();
   }
 
-  // Safe to call twice. Teardown starts here from: read error/EOF, write failure, idle timeout,
-  // a response with Connection: close, AdminServer::close(). The last close callback frees this.
+  // Safe to call twice. Teardown starts here from: read error/EOF, write failure, a head or body
+  // timeout, a response with Connection: close, shedding by AdminServer (a newcomer needed the
+  // slot), AdminServer::close(). The last close callback frees this.
   void close() {
     if (std::exchange(closing_, true)) return;
-    for (uv_handle_t* h : {worker::as_handle(&tcp_), worker::as_handle(&idle_timer_)})
+    *alive_ = false;  // a deferred answer arriving later finds nobody
+    server_.forget(this);
+    for (uv_handle_t* h : {worker::as_handle(&tcp_), worker::as_handle(&timer_)})
       if (h->data && !uv_is_closing(h)) uv_close(h, &AdminConn::on_closed);
   }
+
+  bool closing() const { return closing_; }
+  const std::string& peer() const { return peer_; }
+  Phase phase() const { return phase_; }
+  // When the current wait (for a head or a body) began, in loop milliseconds.
+  uint64_t wait_started_ms() const { return wait_started_ms_; }
+  // Sheddable: waiting for bytes, with no answer still being written.
+  bool idle_or_incomplete() const { return !closing_ && !waiting_ && pending_writes_ == 0; }
 
   int on_head(http::Parser& p) override {
     request_ = {};
@@ -118,6 +238,7 @@ class AdminConn final : public http::Sink {
       too_large_ = true;
       return -1;
     }
+    arm(Phase::kBody, kBodyTimeoutMs);
     return 0;
   }
   int on_body(http::Parser&, const char* data, size_t len) override {
@@ -129,26 +250,109 @@ class AdminConn final : public http::Sink {
     return 0;
   }
   bool on_message_end(http::Parser&) override {
-    respond(server_.handle(request_), !keep_alive_);
-    return false;
+    waiting_ = true;
+    uv_timer_stop(&timer_);  // no deadline runs while the control plane works on the answer
+    in_message_end_ = true;
+    std::weak_ptr<bool> alive = alive_;
+    server_.handle_async(request_, [this, alive](AdminServer::Reply reply) {
+      std::shared_ptr<bool> still = alive.lock();
+      if (still && *still) answer(std::move(reply));  // else: closed meanwhile, nobody to tell
+    });
+    in_message_end_ = false;
+    return waiting_;  // still waiting: pause the parser (pipelined bytes wait in held_)
   }
 
  private:
+  int arm(Phase phase, uint64_t timeout_ms) {
+    phase_ = phase;
+    wait_started_ms_ = uv_now(tcp_.loop);
+    return uv_timer_start(&timer_, &AdminConn::on_timer, timeout_ms, 0);
+  }
+
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     auto* self = static_cast<AdminConn*>(s->data);
     if (nread < 0) {
       self->close();
       return;
     }
-    if (nread == 0 || self->close_after_write_) return;
-    uv_timer_again(&self->idle_timer_);
-    http::Parser::Result r = self->parser_.feed(buf->base, static_cast<size_t>(nread));
-    if (r.status == http::Parser::Status::kError || r.status == http::Parser::Status::kUpgrade) {
-      int status = self->too_large_ ? 413 : 400;
-      json body = {{"error", self->too_large_ ? "request body too large" : "malformed request"}};
-      self->respond({status, "application/json", body.dump() + "\n", false}, true);
+    if (nread == 0 || self->close_after_write_ || self->closing_) return;
+    try {  // a libuv callback: nothing may escape it (handle() already answers 500 itself)
+      if (self->waiting_) {  // read before the stop took effect: keep it for later
+        self->held_.append(buf->base, static_cast<size_t>(nread));
+        return;
+      }
+      self->consume(buf->base, static_cast<size_t>(nread));
+      self->flush();
+    } catch (...) {
+      self->close();
     }
-    self->flush();
+  }
+
+  // Parses `len` bytes; on a pause (an answer still to come) keeps the rest and stops reading.
+  void consume(const char* data, size_t len) {
+    http::Parser::Result r = parser_.feed(data, len);
+    if (r.status == http::Parser::Status::kPaused) {
+      held_.append(data + r.consumed, len - r.consumed);
+      uv_read_stop(worker::as_stream(&tcp_));
+    } else if (r.status == http::Parser::Status::kError) {
+      reject_malformed();
+    } else if (r.status == http::Parser::Status::kUpgrade) {
+      refuse(400, "the admin API does not upgrade connections", "upgrade");
+    }
+  }
+
+  // The control plane's answer to the current request, now (inside on_message_end) or later.
+  void answer(AdminServer::Reply reply) {
+    waiting_ = false;
+    respond(reply, !keep_alive_);
+    arm(Phase::kHead, kHeadTimeoutMs);  // the next head is due from this answer on
+    if (in_message_end_) return;        // on_read goes on parsing, then flushes
+    // A deferred answer: send it, parse what arrived meanwhile, and read again.
+    try {
+      flush();
+      if (closing_ || close_after_write_) return;
+      parser_.resume();
+      std::string held = std::move(held_);
+      held_.clear();
+      if (!held.empty()) consume(held.data(), held.size());
+      flush();
+      if (!waiting_ && !closing_ && !close_after_write_ &&
+          uv_read_start(worker::as_stream(&tcp_), &worker::LoopContext::on_alloc, &on_read) != 0)
+        close();
+    } catch (...) {
+      close();
+    }
+  }
+
+  void reject_malformed() {
+    if (too_large_) {
+      refuse(413,
+             "the request body is over the admin API's limit of " + std::to_string(kMaxBodyBytes) +
+                 " bytes",
+             "body");
+      return;
+    }
+    switch (parser_.error()) {
+      case http::ParseError::kHeadTooLarge:
+        refuse(431, "the request head is over " + std::to_string(kMaxHeadBytes) + " bytes", "head");
+        return;
+      case http::ParseError::kTooManyHeaders:
+        refuse(431, "the request has over " + std::to_string(kMaxHeaders) + " headers", "head");
+        return;
+      default: {
+        // llhttp's reason names the part ("Invalid characters in url", "Invalid method ...").
+        const std::string reason = parser_.error_reason() ? parser_.error_reason() : "";
+        const bool in_target = reason.find(" url") != std::string::npos;
+        refuse(400, "malformed request: " + reason, in_target ? "target" : "request");
+      }
+    }
+  }
+
+  // Answers `status` with a JSON error and closes after it is written.
+  void refuse(int status, const std::string& message, const std::string& field) {
+    head_request_ = false;
+    respond({status, "application/json", dump_json(api_error(status, message, field).body) + "\n"},
+            true);
   }
 
   void respond(const AdminServer::Reply& reply, bool close_after) {
@@ -191,7 +395,7 @@ class AdminConn final : public http::Sink {
       self->close();
       return;
     }
-    if (self->close_after_write_ && self->pending_writes_ == 0) {
+    if (self->close_after_write_ && self->pending_writes_ == 0 && !self->closing_) {
       uv_shutdown_t* sd = new uv_shutdown_t{};
       if (uv_shutdown(sd, worker::as_stream(&self->tcp_), [](uv_shutdown_t* r, int) {
             auto* c = static_cast<AdminConn*>(r->handle->data);
@@ -209,13 +413,47 @@ class AdminConn final : public http::Sink {
     if (--self->open_handles_ == 0) self->server_.erase(self);  // last use of self
   }
 
-  static void on_idle(uv_timer_t* t) { static_cast<AdminConn*>(t->data)->close(); }
+  // The head or the body did not arrive in time. A connection that sent nothing is closed
+  // silently (as an idle keep-alive would be); one mid-request gets a 408 first.
+  static void on_timer(uv_timer_t* t) {
+    auto* self = static_cast<AdminConn*>(t->data);
+    if (self->closing_) return;
+    if (self->close_after_write_) {  // its last answer had this long to be read
+      self->close();
+      return;
+    }
+    try {
+      if (self->phase_ == Phase::kBody) {
+        self->refuse(408,
+                     "the request body did not arrive within " +
+                         std::to_string(kBodyTimeoutMs / 1000) + " s of its head",
+                     "body");
+      } else if (self->parser_.in_message()) {
+        self->refuse(408,
+                     "the request head did not arrive within " +
+                         std::to_string(kHeadTimeoutMs / 1000) + " s",
+                     "head");
+      } else {
+        self->close();
+        return;
+      }
+      self->flush();
+    } catch (...) {
+      self->close();
+    }
+  }
 
   AdminServer& server_;  // outlives its connections (close() closes them first)
   http::Parser parser_;
   AdminServer::Request request_;
   std::string peer_;
   std::string out_;
+  Phase phase_ = Phase::kHead;
+  uint64_t wait_started_ms_ = 0;
+  std::string held_;  // bytes after a request whose answer is deferred, parsed once it is sent
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once closing
+  bool waiting_ = false;         // the current request's answer has not come yet
+  bool in_message_end_ = false;  // inside on_message_end: an answer now is not deferred
   bool keep_alive_ = true;
   bool head_request_ = false;
   bool too_large_ = false;
@@ -231,29 +469,7 @@ AdminServer::AdminServer(Control& control, config::AdminSpec spec, std::string c
 AdminServer::~AdminServer() = default;
 
 bool AdminServer::start(uv_loop_t* loop, std::string* error) {
-  if (!spec_.token_file.empty()) {
-    std::filesystem::path p(spec_.token_file);
-    if (p.is_relative()) p = std::filesystem::path(config_dir_) / p;
-    std::ifstream in(p, std::ios::binary);
-    if (!in) {
-      *error = "cannot read admin token_file " + p.string() + ": " + std::strerror(errno);
-      return false;
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    token_ = ss.str();
-    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back())))
-      token_.pop_back();
-    if (token_.empty()) {
-      *error = "admin token_file " + p.string() + " is empty";
-      return false;
-    }
-  }
-  if (!is_loopback_host(spec_.address.host) && token_.empty()) {
-    *error = "admin address " + spec_.address.text +
-             " is not loopback: refusing to start without [admin] token_file";
-    return false;
-  }
+  if (!load_tokens(error)) return false;
   std::string host = spec_.address.host == "localhost" ? "127.0.0.1" : spec_.address.host;
   sockaddr_storage addr{};
   if (uv_ip4_addr(host.c_str(), spec_.address.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -306,38 +522,176 @@ void AdminServer::erase(AdminConn* conn) {
   conns_.erase(conn);
 }
 
+void AdminServer::forget(AdminConn* conn) {
+  if (conn->peer().empty()) return;  // never started: not counted
+  auto it = per_peer_.find(conn->peer());
+  if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+  --open_;
+}
+
+AdminConn* AdminServer::least_useful(const std::string* peer) const {
+  // Waiting for a head before waiting for a body (a head-complete request is closer to being
+  // useful), then whoever has waited longest. Linear: at most kMaxConnections entries.
+  AdminConn* best = nullptr;
+  for (const auto& [raw, owned] : conns_) {
+    if (!raw->idle_or_incomplete() || raw->peer().empty() || (peer && raw->peer() != *peer))
+      continue;
+    if (!best) {
+      best = raw;
+      continue;
+    }
+    const bool raw_head = raw->phase() == AdminConn::Phase::kHead;
+    const bool best_head = best->phase() == AdminConn::Phase::kHead;
+    if (raw_head != best_head) {
+      if (raw_head) best = raw;
+    } else if (raw->wait_started_ms() < best->wait_started_ms()) {
+      best = raw;
+    }
+  }
+  return best;
+}
+
 void AdminServer::on_connection(uv_stream_t* s, int status) {
   auto* self = static_cast<AdminServer*>(s->data);
   if (status < 0 || self->closed_) return;
-  auto conn = std::make_unique<AdminConn>(*self);
-  // Over the cap the connection is still accepted (so it leaves the backlog) and then closed.
-  const bool over_cap = self->conns_.size() >= kMaxConnections;
+  auto conn = std::make_unique<AdminConn>(*self, uv_now(s->loop));
   if (uv_tcp_init(s->loop, &conn->tcp_) != 0) return;
   conn->tcp_.data = conn.get();
   AdminConn* raw = conn.get();
   self->conns_[raw] = std::move(conn);
+  // Always accepted, so that it leaves the backlog; then it either gets a slot or is closed.
   if (uv_accept(s, worker::as_stream(&raw->tcp_)) != 0) {
     raw->close();
     return;
   }
-  if (over_cap) {
+  std::string peer = peer_ip(&raw->tcp_);
+  // At a cap, shed rather than refuse: a slow or idle client must not lock the operator out
+  // (256 connections dribbling one byte every 5 s once made every call fail for 22 s). The
+  // newcomer is refused only when every slot is busy answering.
+  auto make_room = [&](const std::string* same_peer) {
+    AdminConn* victim = self->least_useful(same_peer);
+    if (!victim) return false;
+    victim->close();
+    return true;
+  };
+  auto count = self->per_peer_.find(peer);
+  const size_t mine = count == self->per_peer_.end() ? 0 : count->second;
+  if ((mine >= kMaxConnectionsPerClient && !make_room(&peer)) ||
+      (self->open_ >= kMaxConnections && !make_room(nullptr))) {
     raw->close();
     return;
   }
+  ++self->per_peer_[peer];
+  ++self->open_;
   uv_tcp_nodelay(&raw->tcp_, 1);
-  raw->start();
+  raw->start(std::move(peer));
 }
 
-bool AdminServer::authorized(const Request& r) const {
-  if (token_.empty()) return true;
+bool AdminServer::load_tokens(std::string* error) {
+  auto read_token = [&](const std::string& file, const char* key, std::string* out) {
+    std::filesystem::path p(file);
+    if (p.is_relative()) p = std::filesystem::path(config_dir_) / p;
+    std::ifstream in(p, std::ios::binary);
+    if (!in) {
+      *error =
+          std::string("cannot read admin ") + key + " " + p.string() + ": " + std::strerror(errno);
+      return false;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    *out = ss.str();
+    while (!out->empty() && std::isspace(static_cast<unsigned char>(out->back()))) out->pop_back();
+    if (out->empty()) {
+      *error = std::string("admin ") + key + " " + p.string() + " is empty";
+      return false;
+    }
+    return true;
+  };
+  token_.clear();
+  read_token_.clear();
+  if (!spec_.token_file.empty() && !read_token(spec_.token_file, "token_file", &token_))
+    return false;
+  if (!spec_.read_token_file.empty() &&
+      !read_token(spec_.read_token_file, "read_token_file", &read_token_))
+    return false;
+  if (!read_token_.empty() && token_.empty()) {
+    *error = "admin read_token_file needs token_file too (mutating calls need the full token)";
+    return false;
+  }
+  if (!read_token_.empty() && token_equals(read_token_, token_)) {
+    *error = "admin read_token_file holds the same token as token_file";
+    return false;
+  }
+  if (!config::is_loopback_host(spec_.address.host) && token_.empty()) {
+    *error = "admin address " + spec_.address.text +
+             " is not loopback: refusing to start without [admin] token_file";
+    return false;
+  }
+  // Off loopback every endpoint needs a token: /admin/status exposes the whole topology and
+  // /metrics every function, alias and version.
+  reads_need_token_ = !config::is_loopback_host(spec_.address.host) || !read_token_.empty();
+  return true;
+}
+
+bool AdminServer::has_token(const Request& r, const std::string& token) const {
+  if (token.empty()) return false;
   std::string_view auth = r.authorization;
   constexpr std::string_view kBearer = "Bearer ";
   if (auth.size() < kBearer.size() || !http::iequals(auth.substr(0, kBearer.size()), kBearer))
     return false;
-  return token_equals(auth.substr(kBearer.size()), token_);
+  return token_equals(auth.substr(kBearer.size()), token);
 }
 
-AdminServer::Reply AdminServer::handle(const Request& r) {
+bool AdminServer::authorized(const Request& r, bool mutating) const {
+  if (mutating) return token_.empty() || has_token(r, token_);
+  if (!reads_need_token_) return true;
+  return has_token(r, token_) || has_token(r, read_token_);
+}
+
+AdminServer::Reply AdminServer::handle(const Request& r) noexcept {
+  // The error boundary: nothing a request does (bad bytes, a bug, a throwing hook) may end the
+  // process, since the data plane runs in it too.
+  try {
+    return route(r, nullptr);
+  } catch (const std::exception& e) {
+    return internal_error(r, e.what());
+  } catch (...) {
+    return internal_error(r, "unknown exception");
+  }
+}
+
+void AdminServer::handle_async(const Request& r, ReplyDone done) noexcept {
+  Reply rep;
+  try {
+    rep = route(r, &done);
+  } catch (const std::exception& e) {
+    rep = internal_error(r, e.what());
+  } catch (...) {
+    rep = internal_error(r, "unknown exception");
+  }
+  if (rep.deferred) return;
+  try {
+    done(std::move(rep));
+  } catch (...) {
+  }
+}
+
+AdminServer::Reply AdminServer::internal_error(const Request& r, const char* what) noexcept {
+  try {
+    std::string line = "sluice: admin: " + r.method + " " + r.target + " failed: " + what;
+    for (char& c : line)
+      if (static_cast<unsigned char>(c) < 0x20) c = '?';  // one log line, whatever was sent
+    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+    return json_reply(api_error(500, std::string("internal error: ") + what));
+  } catch (...) {
+    return {500, "application/json", "{\"error\": \"internal error\"}\n", false};
+  }
+}
+
+AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) {
+  if (!valid_utf8(r.target))
+    return json_reply(api_error(400, "the request target is not valid UTF-8", "target"));
   std::string_view target = r.target;
   target = target.substr(0, target.find('?'));
   std::vector<std::string> p = split_path(target);
@@ -353,10 +707,23 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
     return registry_->merged(uv_hrtime() / 1000000);
   };
 
-  if (p.size() == 1 && (p[0] == "healthz" || p[0] == "readyz")) {  // probes: no token, no detail
+  // Orchestrator probes: before the token check (kubelet has no token, even off loopback), and
+  // they reveal nothing but ok / not ready.
+  if (p.size() == 1 && (p[0] == "healthz" || p[0] == "readyz")) {
     if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
     const bool ok = p[0] == "healthz" || (ready_ && ready_());
     return {ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "not ready\n", false};
+  }
+  // The token check comes before anything about the target is revealed (even a 404).
+  if (!authorized(r, mutating)) {
+    const bool read_token = mutating && has_token(r, read_token_);
+    Reply rep = json_reply(api_error(401,
+                                     r.authorization.empty() ? "missing bearer token"
+                                     : read_token ? "the read token cannot change anything"
+                                                  : "wrong bearer token",
+                                     "authorization"));
+    rep.unauthorized = true;
+    return rep;
   }
   if (p.size() == 1 && p[0] == "metrics") {
     if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
@@ -368,42 +735,59 @@ AdminServer::Reply AdminServer::handle(const Request& r) {
   }
   if (p.empty() || p[0] != "admin") return json_reply(api_error(404, "no such endpoint"));
 
-  // Every mutating call needs the token, before anything about the target is revealed.
-  if (mutating && !authorized(r)) {
-    Reply rep = json_reply(
-        api_error(401, r.authorization.empty() ? "missing bearer token" : "wrong bearer token",
-                  "authorization"));
-    rep.unauthorized = true;
-    return rep;
-  }
   const std::string actor = "api:" + r.peer;
+  // Every body is JSON of bounded depth, whichever handler (or hook) reads it afterwards.
+  std::optional<json> body;
+  if (!r.body.empty()) {
+    ApiResult bad;
+    body = parse_body(r.body, &bad);
+    if (!body) return json_reply(bad);
+  }
+  ApiResult bad_body;
+  auto takes_no_body = [&](const std::string& what) { return no_body(body, what, &bad_body); };
 
   if (p.size() == 2 && p[1] == "status") {
     if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
+    if (!takes_no_body("GET /admin/status")) return json_reply(bad_body);
     std::optional<observe::Snapshot> snap = live();
-    json body = control_.status(snap ? &*snap : nullptr);
-    if (status_extension_) status_extension_(body);
-    return json_reply({200, std::move(body)});
+    json out = control_.status(snap ? &*snap : nullptr);
+    if (status_extension_) status_extension_(out);
+    return json_reply({200, std::move(out)});
   }
   if (p.size() == 2 && p[1] == "reload") {
     if (m != "POST") return method_not_allowed("POST");
-    return json_reply(control_.reload("api"));
+    if (!takes_no_body("POST /admin/reload")) return json_reply(bad_body);
+    if (!later) return json_reply(control_.reload("api"));
+    control_.reload("api", [done = *later](ApiResult result) {
+      Reply rep;
+      try {
+        rep = json_reply(result);
+      } catch (...) {
+        rep = {500, "application/json", "{\"error\": \"internal error\"}\n"};
+      }
+      done(std::move(rep));
+    });
+    Reply rep;
+    rep.deferred = true;
+    return rep;
   }
   if (p.size() >= 3 && p[1] == "functions") {
     const std::string& f = p[2];
     if (p.size() == 4 && p[3] == "versions") {
       if (m != "POST") return method_not_allowed("POST");
+      if (!takes_no_body("publishing a version")) return json_reply(bad_body);
       return json_reply(control_.publish_version(f, actor));
     }
     if (p.size() == 5 && p[3] == "aliases") {
       if (m != "PUT") return method_not_allowed("PUT");
-      json body = json::parse(r.body, nullptr, false);
-      if (body.is_discarded())
-        return json_reply(api_error(400, "the body is not valid JSON", "body"));
-      return json_reply(control_.set_alias(f, p[4], body, actor));
+      if (!body)
+        return json_reply(
+            api_error(400, "the body is empty (expected {\"traffic\": {...}})", "body"));
+      return json_reply(control_.set_alias(f, p[4], *body, actor));
     }
     if (p.size() == 6 && p[3] == "aliases" && p[5] == "rollback") {
       if (m != "POST") return method_not_allowed("POST");
+      if (!takes_no_body("rollback")) return json_reply(bad_body);
       return json_reply(control_.rollback(f, p[4], actor));
     }
   }

@@ -41,9 +41,13 @@ class AdminServer {
   // answers 200 while the process serves. Both need no token and reveal nothing else.
   void set_ready(std::function<bool()> ready) { ready_ = std::move(ready); }
 
-  // Reads the token file (if any), refuses a non-loopback address without one, binds, listens
-  // and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
+  // Reads the token files (if any), refuses a non-loopback address without a token, binds,
+  // listens and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
   bool start(uv_loop_t* loop, std::string* error);
+  // The token part of start(), on its own (tests call handle() without a listener). Off
+  // loopback, or with read_token_file, every endpoint needs a token; mutating ones need
+  // token_file's, reads accept either.
+  bool load_tokens(std::string* error);
   // Stops listening and closes every connection (close callbacks run on the loop). Idempotent.
   void close();
   const std::string& bound() const { return bound_; }
@@ -60,9 +64,17 @@ class AdminServer {
     std::string content_type = "application/json";
     std::string body;
     bool unauthorized = false;  // adds WWW-Authenticate
+    bool deferred = false;      // handle_async only: the answer comes later through `done`
   };
-  // Routes one request to the control plane. Runs synchronously on the control loop.
-  Reply handle(const Request& request);
+  // Routes one request to the control plane. Runs synchronously on the control loop. Never
+  // throws: any exception (from a handler, the control plane or a hook) becomes a 500 answer.
+  // POST /admin/reload answers 202 if the file's host names are still resolving.
+  Reply handle(const Request& request) noexcept;
+  using ReplyDone = std::function<void(Reply)>;
+  // The same, but an answer that must wait (POST /admin/reload while the file's host names
+  // resolve, off the loop) comes later: `done` runs exactly once, now or later on the loop,
+  // unless the control plane closes first.
+  void handle_async(const Request& request, ReplyDone done) noexcept;
 
   // Hooks for proxy/shift/ (progressive shifts): `extension` is asked, after the token check,
   // about every /admin/... path handle() does not know (`path`: its segments); nullopt means
@@ -74,21 +86,36 @@ class AdminServer {
     status_extension_ = std::move(f);
   }
 
-  // Connection bookkeeping (AdminConn only).
+  // Connection bookkeeping (AdminConn only): forget() when it starts closing (frees its slot),
+  // erase() from its last close callback (frees it).
+  void forget(AdminConn* conn);
   void erase(AdminConn* conn);
 
  private:
   static void on_connection(uv_stream_t* server, int status);
-  bool authorized(const Request& r) const;
+  // The connection to close so a newcomer fits: waiting for a head before waiting for a body,
+  // longest wait first; only those of `peer` when given. nullptr if every one is answering.
+  AdminConn* least_useful(const std::string* peer) const;
+  bool has_token(const Request& r, const std::string& token) const;
+  bool authorized(const Request& r, bool mutating) const;
+  // handle() without the error boundary; `later` set: may defer (Reply::deferred) and answer
+  // through it.
+  Reply route(const Request& request, const ReplyDone* later);
+  static Reply internal_error(const Request& request, const char* what) noexcept;
 
   Control& control_;
   config::AdminSpec spec_;
   std::string config_dir_;
   std::string token_;                            // empty: no token configured
+  std::string read_token_;                       // empty: none; allows GET/HEAD only
+  bool reads_need_token_ = false;                // off loopback, or with a read token
   const observe::Registry* registry_ = nullptr;  // kept alive by the caller
   uv_tcp_t* listener_ = nullptr;                 // freed by its close callback
   std::string bound_;
-  std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;
+  std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;  // open and closing
+  std::unordered_map<std::string, size_t> per_peer_;  // open connections per client IP
+  size_t open_ = 0;                                   // open (not closing) connections
+  uint64_t shed_ = 0;
   bool closed_ = false;
   Extension extension_;                                    // proxy/shift/ hook
   std::function<void(nlohmann::json&)> status_extension_;  // proxy/shift/ hook

@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/traffic.h"
+
 namespace sluice::admin {
 namespace {
 
@@ -301,6 +303,16 @@ config::Config compose(const config::Config& file, State& state,
             break;
           }
         }
+        // A state file written before the API shared the loader's checks (or edited by hand)
+        // may hold a map the file would refuse; it must not reach the routing table.
+        if (why.empty()) {
+          std::vector<config::TrafficEntry> entries;
+          for (const auto& [v, w] : *as.override_traffic)
+            entries.push_back({v, w, config::weight_text(w), ""});
+          std::vector<config::TrafficIssue> issues =
+              config::check_traffic(fn, fn.name + ":" + alias.name, entries);
+          if (!issues.empty()) why = issues.front().message;
+        }
       }
       if (!why.empty()) {
         TrafficMap file_map = traffic_of(alias);
@@ -323,6 +335,10 @@ uint32_t next_version_number(const config::FunctionSpec& fn, const FunctionState
   if (!fs.published.empty()) n = std::max(n, fs.published.rbegin()->first + 1);
   if (!fs.fingerprints.empty()) n = std::max(n, fs.fingerprints.rbegin()->first + 1);
   return n;
+}
+
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
 std::string now_rfc3339() {
@@ -369,8 +385,69 @@ bool write_file_atomic(const std::string& path, std::string_view content, std::s
   return true;
 }
 
-bool Store::load(State& out, std::string* error) const {
+namespace {
+
+// The sequence number of the last record in audit.jsonl that has one (0 if none), and whether
+// the file ends with a newline. Reads from the end: only the tail matters.
+bool audit_tail(const std::string& path, uint64_t* last_seq, bool* ends_with_newline,
+                std::string* error) {
+  *last_seq = 0;
+  *ends_with_newline = true;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return true;
+    *error = errno_text("cannot read", path);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    *error = errno_text("cannot read", path);
+    ::close(fd);
+    return false;
+  }
+  const auto size = static_cast<uint64_t>(st.st_size);
+  std::string tail;
+  for (uint64_t want = 64 * 1024;; want *= 4) {
+    const uint64_t take = std::min(want, size);
+    tail.assign(take, '\0');
+    size_t got = 0;
+    while (got < take) {
+      ssize_t n = ::pread(fd, tail.data() + got, take - got, static_cast<off_t>(size - take + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    tail.resize(got);
+    if (!tail.empty()) *ends_with_newline = tail.back() == '\n';
+    // Whole lines only: the first one may be cut unless the tail is the whole file.
+    size_t end = tail.size();
+    while (end > 0) {
+      size_t start = tail.rfind('\n', end - 1);
+      const bool whole = start != std::string::npos || take == size;
+      start = start == std::string::npos ? 0 : start + 1;
+      if (!whole) break;
+      json j = json::parse(std::string_view(tail).substr(start, end - start), nullptr, false);
+      if (j.is_object() && j.contains("seq") && j["seq"].is_number_unsigned()) {
+        *last_seq = j["seq"].get<uint64_t>();
+        ::close(fd);
+        return true;
+      }
+      if (start == 0) break;
+      end = start - 1;
+    }
+    if (take == size) break;
+  }
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+bool Store::load(State& out, std::string* error, size_t* repaired) {
   out = State{};
+  unaudited_.clear();
+  next_seq_ = 1;
+  if (repaired) *repaired = 0;
   if (!durable()) return true;
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
@@ -378,41 +455,63 @@ bool Store::load(State& out, std::string* error) const {
     *error = "cannot create state directory " + dir_ + ": " + ec.message();
     return false;
   }
-  if (!std::filesystem::exists(state_path(), ec)) return true;
-  std::ifstream in(state_path(), std::ios::binary);
-  if (!in) {
-    *error = errno_text("cannot read", state_path());
-    return false;
+  uint64_t state_seq = 0;
+  std::vector<json> carried;
+  if (std::filesystem::exists(state_path(), ec)) {
+    std::ifstream in(state_path(), std::ios::binary);
+    if (!in) {
+      *error = errno_text("cannot read", state_path());
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    json doc = json::parse(ss.str(), nullptr, false);
+    if (doc.is_discarded()) {
+      *error = state_path() + ": not valid JSON";
+      return false;
+    }
+    if (!from_json(doc, out, error)) {
+      *error = state_path() + ": " + *error;
+      return false;
+    }
+    if (doc.contains("audit") && doc["audit"].is_object()) {
+      const json& a = doc["audit"];
+      if (a.contains("last_seq") && a["last_seq"].is_number_unsigned())
+        state_seq = a["last_seq"].get<uint64_t>();
+      if (a.contains("unaudited") && a["unaudited"].is_array())
+        for (const json& line : a["unaudited"])
+          if (line.is_object() && line.contains("seq") && line["seq"].is_number_unsigned())
+            carried.push_back(line);
+    }
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json doc = json::parse(ss.str(), nullptr, false);
-  if (doc.is_discarded()) {
-    *error = state_path() + ": not valid JSON";
-    return false;
+  uint64_t audited_seq = 0;
+  bool newline = true;
+  if (!audit_tail(audit_path(), &audited_seq, &newline, error)) return false;
+  next_seq_ = std::max(state_seq, audited_seq) + 1;
+  for (const json& line : carried)
+    if (line["seq"].get<uint64_t>() > audited_seq) unaudited_.push_back(line);
+  if (unaudited_.empty()) return true;
+  // A crash came between the state's rename and the audit append: add what is missing.
+  std::string append_error;
+  if (!newline) {  // a torn last line: end it, so the repaired records start on their own line
+    int fd = ::open(audit_path().c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)write_all(fd, "\n");
+      ::close(fd);
+    }
   }
-  if (!from_json(doc, out, error)) {
-    *error = state_path() + ": " + *error;
-    return false;
+  if (append(unaudited_, &append_error)) {
+    if (repaired) *repaired = unaudited_.size();
+    unaudited_.clear();
   }
+  // else: they stay in unaudited_ and go out with the next commit.
   return true;
 }
 
-bool Store::save(const State& state, std::string* error) const {
-  if (!durable()) return true;
-  return write_file_atomic(state_path(), to_json(state).dump(1) + "\n", error);
-}
-
-bool Store::audit(const AuditEntry& e, std::string* error) const {
-  if (!durable()) return true;
-  json line = {{"time", now_rfc3339()},
-               {"actor", e.actor},
-               {"cause", e.cause},
-               {"function", e.function},
-               {"alias", e.alias.empty() ? json(nullptr) : json(e.alias)},
-               {"old", e.old_value},
-               {"new", e.new_value}};
-  std::string text = line.dump() + "\n";
+bool Store::append(const std::vector<json>& lines, std::string* error) const {
+  if (lines.empty()) return true;
+  std::string text;
+  for (const json& line : lines) text += dump_json(line) + "\n";
   int fd = ::open(audit_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     *error = errno_text("cannot open", audit_path());
@@ -422,6 +521,35 @@ bool Store::audit(const AuditEntry& e, std::string* error) const {
   if (!ok) *error = errno_text("cannot append to", audit_path());
   ::close(fd);
   return ok;
+}
+
+bool Store::commit(const State& state, const std::vector<AuditEntry>& audits, std::string* error,
+                   std::string* audit_error) {
+  if (!durable()) return true;
+  std::vector<json> lines = unaudited_;
+  uint64_t seq = next_seq_;
+  for (const AuditEntry& e : audits) {
+    lines.push_back({{"seq", seq++},
+                     {"time", now_rfc3339()},
+                     {"actor", e.actor},
+                     {"cause", e.cause},
+                     {"function", e.function},
+                     {"alias", e.alias.empty() ? json(nullptr) : json(e.alias)},
+                     {"old", e.old_value},
+                     {"new", e.new_value}});
+  }
+  json doc = to_json(state);
+  doc["audit"] = {{"last_seq", seq - 1}, {"unaudited", lines}};
+  if (!write_file_atomic(state_path(), dump_json(doc, 1) + "\n", error)) return false;
+  next_seq_ = seq;  // the state (and with it these records) is durable from here on
+  std::string err;
+  if (append(lines, &err)) {
+    unaudited_.clear();
+  } else {
+    unaudited_ = std::move(lines);
+    if (audit_error) *audit_error = err;
+  }
+  return true;
 }
 
 }  // namespace sluice::admin

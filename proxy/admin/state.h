@@ -106,11 +106,23 @@ struct AuditEntry {
   nlohmann::json new_value;
 };
 
+// JSON text that never throws on bytes that are not UTF-8 (a config path, a request target, an
+// error message quoting input): they become U+FFFD. Every JSON the control plane writes (API
+// answers, status, state and audit files) goes through this. `indent` as json::dump.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+
 // RFC 3339 UTC time with milliseconds, now.
 std::string now_rfc3339();
 
 // Durable storage of State in a directory: state.json (temp file + fsync + rename + directory
 // fsync) and audit.jsonl (append + fsync). With an empty dir everything stays in memory.
+//
+// The audit log never misses a change the state shows. Each audit record gets a sequence number,
+// and state.json carries the number of the last record of its change plus every record not yet
+// known to be in audit.jsonl. commit() writes the state first (the change's point of no return),
+// then appends the records; a crash in between leaves the records in state.json, and the next
+// load() appends those missing from audit.jsonl. (Writing the audit first instead would record
+// changes that a crash then never applies.)
 class Store {
  public:
   explicit Store(std::string dir) : dir_(std::move(dir)) {}
@@ -120,12 +132,22 @@ class Store {
   std::string audit_path() const { return dir_ + "/audit.jsonl"; }
 
   // Creates the directory if needed and reads state.json if present (absent: empty state).
-  bool load(State& out, std::string* error) const;
-  bool save(const State& state, std::string* error) const;
-  bool audit(const AuditEntry& entry, std::string* error) const;
+  // Appends to audit.jsonl the records state.json holds that it lacks; `repaired` (optional)
+  // gets how many.
+  bool load(State& out, std::string* error, size_t* repaired = nullptr);
+  // Makes `state` durable with `audits` (see above). false with `error` if the state could not
+  // be written (nothing changed); true otherwise, with `audit_error` set if the records could
+  // not be appended yet (they stay in state.json and are retried with the next commit).
+  bool commit(const State& state, const std::vector<AuditEntry>& audits, std::string* error,
+              std::string* audit_error = nullptr);
+  bool save(const State& state, std::string* error) { return commit(state, {}, error); }
 
  private:
+  bool append(const std::vector<nlohmann::json>& lines, std::string* error) const;
+
   std::string dir_;
+  uint64_t next_seq_ = 1;                  // the next audit record's number
+  std::vector<nlohmann::json> unaudited_;  // records in state.json but maybe not in the log
 };
 
 // Writes `content` to `path` atomically and durably: temp file, fsync, rename, fsync directory.

@@ -16,13 +16,13 @@
 #include <nlohmann/json.hpp>
 
 #include "config/lint.h"
+#include "config/traffic.h"
 #include "config/values.h"
 #include "shift/plan.h"
 
 namespace sluice::config {
 namespace {
 
-constexpr double kMaxTrafficWeight = 1'000'000;
 constexpr uint64_t kMaxEndpointWeight = 10'000;
 constexpr const char* kDurationHint =
     "expected a number with a unit ms, s, m or h, e.g. \"250ms\", \"1s\", \"2m\"";
@@ -167,6 +167,7 @@ class Loader {
                                             bool allow_port_zero);
 
   void load_listen(const toml::table& root);
+  void load_trusted_proxies(const toml::table& t, ListenSpec& spec);
   void load_admin(const toml::table& root);
   void load_limits(const toml::table& root);
   void load_functions(const toml::table& root);
@@ -304,10 +305,21 @@ void Loader::load(const toml::table& root) {
   }
   load_limits(root);
   if (const toml::table* up = table_at(root, "upstream", "[upstream]")) {
-    check_keys(*up, {"keepalive", "idle_timeout"}, "[upstream]");
+    check_keys(*up, {"keepalive", "idle_timeout", "resolve_interval"}, "[upstream]");
     read_uint_into(*up, "keepalive", "upstream.keepalive", 0, 100000, &cfg_.upstream.keepalive);
     read_duration(*up, "idle_timeout", "upstream.idle_timeout", false,
                   &cfg_.upstream.idle_timeout_ms);
+    uint32_t every_ms = 0;
+    if (read_duration(*up, "resolve_interval", "upstream.resolve_interval", true, &every_ms)) {
+      if (every_ms != 0 && every_ms < 1000) {
+        error(pos_of(*up->get("resolve_interval")),
+              "upstream.resolve_interval " + format_duration_ms(every_ms) +
+                  " is too short (expected \"0s\" to resolve only at start and reload, or at "
+                  "least \"1s\")");
+      } else {
+        cfg_.upstream.resolve_interval_ms = every_ms;
+      }
+    }
   }
   if (const toml::table* log = table_at(root, "log", "[log]")) {
     check_keys(*log, {"access"}, "[log]");
@@ -352,7 +364,7 @@ void Loader::load_listen(const toml::table& root) {
   }
   std::map<std::string, SourcePos> seen;
   for (const toml::table* t : tables) {
-    check_keys(*t, {"address", "tls"}, "[listen]");
+    check_keys(*t, {"address", "tls", "trusted_proxies"}, "[listen]");
     ListenSpec spec{SocketAddress{"0.0.0.0:8080", "0.0.0.0", 8080}, {}, pos_of(*t)};
     bool ok = true;
     if (const toml::node* a = t->get("address")) {
@@ -363,28 +375,14 @@ void Loader::load_listen(const toml::table& root) {
         ok = false;
       }
     }
-    if (const toml::node* tls = t->get("tls")) {
-      if (!tls->is_table()) {
-        wrong_type(*tls, "listen.tls", "a table { cert = \"file.pem\", key = \"file.key\" }");
-      } else {
-        const toml::table& tt = *tls->as_table();
-        check_keys(tt, {"cert", "key"}, "listen.tls");
-        TlsSpec tls_spec;
-        for (auto [key, out] :
-             {std::pair{"cert", &tls_spec.cert}, std::pair{"key", &tls_spec.key}}) {
-          const bool present = read_string(tt, key, std::string("listen.tls.") + key, out);
-          if (!tt.get(key)) {
-            error(pos_of(*tls),
-                  std::string("listen.tls has no ") + key +
-                      " (expected tls = { cert = \"file.pem\", key = \"file.key\" })");
-          } else if (present && out->empty()) {
-            error(pos_of(*tt.get(key)),
-                  std::string("listen.tls.") + key + " is empty (expected a file path)");
-          }
-        }
-        spec.tls = tls_spec;
-      }
+    if (t->get("tls")) {
+      // Refused, not ignored: accepting it would serve plain HTTP on a port the operator
+      // believes is encrypted. The model keeps TlsSpec for when TLS is built.
+      error(pos_of(t->find("tls")->first),
+            "listen.tls: TLS is not supported yet, so this listener would serve plain HTTP "
+            "(expected no tls key: terminate TLS in front of sluice until it supports it)");
     }
+    load_trusted_proxies(*t, spec);
     if (ok) {
       auto [it, inserted] = seen.emplace(spec.address.text, spec.pos);
       if (!inserted) {
@@ -397,11 +395,43 @@ void Loader::load_listen(const toml::table& root) {
   }
 }
 
+void Loader::load_trusted_proxies(const toml::table& t, ListenSpec& spec) {
+  const toml::node* n = t.get("trusted_proxies");
+  if (!n) return;
+  constexpr const char* kExpected = "an array of CIDR strings, e.g. [\"10.0.0.0/8\", \"::1/128\"]";
+  if (!n->is_array()) {
+    wrong_type(*n, "listen.trusted_proxies", kExpected);
+    return;
+  }
+  for (const toml::node& e : *n->as_array()) {
+    if (!e.is_string()) {
+      wrong_type(e, "an entry of listen.trusted_proxies", kExpected);
+      continue;
+    }
+    const std::string& text = e.as_string()->get();
+    std::string why;
+    if (auto cidr = http::parse_cidr(text, &why)) {
+      spec.trusted_proxies.push_back(*cidr);
+    } else {
+      error(pos_of(e), "bad CIDR " + quote(text) + " in listen.trusted_proxies: " + why +
+                           " (expected an address and prefix length, e.g. \"10.0.0.0/8\" or "
+                           "\"fd00::/8\")");
+    }
+  }
+}
+
 void Loader::load_admin(const toml::table& root) {
   const toml::table* admin = table_at(root, "admin", "[admin]");
   if (!admin) return;
-  check_keys(*admin, {"address", "token_file"}, "[admin]");
+  check_keys(*admin, {"address", "token_file", "read_token_file"}, "[admin]");
   read_string(*admin, "token_file", "admin.token_file", &cfg_.admin.token_file);
+  if (read_string(*admin, "read_token_file", "admin.read_token_file",
+                  &cfg_.admin.read_token_file) &&
+      cfg_.admin.token_file.empty()) {
+    error(pos_of(*admin->get("read_token_file")),
+          "admin.read_token_file needs admin.token_file too (expected token_file = \"...\" for "
+          "the calls that change traffic; the read token only allows GET)");
+  }
   const toml::node* a = admin->get("address");
   if (!a) return;
   auto addr = read_address(*a, "admin.address", true);
@@ -419,12 +449,17 @@ void Loader::load_limits(const toml::table& root) {
   const toml::table* l = table_at(root, "limits", "[limits]");
   if (!l) return;
   check_keys(*l,
-             {"header_timeout", "idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
-              "max_connections", "drain_timeout"},
+             {"header_timeout", "idle_timeout", "body_timeout", "send_timeout",
+              "tunnel_idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
+              "max_connections", "max_connections_per_client", "drain_timeout"},
              "[limits]");
   LimitsSpec& s = cfg_.limits;
   read_duration(*l, "header_timeout", "limits.header_timeout", false, &s.header_timeout_ms);
   read_duration(*l, "idle_timeout", "limits.idle_timeout", false, &s.idle_timeout_ms);
+  read_duration(*l, "body_timeout", "limits.body_timeout", false, &s.body_timeout_ms);
+  read_duration(*l, "send_timeout", "limits.send_timeout", false, &s.send_timeout_ms);
+  read_duration(*l, "tunnel_idle_timeout", "limits.tunnel_idle_timeout", false,
+                &s.tunnel_idle_timeout_ms);
   read_duration(*l, "drain_timeout", "limits.drain_timeout", true, &s.drain_timeout_ms);
   read_uint_into(*l, "max_header_bytes", "limits.max_header_bytes", 1024, 16u << 20,
                  &s.max_header_bytes);
@@ -433,6 +468,8 @@ void Loader::load_limits(const toml::table& root) {
                  &s.max_body_size);
   read_uint_into(*l, "max_connections", "limits.max_connections", 1, 10'000'000,
                  &s.max_connections);
+  read_uint_into(*l, "max_connections_per_client", "limits.max_connections_per_client", 1,
+                 10'000'000, &s.max_connections_per_client);
 }
 
 void Loader::load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out) {
@@ -603,20 +640,6 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   }
 }
 
-std::string defined_versions(const FunctionSpec& f) {
-  std::vector<std::string> names;
-  for (const auto& [n, v] : f.versions) names.push_back(v.number);
-  if (f.latest) names.push_back(kLatest);
-  if (names.empty()) return "no versions are defined";
-  return "defined: " + join(names);
-}
-
-bool has_version(const FunctionSpec& f, std::string_view number) {
-  if (number == kLatest) return f.latest.has_value();
-  auto n = parse_version_number(number);
-  return n && f.versions.count(*n) != 0;
-}
-
 void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const toml::table& t) {
   AliasSpec a;
   a.name = std::move(name);
@@ -631,60 +654,40 @@ void Loader::load_alias(FunctionSpec& f, std::string name, SourcePos pos, const 
     error(pos, "alias " + label + " has no traffic map (" + traffic_hint + ")");
   } else if (!tr->is_table()) {
     wrong_type(*tr, where + ".traffic", "a table { \"<version>\" = <weight>, ... }");
-  } else if (tr->as_table()->empty()) {
-    error(pos_of(*tr), "alias " + label + " has an empty traffic map (" + traffic_hint + ")");
   } else {
+    // The checks themselves are shared with the admin API (config/traffic.h); this only reads
+    // TOML into entries and maps each issue back to its key, value or table position.
     a.traffic_pos = pos_of(*tr);
-    bool all_valid = true;
-    double sum = 0;
-    const std::string weight_hint =
-        "expected a number from 0 to " + std::to_string(static_cast<int64_t>(kMaxTrafficWeight));
-    for (auto [k, v] : in_file_order(*tr->as_table())) {
-      const std::string& version = std::string(k->str());
-      if (version != kLatest && !parse_version_number(version)) {
-        error(pos_of(*k), "traffic key " + quote(version) + " of alias " + label +
-                              " is not a version (expected a version number such as \"3\", or "
-                              "\"$LATEST\")");
-        all_valid = false;
-        continue;
-      }
-      if (!has_version(f, version)) {
-        error(pos_of(*k), "alias " + label + " sends traffic to version " + version +
-                              ", which is not defined (" + defined_versions(f) + ")");
-        all_valid = false;
-        continue;
-      }
-      double w = 0;
+    std::vector<TrafficEntry> entries;
+    std::vector<std::pair<const toml::key*, const toml::node*>> nodes =
+        in_file_order(*tr->as_table());
+    for (auto [k, v] : nodes) {
+      TrafficEntry e;
+      e.version = std::string(k->str());
       if (v->is_integer()) {
-        w = static_cast<double>(v->as_integer()->get());
+        e.weight = static_cast<double>(v->as_integer()->get());
+        e.weight_text = std::to_string(v->as_integer()->get());
       } else if (v->is_floating_point()) {
-        w = v->as_floating_point()->get();
-      } else {
-        error(pos_of(*v), "weight for version " + version + " of alias " + label +
-                              " is not a number: " + type_name(*v) + " (" + weight_hint + ")");
-        all_valid = false;
-        continue;
-      }
-      if (!std::isfinite(w) || w < 0 || w > kMaxTrafficWeight) {
+        e.weight = v->as_floating_point()->get();
         std::ostringstream text;
-        if (v->is_integer()) {
-          text << v->as_integer()->get();
-        } else {
-          text << w;
-        }
-        error(pos_of(*v), std::string(w < 0 ? "negative" : "out-of-range") + " weight " +
-                              text.str() + " for version " + version + " of alias " + label + " (" +
-                              weight_hint + ")");
-        all_valid = false;
-        continue;
+        text << *e.weight;
+        e.weight_text = text.str();
+      } else {
+        e.type_name = type_name(*v);
       }
-      sum += w;
-      a.traffic.push_back(TrafficShare{version, w, pos_of(*k)});
+      entries.push_back(std::move(e));
     }
-    if (all_valid && sum <= 0) {
-      error(pos_of(*tr), "alias " + label +
-                             " sends no traffic: every weight is 0 (expected at least one "
-                             "weight > 0)");
+    std::vector<TrafficIssue> issues = check_traffic(f, label, entries);
+    for (const TrafficIssue& issue : issues) {
+      SourcePos at = a.traffic_pos;
+      if (issue.at == TrafficIssue::At::kKey) at = pos_of(*nodes[issue.index].first);
+      if (issue.at == TrafficIssue::At::kWeight) at = pos_of(*nodes[issue.index].second);
+      error(at, issue.message);
+    }
+    if (issues.empty()) {
+      for (size_t i = 0; i < entries.size(); ++i)
+        a.traffic.push_back(
+            TrafficShare{entries[i].version, *entries[i].weight, pos_of(*nodes[i].first)});
     }
   }
   if (const toml::node* s = t.get("selection")) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "http/cidr.h"
+
 namespace sluice::config {
 
 // 1-based position in the source file (0 = unknown, e.g. a built-in default).
@@ -15,8 +17,9 @@ struct SourcePos {
   uint32_t column = 0;
 };
 
-// A parsed "host:port" / "[v6]:port" socket address. `host` is an IP literal or a name
-// resolved at load time (never on the request path).
+// A parsed "host:port" / "[v6]:port" socket address. `host` is an IP literal or a name; names
+// of endpoints are resolved by the control plane at start and then off its loop (never on the
+// request path), see routing::HostAddresses.
 struct SocketAddress {
   std::string text;  // as written, e.g. "127.0.0.1:8080"
   std::string host;  // without brackets
@@ -100,18 +103,29 @@ struct TlsSpec {
 
 struct ListenSpec {
   SocketAddress address;
-  std::optional<TlsSpec> tls;  // accepted now, served by a later issue
+  std::optional<TlsSpec> tls;  // never set yet: the loader refuses `tls` until TLS is built
   SourcePos pos;
+  // Peers whose X-Forwarded-For/-Proto/-Host are believed (appended to / kept); empty = nobody.
+  std::vector<http::Cidr> trusted_proxies;
 };
 
 struct AdminSpec {
   SocketAddress address{"127.0.0.1:9901", "127.0.0.1", 9901};
   std::string token_file;  // empty = no token (only allowed on loopback)
+  // A second token that allows reads only (GET/HEAD: status, metrics, shift progress); empty =
+  // none. Off loopback every endpoint needs one of the two.
+  std::string read_token_file;
 };
 
 struct LimitsSpec {
+  // A new connection's first request head must be complete this long after the accept; a later
+  // head on a keep-alive connection, this long after its first byte.
   uint32_t header_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 60000;
+  uint32_t body_timeout_ms = 60000;           // silence while reading a request body; then 408
+  uint32_t send_timeout_ms = 60000;           // a client taking none of our output this long is cut
+  uint32_t tunnel_idle_timeout_ms = 3600000;  // an upgraded tunnel with no bytes either way
+  uint32_t max_connections_per_client = 1024;  // per client address, across workers
   uint32_t max_header_bytes = 65536;
   uint32_t max_headers = 100;
   uint64_t max_body_size = 0;  // 0 = unlimited
@@ -121,8 +135,12 @@ struct LimitsSpec {
 
 // Upstream keep-alive pools, per endpoint per worker.
 struct UpstreamPoolSpec {
-  uint32_t keepalive = 64;           // idle connections kept per endpoint per worker
+  // Idle connections kept per endpoint per worker, at most; within it a pool keeps what the
+  // recent peak of concurrent requests needed (upstream/connection.h).
+  uint32_t keepalive = 1024;
   uint32_t idle_timeout_ms = 60000;  // an idle pooled connection is closed after this
+  // Endpoint host names are resolved again this often (and on every reload); 0 = only then.
+  uint32_t resolve_interval_ms = 30000;
 };
 
 struct LogSpec {

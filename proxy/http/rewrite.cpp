@@ -8,12 +8,6 @@ namespace {
 
 constexpr size_t kMaxConnectionTokens = 16;
 
-inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool named_by(std::string_view name, const std::string_view* tokens, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (iequals(name, tokens[i])) return true;
@@ -33,6 +27,40 @@ void append_uint(std::string& out, uint64_t v) {
   out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
+void add_content_length(std::string& out, uint64_t length) {
+  out.append("Content-Length: ", 16);
+  append_uint(out, length);
+  out.append("\r\n", 2);
+}
+
+// The Connection tokens of every Connection header, protected names left out.
+size_t all_connection_tokens(const Parser& m, std::string_view* tokens) {
+  size_t n = 0;
+  for (const Header& h : m.headers())
+    if (h.name.size() == 10 && iequals(h.name, "connection"))
+      n += connection_tokens(h.value, tokens + n, kMaxConnectionTokens - n);
+  return n;
+}
+
+// Upgrade for an upgrading request, less h2c (never forwarded); nothing if h2c was all.
+void add_upgrade_without_h2c(std::string& out, std::string_view name, std::string_view value) {
+  const size_t start = out.size();
+  out.append(name);
+  out.append(": ", 2);
+  bool any = false;
+  for (std::string_view list = value; !list.empty();) {
+    std::string_view protocol = next_list_element(list);
+    if (protocol.empty() || iequals(protocol, "h2c")) continue;
+    if (any) out.append(", ", 2);
+    out.append(protocol);
+    any = true;
+  }
+  if (any)
+    out.append("\r\n", 2);
+  else
+    out.resize(start);
+}
+
 }  // namespace
 
 bool is_hop_by_hop(std::string_view name) {
@@ -43,6 +71,8 @@ bool is_hop_by_hop(std::string_view name) {
       return iequals(name, "trailer") || iequals(name, "upgrade");
     case 10:
       return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14:
+      return iequals(name, "http2-settings");
     case 16:
       return iequals(name, "proxy-connection");
     case 17:
@@ -52,14 +82,32 @@ bool is_hop_by_hop(std::string_view name) {
   }
 }
 
+bool is_connection_protected(std::string_view name) {
+  switch (name.size()) {
+    case 3:
+      return iequals(name, "via");
+    case 4:
+      return iequals(name, "host");
+    case 12:
+      return iequals(name, "x-request-id");
+    case 14:
+      return iequals(name, "content-length");
+    case 15:
+      return iequals(name, "x-forwarded-for");
+    case 16:
+      return iequals(name, "x-forwarded-host");
+    case 17:
+      return iequals(name, "transfer-encoding") || iequals(name, "x-forwarded-proto");
+    default:
+      return false;
+  }
+}
+
 size_t connection_tokens(std::string_view value, std::string_view* out, size_t cap) {
   size_t n = 0;
   while (!value.empty() && n < cap) {
-    size_t comma = value.find(',');
-    std::string_view tok = trim(value.substr(0, comma));
-    if (!tok.empty()) out[n++] = tok;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
+    std::string_view tok = next_list_element(value);
+    if (!tok.empty() && !is_connection_protected(tok)) out[n++] = tok;
   }
   return n;
 }
@@ -72,19 +120,19 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
   out.append(" HTTP/1.1\r\n", 11);
 
   std::string_view tokens[kMaxConnectionTokens];
-  size_t ntok = 0;
-  std::string_view xff, via, host, request_id;
-  for (const Header& h : req.headers())
-    if (iequals(h.name, "connection"))
-      ntok += connection_tokens(h.value, tokens + ntok, kMaxConnectionTokens - ntok);
-
+  const size_t ntok = all_connection_tokens(req, tokens);
+  const bool trusted = info.trusted_peer;
+  std::string_view via, host, request_id, xff;
+  size_t xff_count = 0;  // non-empty X-Forwarded-For values from a trusted peer
+  bool kept_proto = false, kept_host = false;
   for (const Header& h : req.headers()) {
     const std::string_view n = h.name;
     if (is_hop_by_hop(n)) {
-      if (info.upgrade && iequals(n, "upgrade")) add(out, n, h.value);
+      if (info.upgrade && n.size() == 7 && iequals(n, "upgrade"))
+        add_upgrade_without_h2c(out, n, h.value);
       continue;
     }
-    if (ntok && named_by(n, tokens, ntok)) continue;
+    // Protected names (is_connection_protected) are settled here, before the Connection check.
     switch (n.size()) {
       case 3:
         if (iequals(n, "via")) {
@@ -94,44 +142,77 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
         break;
       case 4:
         if (iequals(n, "host")) {
-          if (!info.host.empty()) continue;  // replaced by the absolute-form authority
+          // Replaced by the absolute-form authority, or (empty) by the fallback below.
+          if (!info.host.empty() || h.value.empty()) continue;
           host = h.value;
+          add(out, n, h.value);
+          continue;
         }
         break;
       case 12:
-        if (iequals(n, "x-request-id")) request_id = h.value;
+        if (iequals(n, "x-request-id")) {
+          if (h.value.empty()) continue;  // an empty id is replaced by a generated one
+          if (request_id.empty()) request_id = h.value;
+          add(out, n, h.value);
+          continue;
+        }
         break;
       case 14:
-        if (iequals(n, "content-length") && info.chunked_body) continue;
+        if (iequals(n, "content-length")) continue;  // written from the parse below
         break;
       case 15:
         if (iequals(n, "x-forwarded-for")) {
-          xff = h.value;
+          if (trusted && !h.value.empty()) {
+            xff = h.value;
+            ++xff_count;
+          }
           continue;
         }
         break;
       case 16:
-        if (iequals(n, "x-forwarded-host")) continue;
+        if (iequals(n, "x-forwarded-host")) {
+          if (trusted) {
+            kept_host = true;
+            add(out, n, h.value);
+          }
+          continue;
+        }
         break;
       case 17:
-        if (iequals(n, "x-forwarded-proto")) continue;
+        if (iequals(n, "x-forwarded-proto")) {
+          if (trusted) {
+            kept_proto = true;
+            add(out, n, h.value);
+          }
+          continue;
+        }
         break;
     }
+    if (ntok && named_by(n, tokens, ntok)) continue;
     add(out, n, h.value);
   }
 
   if (!info.host.empty()) {
     add(out, "Host", info.host);
     host = info.host;
+  } else if (host.empty() && !info.fallback_host.empty()) {
+    add(out, "Host", info.fallback_host);  // HTTP/1.0 without Host: the upstream still gets one
   }
   out.append("X-Forwarded-For: ", 17);
-  if (!xff.empty()) {
+  if (xff_count == 1) {
     out.append(xff);
     out.append(", ", 2);
+  } else if (xff_count > 1) {  // several headers make one list (RFC 9110 §5.3), in order
+    for (const Header& h : req.headers()) {
+      if (h.name.size() != 15 || h.value.empty() || !iequals(h.name, "x-forwarded-for")) continue;
+      out.append(h.value);
+      out.append(", ", 2);
+    }
   }
   out.append(info.client_ip);
-  out.append("\r\nX-Forwarded-Proto: http\r\n", 27);
-  if (!host.empty()) add(out, "X-Forwarded-Host", host);
+  out.append("\r\n", 2);
+  if (!kept_proto) out.append("X-Forwarded-Proto: http\r\n", 25);
+  if (!kept_host && !host.empty()) add(out, "X-Forwarded-Host", host);
   out.append("Via: ", 5);
   if (!via.empty()) {
     out.append(via);
@@ -139,8 +220,11 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
   }
   out.append(req.http_major() == 1 && req.http_minor() == 0 ? "1.0 sluice\r\n" : "1.1 sluice\r\n",
              12);
-  if (request_id.empty()) add(out, "x-request-id", info.request_id);
-  if (info.chunked_body) out.append("Transfer-Encoding: chunked\r\n", 28);
+  if (request_id.empty() && !info.request_id.empty()) add(out, "x-request-id", info.request_id);
+  if (info.chunked_body)
+    out.append("Transfer-Encoding: chunked\r\n", 28);
+  else if (req.has_content_length())
+    add_content_length(out, req.content_length());
   if (info.upgrade) out.append("Connection: upgrade\r\n", 21);
   out.append("\r\n", 2);
 }
@@ -156,11 +240,7 @@ void build_client_response(const Parser& resp, const ClientResponseInfo& info, s
   out.append("\r\n", 2);
 
   std::string_view tokens[kMaxConnectionTokens];
-  size_t ntok = 0;
-  for (const Header& h : resp.headers())
-    if (iequals(h.name, "connection"))
-      ntok += connection_tokens(h.value, tokens + ntok, kMaxConnectionTokens - ntok);
-
+  const size_t ntok = all_connection_tokens(resp, tokens);
   const bool interim = status >= 100 && status < 200;
   for (const Header& h : resp.headers()) {
     const std::string_view n = h.name;
@@ -168,8 +248,8 @@ void build_client_response(const Parser& resp, const ClientResponseInfo& info, s
       if (info.upgrade && iequals(n, "upgrade")) add(out, n, h.value);
       continue;
     }
+    if (n.size() == 14 && iequals(n, "content-length")) continue;  // written from the parse below
     if (ntok && named_by(n, tokens, ntok)) continue;
-    if (info.chunked && n.size() == 14 && iequals(n, "content-length")) continue;
     add(out, n, h.value);
   }
   if (!interim) {
@@ -179,7 +259,11 @@ void build_client_response(const Parser& resp, const ClientResponseInfo& info, s
   if (info.upgrade) {
     out.append("Connection: upgrade\r\n", 21);
   } else if (!interim) {
-    if (info.chunked) out.append("Transfer-Encoding: chunked\r\n", 28);
+    // A HEAD or 304 answer keeps the length of the body it stands for (RFC 9110 §8.6).
+    if (info.chunked)
+      out.append("Transfer-Encoding: chunked\r\n", 28);
+    else if (resp.has_content_length())
+      add_content_length(out, resp.content_length());
     if (!info.keep_alive)
       out.append("Connection: close\r\n", 19);
     else if (info.http10_client)
@@ -248,12 +332,16 @@ std::string_view status_text(int status) {
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 502:
       return "Bad Gateway";
     case 503:
       return "Service Unavailable";
     case 504:
       return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
     default:
       return "Unknown";
   }

@@ -12,24 +12,40 @@
 namespace sluice::http {
 
 // True for headers that apply to one hop only (RFC 9110 §7.6.1), independent of Connection.
+// HTTP2-Settings belongs to the h2c upgrade, which sluice never forwards (RFC 9113 §3.1).
 bool is_hop_by_hop(std::string_view name);
 
-// Lists the header names a Connection header value names ("close, X-Foo" -> {"close","X-Foo"}).
-// Returns how many were stored (at most `cap`; the rest are ignored and so forwarded).
+// True for headers that a Connection token never removes: those sluice frames the message by
+// (Content-Length, Transfer-Encoding; both are written by sluice itself from the parse), routes
+// by (Host) or identifies and forwards by (x-request-id, X-Forwarded-*, Via: sluice sets, keeps or
+// appends to them by its own rules). Naming one in Connection would otherwise forward a body with
+// no framing (request smuggling on a pooled connection) or a request with no Host.
+bool is_connection_protected(std::string_view name);
+
+// Lists the header names a Connection header value may remove ("close, X-Foo" ->
+// {"close","X-Foo"}), leaving out protected names (is_connection_protected). Returns how many were
+// stored (at most `cap`; the rest are ignored and so forwarded).
 size_t connection_tokens(std::string_view value, std::string_view* out, size_t cap);
 
 struct UpstreamRequestInfo {
-  std::string_view client_ip;   // appended to X-Forwarded-For
-  std::string_view request_id;  // used when the request carries no x-request-id
+  std::string_view client_ip;   // the peer's address: the X-Forwarded-For entry sluice adds
+  std::string_view request_id;  // used when the request carries no (or an empty) x-request-id
   // For an absolute-form request (GET http://host/path): the origin-form target and the
   // authority, which replace the request target and the Host header (RFC 9112 §3.2.2).
   std::string_view target;
   std::string_view host;
+  // The Host sent when the request has none (HTTP/1.0) or an empty one: the endpoint's address.
+  std::string_view fallback_host;
+  // The peer is a trusted proxy ([listen] trusted_proxies): its X-Forwarded-For is appended to
+  // and its X-Forwarded-Proto/-Host are kept. Otherwise all three are replaced by sluice's own.
+  bool trusted_peer = false;
   bool chunked_body = false;  // the body is re-chunked by the proxy
-  bool upgrade = false;       // keep Upgrade and send Connection: upgrade
+  bool upgrade = false;       // keep Upgrade (less h2c) and send Connection: upgrade
 };
 
-// Builds "METHOD url HTTP/1.1\r\n...\r\n\r\n" for the upstream from a parsed request.
+// Builds "METHOD url HTTP/1.1\r\n...\r\n\r\n" for the upstream from a parsed request, in one
+// pass over its headers with no allocation beyond `out`'s capacity. The body framing header is
+// sluice's own: Transfer-Encoding: chunked when it re-chunks, else the parsed Content-Length.
 void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, std::string& out);
 
 struct ClientResponseInfo {
@@ -42,7 +58,8 @@ struct ClientResponseInfo {
   bool upgrade = false;             // 101: keep Upgrade, send Connection: upgrade
 };
 
-// Builds the status line and headers for the client from a parsed upstream response.
+// Builds the status line and headers for the client from a parsed upstream response. As for
+// requests, the framing header is sluice's own (chunked, or the parsed Content-Length).
 void build_client_response(const Parser& resp, const ClientResponseInfo& info, std::string& out);
 
 // A complete generated response with `x-sluice-error: reason` and a short text body.

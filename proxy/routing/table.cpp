@@ -2,11 +2,13 @@
 // questions: which route, which version, which endpoint.
 #include "routing/table.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <set>
 
 namespace sluice::routing {
 namespace {
@@ -34,33 +36,6 @@ std::string_view strip_port(std::string_view host) {
   return host;
 }
 
-// Resolves one endpoint at build time (never on the request path). IPv4 results are preferred
-// so that "localhost" reaches upstreams bound to 127.0.0.1.
-bool resolve(const config::SocketAddress& addr, Endpoint* out, std::string* why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(addr.port);
-  const int rc = getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0 || !res) {
-    *why = rc != 0 ? gai_strerror(rc) : "no addresses";
-    return false;
-  }
-  const addrinfo* pick = res;
-  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      pick = ai;
-      break;
-    }
-  }
-  std::memcpy(&out->sockaddr, pick->ai_addr, pick->ai_addrlen);
-  out->sockaddr_len = static_cast<socklen_t>(pick->ai_addrlen);
-  freeaddrinfo(res);
-  return true;
-}
-
 // Sort key for versions, newest first: $LATEST, then published numbers descending.
 uint64_t age_rank(const Version& v) {
   if (v.number == config::kLatest) return UINT64_MAX;
@@ -69,8 +44,115 @@ uint64_t age_rank(const Version& v) {
 
 }  // namespace
 
+bool is_ip_literal(const std::string& host) {
+  in_addr a4{};
+  in6_addr a6{};
+  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+std::vector<std::string> host_names(const config::Config& cfg) {
+  std::set<std::string> names;
+  auto add = [&](const config::VersionSpec& v) {
+    for (const config::Endpoint& e : v.endpoints)
+      if (!is_ip_literal(e.address.host)) names.insert(e.address.host);
+  };
+  for (const config::FunctionSpec& f : cfg.functions) {
+    for (const auto& [n, v] : f.versions) add(v);
+    if (f.latest) add(*f.latest);
+  }
+  return {names.begin(), names.end()};
+}
+
+ResolvedHost resolve_blocking(const std::string& host) {
+  ResolvedHost out;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || !res) {
+    out.error = rc != 0 ? gai_strerror(rc) : "no addresses";
+    if (res) freeaddrinfo(res);
+    return out;
+  }
+  const addrinfo* pick = res;
+  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+  }
+  std::memcpy(&out.addr, pick->ai_addr, pick->ai_addrlen);
+  out.len = static_cast<socklen_t>(pick->ai_addrlen);
+  freeaddrinfo(res);
+  return out;
+}
+
+std::string address_text(const sockaddr_storage& addr) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    return std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "?";
+}
+
+namespace {
+
+// The endpoint's socket address: an IP literal directly, a name from `hosts`. False with `why`.
+bool endpoint_address(const config::SocketAddress& a, const HostAddresses& hosts, Endpoint* ep,
+                      std::string* why) {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, a.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, a.host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto it = hosts.find(a.host);
+    if (it == hosts.end()) {
+      *why = "the host name has not been resolved";
+      return false;
+    }
+    if (!it->second.ok()) {
+      *why = it->second.error.empty() ? "no addresses" : it->second.error;
+      return false;
+    }
+    addr = it->second.addr;
+    len = it->second.len;
+  }
+  if (addr.ss_family == AF_INET)
+    v4->sin_port = htons(a.port);
+  else
+    v6->sin6_port = htons(a.port);
+  ep->sockaddr = addr;
+  ep->sockaddr_len = len;
+  ep->resolved = address_text(addr);
+  return true;
+}
+
+}  // namespace
+
 std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
                                                         std::vector<config::Diagnostic>* errors) {
+  HostAddresses hosts;
+  for (const std::string& name : host_names(cfg)) hosts[name] = resolve_blocking(name);
+  return build(std::move(cfg), errors, hosts);
+}
+
+std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
+                                                        std::vector<config::Diagnostic>* errors,
+                                                        const HostAddresses& hosts) {
   std::shared_ptr<RoutingTable> table(new RoutingTable());
   bool ok = true;
   auto fail = [&](config::SourcePos pos, std::string message) {
@@ -97,7 +179,7 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
         ep.address = es.address.text;
         ep.weight = es.weight;
         std::string why;
-        if (!resolve(es.address, &ep, &why)) {
+        if (!endpoint_address(es.address, hosts, &ep, &why)) {
           fail(es.pos, "cannot resolve endpoint \"" + es.address.text + "\" of " + v->label + ": " +
                            why + " (expected an IP address or a resolvable host name)");
           continue;

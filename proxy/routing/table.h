@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,11 +20,36 @@
 namespace sluice::routing {
 
 struct Endpoint {
-  std::string address;  // "127.0.0.1:8080", as configured
+  std::string address;  // "127.0.0.1:8080" or "api.internal:8080", as configured
   sockaddr_storage sockaddr{};
   socklen_t sockaddr_len = 0;
+  // `sockaddr` as text, "10.0.0.5:8080" or "[::1]:8080": a stable key for what this endpoint
+  // connects to (upstream pools are keyed by it, so a name that re-resolves elsewhere gets new
+  // connections, and two names for one address share them).
+  std::string resolved;
   uint32_t weight = 1;
 };
+
+// What a host name resolved to: one address (IPv4 preferred, so that "localhost" reaches
+// upstreams bound to 127.0.0.1) with port 0, or why it did not resolve.
+struct ResolvedHost {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  std::string error;  // set: not resolved
+  bool ok() const { return error.empty() && len != 0; }
+};
+// Host name -> its resolution. IP literals never need an entry.
+using HostAddresses = std::map<std::string, ResolvedHost>;
+
+// The host names (not IP literals) the endpoints of `cfg` use, sorted, each once.
+std::vector<std::string> host_names(const config::Config& cfg);
+// True if `host` is an IPv4 or IPv6 literal (no brackets).
+bool is_ip_literal(const std::string& host);
+// Resolves `host` with a blocking getaddrinfo. Only for places where blocking is harmless:
+// before any loop runs (start-up, `sluice check`) and resolver threads; never on a loop.
+ResolvedHost resolve_blocking(const std::string& host);
+// "10.0.0.5:8080" / "[::1]:8080" for an AF_INET / AF_INET6 address.
+std::string address_text(const sockaddr_storage& addr);
 
 class PickState;
 
@@ -105,8 +131,15 @@ class PickState {
 
 class RoutingTable {
  public:
-  // Builds from a config that passed validation. Returns nullptr and fills `errors` if an
-  // endpoint cannot be resolved.
+  // Builds from a config that passed validation. Endpoint hosts that are names take their
+  // address from `hosts` (no lookup happens here, so this never blocks): a name missing from
+  // it or that failed to resolve is an error at the endpoint's position. Returns nullptr and
+  // fills `errors` on any error.
+  static std::shared_ptr<const RoutingTable> build(config::Config cfg,
+                                                   std::vector<config::Diagnostic>* errors,
+                                                   const HostAddresses& hosts);
+  // The same, resolving the config's host names first with resolve_blocking(): for tools and
+  // tests only, never on a running loop (the control plane resolves off its loop).
   static std::shared_ptr<const RoutingTable> build(config::Config cfg,
                                                    std::vector<config::Diagnostic>* errors);
 

@@ -32,8 +32,23 @@ const char* kUsage =
     "\n"
     "Walks the alias from its stable version (the one with the most traffic) to VERSION in\n"
     "steps, judging the candidate's own figures every second; a guard breach rolls back at once,\n"
-    "passing every step promotes VERSION to 100%. --wait follows the shift and exits 0 on\n"
-    "promotion, 1 on rollback (printing why).\n"
+    "passing every step promotes VERSION to 100%. Only the stable version and VERSION change:\n"
+    "a shift is refused while the alias sends traffic to any other version.\n"
+    "\n"
+    "  --steps P,P,...         the candidate's percent of traffic per step, increasing\n"
+    "  --every DURATION        how long each step lasts at least (300ms, 1m)\n"
+    "  --max-error-rate RATE   roll back above this share of 5xx, connect failures and timeouts\n"
+    "                          (default 1%); --max-p99 DURATION and --max-throttle-rate RATE too\n"
+    "  --min-requests N        no verdict (advance, promotion or rollback) until the candidate\n"
+    "                          has N requests in the judged window (default 100)\n"
+    "  --compare-to-stable     forgive a breach unless the candidate is worse than the stable\n"
+    "                          version by more than --margin (default 10%)\n"
+    "  --pre-traffic URL       POSTed the plan first; must answer 2xx for the shift to start\n"
+    "  --post-traffic URL      POSTed the outcome\n"
+    "  --wait                  follow the shift; exit 0 on promotion, 1 on rollback (with why)\n"
+    "\n"
+    "RATE and --margin are percentages (1%, 0.5%) or fractions below 1 (0.01): a bare 1 is\n"
+    "refused as ambiguous.\n"
     "\n"
     "client options: --admin HOST:PORT, -c FILE, --token-file FILE (else $SLUICE_TOKEN), --json\n";
 
@@ -182,15 +197,16 @@ bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool
       v = args[++i];
       return true;
     };
-    auto rate = [&](const char* key) -> bool {
+    // Checked here for a usage error with the flag's name; sent as written (the API reads
+    // "1%" and "0.01" the same way).
+    auto rate = [&](json& into, const char* key, double max_fraction) -> bool {
       if (!value()) return false;
-      std::optional<double> r = parse_rate(v);
-      if (!r) {
-        *error =
-            a + ": expected a percentage such as 1% or a fraction such as 0.01 (got " + v + ")";
+      std::string why;
+      if (!parse_rate(v, &why, false, max_fraction)) {
+        *error = a + ": " + why;
         return false;
       }
-      guard[key] = *r;
+      into[key] = v;
       return true;
     };
     if (a == "--wait") {
@@ -224,9 +240,9 @@ bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool
       }
       body[a == "--every" ? "every" : "hook_timeout"] = v;
     } else if (a == "--max-error-rate") {
-      if (!rate("max_error_rate")) return false;
+      if (!rate(guard, "max_error_rate", 1.0)) return false;
     } else if (a == "--max-throttle-rate") {
-      if (!rate("max_throttle_rate")) return false;
+      if (!rate(guard, "max_throttle_rate", 1.0)) return false;
     } else if (a == "--max-p99") {
       if (!value()) return false;
       if (!config::parse_duration_ms(v)) {
@@ -234,7 +250,7 @@ bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool
         return false;
       }
       guard["max_p99"] = v;
-    } else if (a == "--min-requests" || a == "--min-breach-requests") {
+    } else if (a == "--min-requests") {
       if (!value()) return false;
       char* end = nullptr;
       unsigned long long n = std::strtoull(v.c_str(), &end, 10);
@@ -242,15 +258,9 @@ bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool
         *error = a + ": expected a count (got " + v + ")";
         return false;
       }
-      guard[a == "--min-requests" ? "min_requests" : "min_breach_requests"] = n;
+      guard["min_requests"] = n;
     } else if (a == "--margin") {
-      if (!value()) return false;
-      std::optional<double> r = parse_rate(v);
-      if (!r) {
-        *error = "--margin: expected a percentage such as 10% (got " + v + ")";
-        return false;
-      }
-      body["margin"] = *r;
+      if (!rate(body, "margin", kMaxMargin)) return false;
     } else if (a == "--pre-traffic" || a == "--post-traffic") {
       if (!value()) return false;
       body[a == "--pre-traffic" ? "pre_traffic" : "post_traffic"] = v;

@@ -25,6 +25,32 @@ void log_line(const std::string& s) {
   std::fflush(stderr);
 }
 
+// JSON text that never throws on a string that is not UTF-8 (bytes from a hook's answer, a
+// path): such bytes become U+FFFD.
+std::string dump_text(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+// At most `max` bytes of `raw` as valid UTF-8 on one line, for a reason text.
+std::string printable(const std::string& raw, size_t max) {
+  std::string text = json::parse(dump_text(json(raw.substr(0, max)))).get<std::string>();
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return raw.size() > max ? text + "..." : text;
+}
+
+// What an exception says, for a log line.
+std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
 const config::FunctionSpec* find_function(const config::Config& cfg, const std::string& f) {
   for (const config::FunctionSpec& fn : cfg.functions)
     if (fn.name == f) return &fn;
@@ -56,6 +82,21 @@ std::string defined_list(const config::FunctionSpec& fn) {
 
 std::string alias_name(const Shift& s) {
   return s.function + ":" + s.alias;
+}
+
+// Why a pre_traffic hook's answer stops the shift ("" if it may start). A short excerpt of the
+// answer is kept (the hook may say why), made valid UTF-8 whatever the hook sent.
+std::string hook_refusal(const std::string& url, int status, const std::string& error,
+                         const std::string& answer) {
+  if (status >= 200 && status <= 299) return "";
+  std::string why = "pre_traffic hook " + url + " ";
+  if (status == 0) {
+    why += "did not answer: " + error;
+  } else {
+    why += "answered " + std::to_string(status) + " (2xx needed)";
+    if (std::string text = printable(answer, 200); !text.empty()) why += ": " + text;
+  }
+  return why + "; the shift did not start";
 }
 
 json step_json(const StepRecord& r) {
@@ -113,7 +154,11 @@ json to_json(const Shift& s, bool runtime) {
 bool from_json(const json& j, Shift& out) {
   if (!j.is_object() || !j.contains("plan")) return false;
   PlanError err;
-  std::optional<Plan> plan = parse_plan(j["plan"], &err);
+  json plan_json = j["plan"];
+  // Files written before guard.min_breach_requests was dropped (min_requests is the one floor).
+  if (plan_json.is_object() && plan_json.contains("guard") && plan_json["guard"].is_object())
+    plan_json["guard"].erase("min_breach_requests");
+  std::optional<Plan> plan = parse_plan(plan_json, &err);
   if (!plan) return false;
   out.plan = std::move(*plan);
   out.function = j.value("function", "");
@@ -143,10 +188,55 @@ bool active(const Shift& s) {
 
 admin::TrafficMap step_map(const Shift& s, size_t step) {
   double p = s.plan.steps.at(step);
-  return admin::canonical({{s.stable, 100.0 - p}, {s.plan.to, p}});
+  return admin::canonical(with_idle_others(s, {{s.stable, 100.0 - p}, {s.plan.to, p}}));
 }
 
-int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std::string* error) {
+admin::TrafficMap with_idle_others(const Shift& s, admin::TrafficMap map) {
+  for (const auto& [v, w] : s.before)
+    if (v != s.stable && v != s.plan.to && w == 0) map.emplace_back(v, 0.0);
+  return admin::canonical(std::move(map));
+}
+
+std::string pick_stable(const Shift& s, const admin::TrafficMap& map, std::string* refusal) {
+  const std::string& candidate = s.plan.to;
+  std::string stable;
+  double best = 0, total = 0, others_weight = 0;
+  for (const auto& [v, w] : map) {
+    total += w;
+    if (v != candidate && w > best) {
+      best = w;
+      stable = v;
+    }
+  }
+  std::vector<std::string> others;
+  for (const auto& [v, w] : map)
+    if (v != candidate && v != stable && w > 0) {
+      others.push_back(v + " (" + percent_text(w / total) + ")");
+      others_weight += w;
+    }
+  if (stable.empty()) {
+    *refusal = "alias " + alias_name(s) + " already sends all its traffic to version " + candidate +
+               "; there is no stable version to shift from";
+  } else if (!others.empty()) {
+    // A shift moves share between two versions only: changing a third one silently (dropping it
+    // from the map, or scaling it) would surprise whoever gave it that share.
+    admin::TrafficMap suggested;
+    for (const auto& [v, w] : map)
+      suggested.emplace_back(v, v == stable ? w + others_weight : v == candidate ? w : 0.0);
+    std::string list;
+    for (size_t i = 0; i < others.size(); ++i)
+      list += (i == 0 ? "" : i + 1 == others.size() ? " and " : ", ") + others[i];
+    *refusal = "alias " + alias_name(s) + " also sends traffic to version" +
+               (others.size() > 1 ? "s " : " ") + list + "; a shift only moves traffic between " +
+               "the stable version " + stable + " and the candidate " + candidate +
+               ". Move the other share first (e.g. sluice alias set " + alias_name(s) + " " +
+               admin::traffic_text(suggested) + "), then start the shift";
+  }
+  return stable;
+}
+
+int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std::string* error,
+              std::string* answer) {
   if (url.rfind("http://", 0) != 0) {
     *error = "not an http:// URL: " + url;
     return 0;
@@ -156,7 +246,8 @@ int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std
   std::string address = rest.substr(0, slash);
   std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
   std::optional<admin::ClientResponse> r = admin::http_call(
-      address, "POST", target, "", body.dump(), error, static_cast<int>(timeout_ms));
+      address, "POST", target, "", dump_text(body), error, static_cast<int>(timeout_ms));
+  if (r && answer) *answer = r->body;
   return r ? r->status : 0;
 }
 
@@ -252,8 +343,14 @@ void ShiftManager::arm() {
 
 void ShiftManager::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ShiftManager*>(t->data);
-  self->check_file_shifts();
-  self->tick(self->now_ms());
+  // check_file_shifts() and tick() are error boundaries of their own; this one is the last
+  // line: no exception may cross into libuv.
+  try {
+    self->check_file_shifts();
+    self->tick(self->now_ms());
+  } catch (...) {
+    log_line("sluice: shift: check failed: " + what_of(std::current_exception()));
+  }
   self->arm();
 }
 
@@ -311,7 +408,7 @@ void ShiftManager::audit(const Shift& s, const std::string& event, const std::st
            std::to_string(s.step + 1) + "/" + std::to_string(s.plan.steps.size()) + "): " + reason);
   if (state_dir_.empty()) return;
   std::string path = state_dir_ + "/audit.jsonl";
-  std::string text = line.dump() + "\n";
+  std::string text = dump_text(line) + "\n";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   bool ok = fd >= 0;
   for (size_t off = 0; ok && off < text.size();) {
@@ -332,7 +429,7 @@ void ShiftManager::persist() {
   for (const auto& [key, s] : shifts_)
     if (s.state != "pre_traffic") doc["shifts"].push_back(to_json(s, false));  // not started
   std::string err;
-  if (!admin::write_file_atomic(state_dir_ + "/shifts.json", doc.dump(1) + "\n", &err))
+  if (!admin::write_file_atomic(state_dir_ + "/shifts.json", dump_text(doc, 1) + "\n", &err))
     log_line("sluice: shift: cannot save state: " + err);
 }
 
@@ -363,14 +460,24 @@ uint64_t ShiftManager::snapshot_span_ms() const {
 admin::ApiResult ShiftManager::handle(const std::string& method, const std::string& f,
                                       const std::string& a, const std::string& body,
                                       const std::string& actor) {
-  if (method == "GET") return get(f, a);
-  if (method == "DELETE") return abort(f, a, actor);
-  if (method == "POST") {
-    json doc = json::parse(body, nullptr, false);
-    if (doc.is_discarded()) return admin::api_error(400, "the body is not valid JSON", "body");
-    return begin(f, a, doc, actor);
+  try {  // error boundary: a 500 naming the failure, and a shift it left running rolled back
+    if (method == "GET") return get(f, a);
+    if (method == "DELETE") return abort(f, a, actor);
+    if (method == "POST") {
+      json doc = json::parse(body, nullptr, false);
+      if (doc.is_discarded()) return admin::api_error(400, "the body is not valid JSON", "body");
+      return begin(f, a, doc, actor);
+    }
+    return admin::api_error(405, method + " is not allowed here (allowed: GET, POST, DELETE)");
+  } catch (...) {
+    std::exception_ptr e = std::current_exception();
+    log_line("sluice: shift " + f + ":" + a + ": " + method + " failed: " + what_of(e));
+    // DELETE may have stopped half-way: end it (a GET or a POST changed no stored shift).
+    auto it = shifts_.find({f, a});
+    if (method == "DELETE" && it != shifts_.end() && active(it->second))
+      fail_safe(it->second, "aborting it", e);
+    return admin::api_error(500, "the shift engine failed: " + what_of(e));
   }
-  return admin::api_error(405, method + " is not allowed here (allowed: GET, POST, DELETE)");
 }
 
 admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a, const json& body,
@@ -407,13 +514,9 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
   s.actor = actor;
   s.plan = std::move(*plan);
   s.before = current_map(f, a);
-  bool has_stable = false;
-  for (const auto& [v, w] : s.before) has_stable |= v != s.plan.to && w > 0;
-  if (!has_stable)
-    return admin::api_error(409,
-                            "alias " + f + ":" + a + " already sends all its traffic to version " +
-                                s.plan.to + "; there is no stable version to shift from",
-                            "to");
+  std::string refusal;
+  if (pick_stable(s, s.before, &refusal).empty() || !refusal.empty())
+    return admin::api_error(409, refusal, "to");
   s.started = admin::now_rfc3339();
   if (s.plan.pre_traffic.empty()) {
     admin::ApiResult r = start_shift(s);
@@ -430,16 +533,10 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
                {"candidate", s.plan.to},
                {"plan", to_json(s.plan)}};
   if (!inbox_) {  // no loop (tests): call the hook in place
-    std::string err;
-    int status = post_json(s.plan.pre_traffic, hook, s.plan.hook_timeout_ms, &err);
-    if (status < 200 || status > 299)
-      return admin::api_error(
-          424,
-          "pre_traffic hook " + s.plan.pre_traffic + " " +
-              (status == 0 ? "did not answer: " + err
-                           : "answered " + std::to_string(status) + " (2xx needed)") +
-              "; the shift did not start",
-          "pre_traffic");
+    std::string err, answer;
+    int status = post_json(s.plan.pre_traffic, hook, s.plan.hook_timeout_ms, &err, &answer);
+    if (std::string why = hook_refusal(s.plan.pre_traffic, status, err, answer); !why.empty())
+      return admin::api_error(424, why, "pre_traffic");
     admin::ApiResult r = start_shift(s);
     if (r.status != 200) return r;
     Shift& stored = shifts_[key] = std::move(s);
@@ -453,11 +550,20 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
   s.hook_id = next_hook_id_++;
   std::thread([inbox = inbox_, url = s.plan.pre_traffic, hook, timeout = s.plan.hook_timeout_ms, f,
                a, id = s.hook_id]() {
-    HookInbox::Result res{f, a, id, 0, ""};
-    res.status = post_json(url, hook, timeout, &res.error);
+    HookInbox::Result res{f, a, id, 0, "", ""};
+    try {  // an exception leaving a thread would end the process
+      res.status = post_json(url, hook, timeout, &res.error, &res.answer);
+    } catch (...) {
+      res.status = 0;
+      res.error = "calling the hook failed: " + what_of(std::current_exception());
+    }
     std::lock_guard<std::mutex> lock(inbox->mu);
     if (inbox->closed) return;
-    inbox->results.push_back(std::move(res));
+    try {
+      inbox->results.push_back(std::move(res));
+    } catch (...) {
+      return;  // out of memory: the shift stays waiting; abort ends it
+    }
     uv_async_send(inbox->async);
   }).detach();
   Shift& stored = shifts_[key] = std::move(s);
@@ -465,20 +571,31 @@ admin::ApiResult ShiftManager::begin(const std::string& f, const std::string& a,
 }
 
 admin::ApiResult ShiftManager::start_shift(Shift& s) {
-  s.before = current_map(s.function, s.alias);
-  s.stable.clear();
-  double best = 0;
-  for (const auto& [v, w] : s.before)
-    if (v != s.plan.to && w > best) {
-      best = w;
-      s.stable = v;
+  try {  // error boundary: a shift that failed to start leaves the traffic as it found it
+    return start_shift_unguarded(s);
+  } catch (...) {
+    std::exception_ptr e = std::current_exception();
+    std::string traffic = "unknown";
+    try {
+      std::string err;
+      if (s.state == "running" && current_map(s.function, s.alias) != s.before &&
+          !apply(s, s.before, &err))
+        log_line("sluice: shift " + alias_name(s) + ": cannot restore the pre-shift map: " + err);
+      traffic = admin::traffic_text(current_map(s.function, s.alias));
+    } catch (...) {
     }
-  if (s.stable.empty())
-    return admin::api_error(409,
-                            "alias " + alias_name(s) +
-                                " already sends all its traffic to version " + s.plan.to +
-                                "; there is no stable version to shift from",
-                            "to");
+    s.state = "not_started";
+    log_line("sluice: shift " + alias_name(s) + ": starting failed: " + what_of(e));
+    return admin::api_error(500, "the shift engine failed while starting the shift (" + what_of(e) +
+                                     "); the alias's traffic is " + traffic);
+  }
+}
+
+admin::ApiResult ShiftManager::start_shift_unguarded(Shift& s) {
+  s.before = current_map(s.function, s.alias);
+  std::string refusal;
+  s.stable = pick_stable(s, s.before, &refusal);
+  if (!refusal.empty()) return admin::api_error(409, refusal, "to");
   if (std::string why = cannot_serve(s); !why.empty())
     return admin::api_error(409, "candidate " + s.plan.to + " cannot serve: " + why, "to");
   uint64_t now = now_ms();
@@ -508,26 +625,68 @@ void ShiftManager::on_hook_result(uv_async_t* a) {
     if (it == self->shifts_.end()) continue;
     Shift& s = it->second;
     if (s.state != "pre_traffic" || s.hook_id != r.id) continue;  // aborted meanwhile
-    std::string why;
-    if (r.status < 200 || r.status > 299) {
-      why = "pre_traffic hook " + s.plan.pre_traffic + " " +
-            (r.status == 0 ? "did not answer: " + r.error
-                           : "answered " + std::to_string(r.status) + " (2xx needed)") +
-            "; the shift did not start";
-    } else {
-      admin::ApiResult started = self->start_shift(s);
-      if (started.status != 200)
-        why = "the shift did not start: " + started.body.value("error", "?");
+    try {                                                         // error boundary: see fail_safe()
+      std::string why = hook_refusal(s.plan.pre_traffic, r.status, r.error, r.answer);
+      if (why.empty()) {
+        admin::ApiResult started = self->start_shift(s);
+        if (started.status != 200)
+          why = "the shift did not start: " + started.body.value("error", "?");
+      }
+      if (why.empty()) {
+        self->persist();
+        self->arm();
+      } else {
+        s.state = "not_started";
+        s.reason = why;
+        s.finished = admin::now_rfc3339();
+        log_line("sluice: shift " + alias_name(s) + ": " + why);
+      }
+    } catch (...) {
+      self->fail_safe(s, "starting it after the pre_traffic hook answered",
+                      std::current_exception());
     }
-    if (why.empty()) {
-      self->persist();
-      self->arm();
-    } else {
+  }
+}
+
+void ShiftManager::fail_safe(Shift& s, const std::string& doing,
+                             std::exception_ptr error) noexcept {
+  const std::string why = "the shift engine failed while " + doing + " (" + what_of(error) + ")";
+  log_line("sluice: shift " + alias_name(s) + ": " + why);
+  try {
+    if (s.state == "pre_traffic") {  // no traffic was changed yet
       s.state = "not_started";
-      s.reason = why;
+      s.reason = why + "; the shift did not start";
       s.finished = admin::now_rfc3339();
-      log_line("sluice: shift " + alias_name(s) + ": " + why);
+      persist();
+      return;
     }
+    finish(s, "rolled_back", why + "; rolled back to the pre-shift map", "shift");
+    return;
+  } catch (...) {
+    // Rolling back failed too. Say what the alias's traffic is now, so nobody has to guess.
+    std::string now;
+    try {
+      now = admin::traffic_text(current_map(s.function, s.alias));
+    } catch (...) {
+      now = "unknown";
+    }
+    const std::string before = admin::traffic_text(s.before);
+    const std::string second = what_of(std::current_exception());
+    if (now == before) {  // the traffic was restored; only recording the outcome failed
+      s.state = "rolled_back";
+      s.reason = why + "; rolled back to the pre-shift map (recording it failed: " + second + ")";
+    } else {
+      s.state = "failed";
+      s.reason = why + "; rolling back failed too (" + second + "): the alias's traffic is " + now +
+                 ", the pre-shift map was " + before;
+    }
+    s.finished = admin::now_rfc3339();
+    log_line("sluice: shift " + alias_name(s) + ": " + s.reason);
+  }
+  try {
+    persist();
+  } catch (...) {
+    log_line("sluice: shift: cannot save state: " + what_of(std::current_exception()));
   }
 }
 
@@ -576,7 +735,7 @@ void ShiftManager::finish(Shift& s, const std::string& state, const std::string&
   admin::TrafficMap old_map = current_map(s.function, s.alias);
   admin::TrafficMap target = old_map;
   std::string note;
-  if (state == "promoted") target = {{s.plan.to, 100.0}};
+  if (state == "promoted") target = with_idle_others(s, {{s.plan.to, 100.0}});
   if (state == "rolled_back" || state == "aborted") target = s.before;
   if (target != old_map) {
     std::string err;
@@ -621,103 +780,127 @@ void ShiftManager::post_hook(const Shift& s) {
   uint64_t timeout = s.plan.hook_timeout_ms;
   // Off the control loop: the outcome is already durable, the hook only informs.
   std::thread([url, body, timeout]() {
-    std::string err;
-    int status = post_json(url, body, timeout, &err);
-    if (status < 200 || status > 299)
-      log_line("sluice: shift: post_traffic hook " + url + " " +
-               (status == 0 ? "failed: " + err : "answered " + std::to_string(status)));
+    try {  // an exception leaving a thread would end the process
+      std::string err;
+      int status = post_json(url, body, timeout, &err);
+      if (status < 200 || status > 299)
+        log_line("sluice: shift: post_traffic hook " + url + " " +
+                 (status == 0 ? "failed: " + err : "answered " + std::to_string(status)));
+    } catch (...) {
+      log_line("sluice: shift: post_traffic hook " + url +
+               " failed: " + what_of(std::current_exception()));
+    }
   }).detach();
 }
 
 void ShiftManager::tick(uint64_t now) {
-  std::optional<observe::Snapshot> snap;
   bool any = false;
   for (auto& [key, s] : shifts_) any |= s.state == "running";
   if (!any) return;
-  snap = snapshot(now);
+  std::optional<observe::Snapshot> snap;
+  std::exception_ptr snap_error;
+  try {
+    snap = snapshot(now);
+  } catch (...) {
+    snap_error = std::current_exception();
+  }
   bool changed = false;
   for (auto& [key, s] : shifts_) {
     if (s.state != "running") continue;
-    admin::TrafficMap expected = step_map(s, s.step);
-    admin::TrafficMap actual = current_map(s.function, s.alias);
-    if (actual != expected) {
-      finish(s, "interrupted",
-             "the alias's traffic was changed outside the shift (now " +
-                 admin::traffic_text(actual) + ", expected " + admin::traffic_text(expected) +
-                 "); the shift stopped and left it as it is",
-             "shift");
-      changed = true;
-      continue;
-    }
-    const observe::SeriesSnapshot* cs = snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr;
-    const observe::SeriesSnapshot* ss = snap ? snap->find(s.function, s.alias, s.stable) : nullptr;
-    s.last_candidate = s.candidate_window.sample(now, cs);
-    s.last_stable = s.stable_window.sample(now, ss);
-    if (!s.steps.empty()) {
-      s.steps.back().candidate = s.last_candidate;
-      s.steps.back().stable = s.last_stable;
-    }
-    Observation o;
-    o.step = s.step;
-    o.step_started_ms = s.step_started_ms;
-    o.now_ms = now;
-    o.candidate = s.last_candidate;
-    if (ss || s.last_stable.requests > 0) o.stable = s.last_stable;
-    o.cannot_serve_why = cannot_serve(s);
-    o.candidate_can_serve = o.cannot_serve_why.empty();
-    Decision d = judge(s.plan, o);
-    s.notes = d.notes;
-    switch (d.verdict) {
-      case Verdict::kHold:
-        s.reason = d.reason;
-        break;
-      case Verdict::kRollback:
-        finish(s, "rolled_back", d.reason, "shift");
-        changed = true;
-        break;
-      case Verdict::kPromote: {
-        s.steps.back().reason = d.reason;
-        finish(s, "promoted", d.reason, "shift");
-        changed = true;
-        break;
-      }
-      case Verdict::kAdvance: {
-        StepRecord& r = s.steps.back();
-        r.ended = admin::now_rfc3339();
-        r.outcome = "passed";
-        r.reason = d.reason;
-        admin::TrafficMap old_map = step_map(s, s.step);
-        size_t next = s.step + 1;
-        Figures cand = s.last_candidate, stable = s.last_stable;
-        begin_step(s, next, now, snap ? &*snap : nullptr);
-        std::string err;
-        admin::TrafficMap new_map = step_map(s, next);
-        if (!apply(s, new_map, &err)) {
-          s.steps.back().outcome = "running";
-          finish(s, "rolled_back", "cannot set step " + std::to_string(next + 1) + ": " + err,
-                 "shift");
-        } else {
-          s.reason = "step " + std::to_string(next + 1) + " started";
-          Figures keep_c = s.last_candidate, keep_s = s.last_stable;
-          s.last_candidate = cand;  // the audit line carries the figures that decided
-          s.last_stable = stable;
-          audit(s, "advance", "shift", old_map, new_map, d.reason);
-          s.last_candidate = keep_c;
-          s.last_stable = keep_s;
-        }
-        changed = true;
-        break;
-      }
+    // Error boundary: an exception judging one shift ends that shift (fail_safe), never the
+    // process, and the other shifts are still judged.
+    try {
+      if (snap_error) std::rethrow_exception(snap_error);
+      changed |= tick_one(s, now, snap ? &*snap : nullptr);
+    } catch (...) {
+      fail_safe(s, snap_error ? "reading the live figures" : "judging it",
+                std::current_exception());
     }
   }
-  if (changed) persist();
+  if (changed) {
+    try {
+      persist();
+    } catch (...) {
+      log_line("sluice: shift: cannot save state: " + what_of(std::current_exception()));
+    }
+  }
+}
+
+bool ShiftManager::tick_one(Shift& s, uint64_t now, const observe::Snapshot* snap) {
+  admin::TrafficMap expected = step_map(s, s.step);
+  admin::TrafficMap actual = current_map(s.function, s.alias);
+  if (actual != expected) {
+    finish(s, "interrupted",
+           "the alias's traffic was changed outside the shift (now " + admin::traffic_text(actual) +
+               ", expected " + admin::traffic_text(expected) +
+               "); the shift stopped and left it as it is",
+           "shift");
+    return true;
+  }
+  const observe::SeriesSnapshot* cs = snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr;
+  const observe::SeriesSnapshot* ss = snap ? snap->find(s.function, s.alias, s.stable) : nullptr;
+  s.last_candidate = s.candidate_window.sample(now, cs);
+  s.last_stable = s.stable_window.sample(now, ss);
+  if (!s.steps.empty()) {
+    s.steps.back().candidate = s.last_candidate;
+    s.steps.back().stable = s.last_stable;
+  }
+  Observation o;
+  o.step = s.step;
+  o.step_started_ms = s.step_started_ms;
+  o.now_ms = now;
+  o.candidate = s.last_candidate;
+  if (ss || s.last_stable.requests > 0) o.stable = s.last_stable;
+  o.cannot_serve_why = cannot_serve(s);
+  o.candidate_can_serve = o.cannot_serve_why.empty();
+  Decision d = judge(s.plan, o);
+  s.notes = d.notes;
+  switch (d.verdict) {
+    case Verdict::kHold:
+      s.reason = d.reason;
+      return false;
+    case Verdict::kRollback:
+      finish(s, "rolled_back", d.reason, "shift");
+      return true;
+    case Verdict::kPromote:
+      s.steps.back().reason = d.reason;
+      finish(s, "promoted", d.reason, "shift");
+      return true;
+    case Verdict::kAdvance:
+      break;
+  }
+  StepRecord& r = s.steps.back();
+  r.ended = admin::now_rfc3339();
+  r.outcome = "passed";
+  r.reason = d.reason;
+  admin::TrafficMap old_map = step_map(s, s.step);
+  size_t next = s.step + 1;
+  Figures cand = s.last_candidate, stable = s.last_stable;
+  begin_step(s, next, now, snap);
+  std::string err;
+  admin::TrafficMap new_map = step_map(s, next);
+  if (!apply(s, new_map, &err)) {
+    s.steps.back().outcome = "running";
+    finish(s, "rolled_back", "cannot set step " + std::to_string(next + 1) + ": " + err, "shift");
+    return true;
+  }
+  s.reason = "step " + std::to_string(next + 1) + " started";
+  Figures keep_c = s.last_candidate, keep_s = s.last_stable;
+  s.last_candidate = cand;  // the audit line carries the figures that decided
+  s.last_stable = stable;
+  audit(s, "advance", "shift", old_map, new_map, d.reason);
+  s.last_candidate = keep_c;
+  s.last_stable = keep_s;
+  return true;
 }
 
 void ShiftManager::check_file_shifts() {
   std::shared_ptr<const routing::RoutingTable> table = control_.table();
-  if (!table || table.get() == seen_table_) return;
-  seen_table_ = table.get();
-  for (const config::FunctionSpec& fn : table->config().functions) {
+  if (!table || table == seen_table_) return;  // safe: seen_table_ keeps its address taken
+  seen_table_ = std::move(table);
+  ++table_generation_;
+  std::shared_ptr<const routing::RoutingTable> keep = seen_table_;
+  for (const config::FunctionSpec& fn : keep->config().functions) {
     for (const config::AliasSpec& al : fn.aliases) {
       if (al.shift_json.empty()) continue;
       json body = json::parse(al.shift_json, nullptr, false);
@@ -728,8 +911,16 @@ void ShiftManager::check_file_shifts() {
       if (it != shifts_.end() && (active(it->second) || it->second.plan.to == plan->to)) continue;
       admin::TrafficMap now_map = admin::traffic_of(al);
       if (now_map.size() == 1 && now_map[0].first == plan->to) continue;  // already all there
-      admin::ApiResult r = begin(fn.name, al.name, body, "file");
-      if (r.status != 200)
+      admin::ApiResult r;
+      try {  // error boundary: one alias's failure does not stop the others
+        r = begin(fn.name, al.name, body, "file");
+      } catch (...) {
+        r = admin::api_error(500, "the shift engine failed: " + what_of(std::current_exception()));
+        auto started = shifts_.find({fn.name, al.name});
+        if (started != shifts_.end() && active(started->second))
+          fail_safe(started->second, "starting it from the config file", std::current_exception());
+      }
+      if (r.status < 200 || r.status > 299)
         log_line("sluice: shift " + fn.name + ":" + al.name +
                  " from the config file not started: " +
                  r.body.value("error", "HTTP " + std::to_string(r.status)));
@@ -749,9 +940,16 @@ void ShiftManager::load_and_resume(uint64_t now) {
     log_line("sluice: shift: " + path + " does not parse; shifts in it are ignored");
     return;
   }
-  for (const json& j : doc.value("shifts", json::array())) {
+  const json shifts = doc.contains("shifts") && doc["shifts"].is_array() ? doc["shifts"] : json();
+  for (const json& j : shifts) {
     Shift s;
-    if (!from_json(j, s)) {
+    bool readable = false;
+    try {  // a hand-edited file may hold any type anywhere: reading it must not throw
+      readable = from_json(j, s);
+    } catch (...) {
+      log_line("sluice: shift: " + what_of(std::current_exception()));
+    }
+    if (!readable) {
       log_line("sluice: shift: ignoring an unreadable entry in " + path);
       continue;
     }

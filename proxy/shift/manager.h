@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -51,7 +52,8 @@ struct Shift {
   admin::TrafficMap before;  // the pre-shift map, restored on rollback
   size_t step = 0;           // index into plan.steps
   // "pre_traffic" (waiting for the hook), "running", "promoted", "rolled_back", "aborted",
-  // "interrupted", "not_started" (the pre_traffic hook said no).
+  // "interrupted", "not_started" (the pre_traffic hook said no), "failed" (the engine failed and
+  // could not restore the pre-shift map either; the reason names the alias's traffic).
   std::string state = "running";
   std::string reason;             // why it ended (or what it waits for while running)
   std::string started, finished;  // RFC 3339
@@ -71,8 +73,15 @@ nlohmann::json to_json(const Shift& s, bool runtime);
 // Fills the durable part of `out`; false if the document is not a shift.
 bool from_json(const nlohmann::json& j, Shift& out);
 
-// The traffic map a step sets: {stable: 100 - percent, candidate: percent}.
+// The traffic map a step sets: {stable: 100 - percent, candidate: percent}, plus the other
+// versions of the pre-shift map at weight 0 (a shift never starts while they have traffic).
 admin::TrafficMap step_map(const Shift& s, size_t step);
+// `map` plus the pre-shift map's other versions at weight 0, in canonical order.
+admin::TrafficMap with_idle_others(const Shift& s, admin::TrafficMap map);
+// The stable version of `map` for a shift to s.plan.to: the other version with the most
+// traffic. Sets *refusal (naming the versions) when there is none, or when a third version has
+// traffic: a shift moves share between stable and candidate only.
+std::string pick_stable(const Shift& s, const admin::TrafficMap& map, std::string* refusal);
 
 class ShiftManager {
  public:
@@ -116,11 +125,21 @@ class ShiftManager {
   void set_clock(std::function<uint64_t()> now_ms) { clock_ = std::move(now_ms); }
 
   // One judgement pass over every running shift at `now_ms` (the timer calls it; tests too).
+  // An error boundary per shift: an exception judging one (reading figures, applying a map,
+  // saving state) ends that shift rolled back, or "failed" with the alias's traffic named if the
+  // rollback fails too; it never leaves tick().
   void tick(uint64_t now_ms);
   // Earliest time a running shift wants the next tick (step end), capped by the check interval.
   uint64_t next_tick_ms(uint64_t now_ms) const;
 
   const std::map<std::pair<std::string, std::string>, Shift>& shifts() const { return shifts_; }
+
+  // Starts the shifts a (re)loaded config file asks for: an alias with a shift table whose `to`
+  // is neither its last shift's candidate nor already its whole traffic. Does anything only when
+  // the routing table is a new generation since the last call (the timer calls it each tick).
+  void check_file_shifts();
+  // How many distinct routing tables this manager has seen (1 after start()).
+  uint64_t table_generation() const { return table_generation_; }
 
  private:
   using Key = std::pair<std::string, std::string>;
@@ -142,13 +161,17 @@ class ShiftManager {
              const std::string& reason);
   void persist();
   void load_and_resume(uint64_t now_ms);
-  // Starts the shifts a (re)loaded config file asks for: an alias with a shift table whose `to`
-  // is neither its last shift's candidate nor already its whole traffic. Runs when the routing
-  // snapshot changed since the last call.
-  void check_file_shifts();
   void post_hook(const Shift& s);
-  // Sets the first step of `s` (pre-shift map and stable taken now). Non-200 leaves `s` as is.
+  // Sets the first step of `s` (pre-shift map and stable taken now). Non-200 leaves the alias's
+  // traffic as it was (an exception is caught: 500, "not_started").
   admin::ApiResult start_shift(Shift& s);
+  admin::ApiResult start_shift_unguarded(Shift& s);
+  // Judges one running shift (tick()'s body); true if it changed state. May throw.
+  bool tick_one(Shift& s, uint64_t now_ms, const observe::Snapshot* snap);
+  // Ends `s` after an exception while `doing` something to it: "not_started" if it was still
+  // waiting for its pre_traffic hook, else rolled back; if the rollback throws as well, "failed"
+  // with the alias's current and pre-shift maps in the reason. Never throws.
+  void fail_safe(Shift& s, const std::string& doing, std::exception_ptr error) noexcept;
   // Results of pre_traffic calls, posted by their threads and read on the loop.
   struct HookInbox {
     std::mutex mu;
@@ -159,6 +182,7 @@ class ShiftManager {
       uint64_t id = 0;
       int status = 0;
       std::string error;
+      std::string answer;  // the hook's response body
     };
     std::vector<Result> results;
   };
@@ -173,15 +197,19 @@ class ShiftManager {
   uint64_t check_every_ms_;
   std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished
   uv_loop_t* loop_ = nullptr;
-  uv_timer_t* timer_ = nullptr;       // freed by its close callback
-  const void* seen_table_ = nullptr;  // the snapshot check_file_shifts() last looked at
+  uv_timer_t* timer_ = nullptr;  // freed by its close callback
+  // The routing table check_file_shifts() last looked at, held so that no later table can be
+  // allocated at its address (comparing a raw pointer to a freed table could miss a reload), and
+  // the generation it was: counted here, one per distinct table seen.
+  std::shared_ptr<const routing::RoutingTable> seen_table_;
+  uint64_t table_generation_ = 0;
   std::shared_ptr<HookInbox> inbox_;  // shared with pre_traffic threads
   uint64_t next_hook_id_ = 1;
 };
 
-// POSTs `body` to an http://HOST:PORT/path URL within `timeout_ms`; the HTTP status, or 0 with
-// `error` if there was no answer.
+// POSTs `body` to an http://HOST:PORT/path URL within `timeout_ms`; the HTTP status (and the
+// response body in *answer, if given), or 0 with `error` if there was no answer.
 int post_json(const std::string& url, const nlohmann::json& body, uint64_t timeout_ms,
-              std::string* error);
+              std::string* error, std::string* answer = nullptr);
 
 }  // namespace sluice::shift

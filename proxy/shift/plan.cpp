@@ -1,10 +1,13 @@
 // Shift plan parsing and the judge (see plan.h).
 #include "shift/plan.h"
 
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <system_error>
 
 #include "config/values.h"
 
@@ -12,6 +15,39 @@ namespace sluice::shift {
 namespace {
 
 using nlohmann::json;
+
+std::string trim_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// The checks shared by rate strings and JSON numbers: `v` as written (`percent`: with a '%'),
+// `shown` as the user wrote it, `q` the quote to suggest strings with ("" on a command line).
+std::optional<double> rate_value(double v, bool percent, const std::string& shown,
+                                 const std::string& q, double max_fraction, std::string* why) {
+  auto refuse = [&](std::string message) -> std::optional<double> {
+    if (why) *why = std::move(message);
+    return std::nullopt;
+  };
+  if (v < 0) return refuse("must not be negative (got " + shown + ")");
+  const std::string max_text = q + trim_number(max_fraction * 100) + "%" + q;
+  if (percent) {
+    if (v / 100.0 > max_fraction)
+      return refuse("must be at most " + max_text + " (got " + shown + ")");
+    return v / 100.0;
+  }
+  if (v >= 1) {
+    // 1 reads as 1% to some and as 100% to others: make the writer say which.
+    const std::string n = trim_number(v);
+    std::string suggestion =
+        v / 100.0 > max_fraction ? "a percentage up to " + max_text : q + n + "%" + q;
+    if (v < 100) suggestion += " or " + trim_number(v / 100.0);
+    return refuse(shown + " is ambiguous (" + n + "% or " + trim_number(v * 100) + "%?): write " +
+                  suggestion + " for " + n + " percent; a bare number is a fraction below 1");
+  }
+  return v;
+}
 
 bool fail(PlanError* error, std::string message, std::string field) {
   if (error) *error = {std::move(message), std::move(field)};
@@ -38,21 +74,28 @@ bool read_duration(const json& v, const std::string& field, uint64_t min_ms, uin
   return true;
 }
 
-bool read_rate(const json& v, const std::string& field, std::optional<double>& out,
-               PlanError* error) {
+// A rate or margin: a percent string ("1%"), a fraction string or number below 1 ("0.01", 0.01).
+bool read_rate(const json& v, const std::string& field, double max_fraction,
+               std::optional<double>& out, PlanError* error) {
   std::optional<double> r;
-  if (v.is_number()) {
-    double d = v.get<double>();
-    if (std::isfinite(d) && d >= 0 && d <= 1) r = d;
-  } else if (v.is_string()) {
-    r = parse_rate(v.get<std::string>());
-  }
-  if (!r)
-    return fail(error,
-                field + " must be a fraction between 0 and 1 (0.01) or a percentage (\"1%\")",
-                field);
+  std::string why;
+  if (v.is_number() && std::isfinite(v.get<double>()))
+    r = rate_value(v.get<double>(), false, trim_number(v.get<double>()), "\"", max_fraction, &why);
+  else if (v.is_string())
+    r = parse_rate(v.get<std::string>(), &why, true, max_fraction);
+  else
+    why = "expected a percentage such as \"1%\" or a fraction below 1 such as 0.01";
+  if (!r) return fail(error, field + ": " + why, field);
   out = r;
   return true;
+}
+
+// A rate as parse_plan reads it back: a number below 1, else a percent string ("100%").
+json rate_json(double v) {
+  if (v < 1) return v;
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v * 100.0);
+  return std::string(buf, ec == std::errc() ? end : buf) + "%";
 }
 
 bool read_count(const json& v, const std::string& field, uint64_t& out, PlanError* error) {
@@ -79,25 +122,24 @@ bool read_url(const json& v, const std::string& field, std::string& out, PlanErr
   return true;
 }
 
-std::string trim_number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
 }  // namespace
 
-std::optional<double> parse_rate(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  bool percent = text.back() == '%';
-  std::string num = percent ? text.substr(0, text.size() - 1) : text;
-  if (num.empty()) return std::nullopt;
+std::optional<double> parse_rate(const std::string& text, std::string* why, bool quote,
+                                 double max_fraction) {
+  const std::string q = quote ? "\"" : "";
+  const bool percent = !text.empty() && text.back() == '%';
+  const std::string num = percent ? text.substr(0, text.size() - 1) : text;
   char* end = nullptr;
-  double v = std::strtod(num.c_str(), &end);
-  if (!end || *end != '\0' || !std::isfinite(v)) return std::nullopt;
-  if (percent) v /= 100.0;
-  if (v < 0 || v > 1) return std::nullopt;
-  return v;
+  double v = num.empty() || std::isspace(static_cast<unsigned char>(num[0]))
+                 ? std::nan("")
+                 : std::strtod(num.c_str(), &end);
+  if (!end || *end != '\0' || !std::isfinite(v)) {
+    if (why)
+      *why = "expected a percentage such as " + q + "1%" + q +
+             " or a fraction below 1 such as 0.01 (got " + q + text + q + ")";
+    return std::nullopt;
+  }
+  return rate_value(v, percent, q + text + q, q, max_fraction, why);
 }
 
 std::optional<Plan> parse_plan(const json& body, PlanError* error) {
@@ -105,7 +147,7 @@ std::optional<Plan> parse_plan(const json& body, PlanError* error) {
       "to",     "steps",       "every",        "guard",       "compare_to_stable",
       "margin", "pre_traffic", "post_traffic", "hook_timeout"};
   static const std::set<std::string> kGuard = {"max_error_rate", "max_p99", "max_throttle_rate",
-                                               "min_requests", "min_breach_requests"};
+                                               "min_requests"};
   Plan plan;
   if (!body.is_object()) {
     fail(error, "the body must be a JSON object", "body");
@@ -175,18 +217,8 @@ std::optional<Plan> parse_plan(const json& body, PlanError* error) {
     plan.compare_to_stable = body["compare_to_stable"].get<bool>();
   }
   if (body.contains("margin")) {
-    const json& m = body["margin"];
     std::optional<double> r;
-    if (m.is_number() && std::isfinite(m.get<double>()) && m.get<double>() >= 0 &&
-        m.get<double>() <= 100)
-      r = m.get<double>();
-    else if (m.is_string() && m.get<std::string>().size() > 1 && m.get<std::string>().back() == '%')
-      r = parse_rate(m.get<std::string>());  // "10%" -> 0.1
-    if (!r) {
-      fail(error, "margin must be a non-negative fraction (0.1) or a percentage (\"10%\")",
-           "margin");
-      return std::nullopt;
-    }
+    if (!read_rate(body["margin"], "margin", kMaxMargin, r, error)) return std::nullopt;
     plan.margin = *r;
   }
   if (body.contains("pre_traffic") &&
@@ -205,8 +237,7 @@ std::optional<Plan> parse_plan(const json& body, PlanError* error) {
       if (!kGuard.count(it.key())) {
         fail(error,
              "unknown field guard." + it.key() +
-                 " (expected: max_error_rate, max_p99, max_throttle_rate, min_requests, "
-                 "min_breach_requests)",
+                 " (expected: max_error_rate, max_p99, max_throttle_rate, min_requests)",
              "guard." + it.key());
         return std::nullopt;
       }
@@ -214,11 +245,13 @@ std::optional<Plan> parse_plan(const json& body, PlanError* error) {
     if (g.contains("max_error_rate")) {
       if (g["max_error_rate"].is_null())
         gd.max_error_rate.reset();
-      else if (!read_rate(g["max_error_rate"], "guard.max_error_rate", gd.max_error_rate, error))
+      else if (!read_rate(g["max_error_rate"], "guard.max_error_rate", 1.0, gd.max_error_rate,
+                          error))
         return std::nullopt;
     }
     if (g.contains("max_throttle_rate") &&
-        !read_rate(g["max_throttle_rate"], "guard.max_throttle_rate", gd.max_throttle_rate, error))
+        !read_rate(g["max_throttle_rate"], "guard.max_throttle_rate", 1.0, gd.max_throttle_rate,
+                   error))
       return std::nullopt;
     if (g.contains("max_p99")) {
       uint64_t ms = 0;
@@ -229,15 +262,6 @@ std::optional<Plan> parse_plan(const json& body, PlanError* error) {
     if (g.contains("min_requests") &&
         !read_count(g["min_requests"], "guard.min_requests", gd.min_requests, error))
       return std::nullopt;
-    if (g.contains("min_breach_requests")) {
-      if (!read_count(g["min_breach_requests"], "guard.min_breach_requests", gd.min_breach_requests,
-                      error))
-        return std::nullopt;
-      if (gd.min_breach_requests == 0) {
-        fail(error, "guard.min_breach_requests must be at least 1", "guard.min_breach_requests");
-        return std::nullopt;
-      }
-    }
   }
   return plan;
 }
@@ -249,21 +273,21 @@ json to_json(const Plan& plan) {
       steps.push_back(static_cast<int64_t>(s));
     else
       steps.push_back(s);
-  json guard = {{"min_requests", plan.guard.min_requests},
-                {"min_breach_requests", plan.guard.min_breach_requests}};
+  json guard = {{"min_requests", plan.guard.min_requests}};
   if (plan.guard.max_error_rate)
-    guard["max_error_rate"] = *plan.guard.max_error_rate;
+    guard["max_error_rate"] = rate_json(*plan.guard.max_error_rate);
   else
     guard["max_error_rate"] = nullptr;
   if (plan.guard.max_p99_ms)
     guard["max_p99"] = config::format_duration_ms(static_cast<uint64_t>(*plan.guard.max_p99_ms));
-  if (plan.guard.max_throttle_rate) guard["max_throttle_rate"] = *plan.guard.max_throttle_rate;
+  if (plan.guard.max_throttle_rate)
+    guard["max_throttle_rate"] = rate_json(*plan.guard.max_throttle_rate);
   json out = {{"to", plan.to},
               {"steps", steps},
               {"every", config::format_duration_ms(plan.every_ms)},
               {"guard", guard},
               {"compare_to_stable", plan.compare_to_stable},
-              {"margin", plan.margin},
+              {"margin", rate_json(plan.margin)},
               {"hook_timeout", config::format_duration_ms(plan.hook_timeout_ms)}};
   if (!plan.pre_traffic.empty()) out["pre_traffic"] = plan.pre_traffic;
   if (!plan.post_traffic.empty()) out["post_traffic"] = plan.post_traffic;
@@ -326,8 +350,9 @@ Decision judge(const Plan& plan, const Observation& obs) {
     return d;
   }
   const Figures& c = obs.candidate;
-  const bool stable_judgeable =
-      obs.stable && obs.stable->requests >= plan.guard.breach_floor() && obs.stable->requests > 0;
+  // min_requests is the floor of every verdict on figures (and one request at least).
+  const uint64_t floor = plan.guard.min_requests > 0 ? plan.guard.min_requests : 1;
+  const bool stable_judgeable = obs.stable && obs.stable->requests >= floor;
 
   struct Check {
     const char* guard;
@@ -344,7 +369,15 @@ Decision judge(const Plan& plan, const Observation& obs) {
       {"throttle_rate", "throttle rate", plan.guard.max_throttle_rate, c.throttle_rate(),
        obs.stable ? obs.stable->throttle_rate() : 0.0, true},
   };
-  if (c.requests > 0 && c.requests >= plan.guard.breach_floor()) {
+  std::string over;  // below the floor: the first limit the figures exceed so far
+  for (const Check& k : checks) {
+    if (c.requests == 0 || c.requests >= floor || !k.limit || !(k.cand > *k.limit)) continue;
+    auto fmt = [&](double v) { return k.is_rate ? percent_text(v) : ms_text(v); };
+    over = "; so far the candidate " + std::string(k.what) + " " + fmt(k.cand) + " is over the " +
+           fmt(*k.limit) + " limit";
+    break;
+  }
+  if (c.requests >= floor) {
     for (const Check& k : checks) {
       if (!k.limit || !(k.cand > *k.limit)) continue;
       auto fmt = [&](double v) { return k.is_rate ? percent_text(v) : ms_text(v); };
@@ -375,13 +408,13 @@ Decision judge(const Plan& plan, const Observation& obs) {
   if (obs.now_ms < end_ms) {
     d.verdict = Verdict::kHold;
     d.reason = "step " + std::to_string(obs.step + 1) +
-               " interval: " + std::to_string(end_ms - obs.now_ms) + "ms left";
+               " interval: " + std::to_string(end_ms - obs.now_ms) + "ms left" + over;
     return d;
   }
-  if (c.requests < plan.guard.min_requests) {
+  if (c.requests < floor) {
     d.verdict = Verdict::kHold;
     d.reason = "waiting for min_requests: " + std::to_string(c.requests) + " of " +
-               std::to_string(plan.guard.min_requests) + " candidate requests in the window";
+               std::to_string(floor) + " candidate requests in the window" + over;
     return d;
   }
   const bool last = obs.step + 1 >= plan.steps.size();

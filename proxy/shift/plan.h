@@ -15,21 +15,18 @@ namespace sluice::shift {
 inline constexpr uint64_t kMinEveryMs = 100;
 inline constexpr uint64_t kMaxEveryMs = 24ull * 3600 * 1000;
 inline constexpr size_t kMaxSteps = 20;
-// A guard can fail a candidate only once its window holds this many requests (or min_requests,
-// if lower), so one unlucky first request does not end a shift. A candidate that cannot serve
-// at all is rolled back without waiting.
-inline constexpr uint64_t kDefaultMinBreachRequests = 10;
 inline constexpr uint64_t kDefaultHookTimeoutMs = 5000;
+// margin is relative (candidate > stable * (1 + margin)), so it may exceed 100%.
+inline constexpr double kMaxMargin = 100.0;
 
 struct Guard {
   std::optional<double> max_error_rate = 0.01;  // fraction of requests; unset = not judged
   std::optional<double> max_p99_ms;
   std::optional<double> max_throttle_rate;
-  uint64_t min_requests = 100;  // candidate requests a step needs before it may advance
-  uint64_t min_breach_requests = kDefaultMinBreachRequests;  // capped by min_requests
-  uint64_t breach_floor() const {
-    return min_breach_requests < min_requests ? min_breach_requests : min_requests;
-  }
+  // The floor for every verdict on figures: no advance, promotion or rollback on fewer
+  // candidate requests in the window (a candidate that cannot serve at all is not judged on
+  // figures and rolls back at once).
+  uint64_t min_requests = 100;
 };
 
 struct Plan {
@@ -53,14 +50,19 @@ struct PlanError {
 };
 
 // Parses the POST body of /admin/functions/{f}/aliases/{a}/shift (or the config-file table
-// converted to JSON). Durations are strings ("300ms", "1m") or milliseconds as numbers; rates are
-// fractions (0.01) or percent strings ("1%"). Unknown fields are refused. nullopt + `error` if
-// invalid.
+// converted to JSON). Durations are strings ("300ms", "1m") or milliseconds as numbers; rates and
+// the margin are percent strings ("1%") or fractions below 1 (0.01): a bare 1 or more is refused
+// as ambiguous. Unknown fields are refused. nullopt + `error` if invalid.
 std::optional<Plan> parse_plan(const nlohmann::json& body, PlanError* error);
 nlohmann::json to_json(const Plan& plan);
 
-// "1%" -> 0.01, "0.5%" -> 0.005, "0.01" -> 0.01. nullopt if malformed or outside [0, 1].
-std::optional<double> parse_rate(const std::string& text);
+// A share written as a percentage ("1%" -> 0.01, "0.5%" -> 0.005) or as a fraction below 1
+// ("0.01"). A bare number of 1 or more is refused as ambiguous ("1" reads as 1% to some and as
+// 100% to others), with a suggestion ("write 1% or 0.01"). nullopt with *why (what is wrong and
+// what to write; `quote`: suggest "1%" with quotes, as JSON and TOML need) if malformed or above
+// `max_fraction`.
+std::optional<double> parse_rate(const std::string& text, std::string* why = nullptr,
+                                 bool quote = false, double max_fraction = 1.0);
 
 // What one version did in the judged window.
 struct Figures {
@@ -100,11 +102,11 @@ struct Observation {
   std::string cannot_serve_why;
 };
 
-// The rules: a candidate that cannot serve, or breaches a guard with at least
-// guard.breach_floor() window requests, is rolled back at once (compare_to_stable may forgive a
-// breach the stable version shares); otherwise a step advances (promotes, after the last step)
-// only once its interval has ended and its window holds at least guard.min_requests candidate
-// requests; otherwise it holds.
+// The rules: a candidate that cannot serve is rolled back at once. No other verdict is reached on
+// fewer than guard.min_requests candidate requests in the window (at least one): with enough, a
+// guard breach rolls back at once (compare_to_stable may forgive a breach the stable version
+// shares), and a step whose interval has ended advances (promotes, after the last step);
+// otherwise it holds.
 Decision judge(const Plan& plan, const Observation& obs);
 
 // "12.3%"; "250.0ms".

@@ -23,6 +23,10 @@ const routing::Endpoint& Connection::endpoint() const {
   return pool_.endpoint();
 }
 
+uint64_t Connection::now_ms() const {
+  return uv_now(pool_.context().loop);
+}
+
 Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
   uv_loop_t* loop = pool.context().loop;
   auto owned = std::unique_ptr<Connection>(new Connection(pool));
@@ -49,26 +53,38 @@ Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
     return nullptr;
   }
   c->connect_req_.data = c;
-  uv_timer_start(&c->timer_, &Connection::on_timer, connect_timeout_ms, 0);
+  c->connect_timeout_ms_ = connect_timeout_ms;
+  c->since_ms_ = c->now_ms();
+  c->schedule();
   return c;
 }
 
 void Connection::lend(Borrower* b, uint32_t response_timeout_ms, bool head_request) {
   borrower_ = b;
+  pool_.lent();
   response_timeout_ms_ = response_timeout_ms;
   head_request_ = head_request;
   parser_.reset();
-  awaiting_response_ = true;
+  request_sent_ = awaiting_response_ = false;
   response_started_ = response_done_ = false;
   broken_ = false;
-  if (connected_) {
-    uv_timer_stop(&timer_);  // the idle timer
-    if (!reading_) start_reading();
-  }
+  progress_ms_ = now_ms();
+  if (connected_ && !reading_) start_reading();
+  schedule();
+}
+
+void Connection::end_of_request() {
+  request_sent_ = true;
+  if (!response_started_) awaiting_response_ = true;
+  since_ms_ = now_ms();
+  schedule();
 }
 
 void Connection::release(bool reusable) {
-  borrower_ = nullptr;
+  if (borrower_) {
+    borrower_ = nullptr;
+    pool_.returned();
+  }
   if (closing_) return;
   if (reusable && connected_ && response_done_ && !broken_ && !tunnel_ && parser_.keep_alive() &&
       socket_.write_queue_size == 0 && out_.empty()) {
@@ -90,7 +106,10 @@ void Connection::go_idle() {
 
 void Connection::close() {
   if (std::exchange(closing_, true)) return;
-  borrower_ = nullptr;
+  if (borrower_) {
+    borrower_ = nullptr;
+    pool_.returned();
+  }
   pool_.remove_idle(this);
   for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
     if (h->data && !uv_is_closing(h)) uv_close(h, &Connection::on_closed);
@@ -104,12 +123,60 @@ void Connection::on_closed(uv_handle_t* h) {
 void Connection::fail(Failure kind) {
   Borrower* b = borrower_;
   const bool started = response_started_;
+  const bool exchange_over = response_done_ && !tunnel_;
   close();
-  if (b) b->on_upstream_failed(kind, started, reused_);
+  if (!b) return;
+  // A connection that breaks after a complete response (an upstream that answered an upload
+  // early and closed) failed nobody.
+  if (exchange_over)
+    b->on_upstream_eof();
+  else
+    b->on_upstream_failed(kind, started, reused_);
 }
 
 size_t Connection::queued_bytes() const {
   return socket_.write_queue_size + pre_connect_.size();
+}
+
+uint64_t Connection::deadline() const {
+  if (closing_) return kNever;
+  if (!connected_) return since_ms_ + connect_timeout_ms_;
+  if (!borrower_) return since_ms_ + pool_.idle_timeout_ms_;  // idle in the pool
+  if (tunnel_) return kNever;  // the borrower times the tunnel in both directions
+  uint64_t d = kNever;
+  // Our writes to it make no progress: the upstream stopped reading.
+  if (socket_.write_queue_size > 0) d = progress_ms_ + response_timeout_ms_;
+  if (awaiting_response_ && socket_.write_queue_size == 0)
+    d = std::min(d, std::max(since_ms_, progress_ms_) + response_timeout_ms_);
+  // Silence between response reads, unless we stopped reading (the client is slow, not it).
+  if (response_started_ && !response_done_ && !paused_)
+    d = std::min(d, progress_ms_ + response_timeout_ms_);
+  return d;
+}
+
+void Connection::schedule() {
+  const uint64_t d = deadline();
+  if (d == kNever || (armed_due_ms_ && armed_due_ms_ <= d)) return;
+  const uint64_t now = now_ms();
+  uv_timer_start(&timer_, &Connection::on_timer, d > now ? d - now : 0, 0);
+  armed_due_ms_ = d;
+}
+
+void Connection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<Connection*>(t->data);
+  self->armed_due_ms_ = 0;
+  if (self->closing_) return;
+  if (self->deadline() > self->now_ms()) {
+    self->schedule();  // progress moved the deadline since the timer was armed
+    return;
+  }
+  if (!self->connected_) {
+    self->fail(Failure::kTimeout);
+  } else if (self->borrower_) {
+    self->fail(Failure::kTimeout);
+  } else {
+    self->close();  // idle too long
+  }
 }
 
 void Connection::flush() {
@@ -121,29 +188,47 @@ void Connection::flush() {
     out_.drain_into(pre_connect_);
     return;
   }
+  if (write_failed_) {
+    out_.clear();
+    return;
+  }
   if (!out_.empty()) {
+    const size_t queued = socket_.write_queue_size;
     int rc = out_.flush(as_stream(&socket_), pool_.context().writes, &Connection::on_write);
     if (rc < 0) {
-      // Report asynchronously: the borrower is inside its own call.
-      broken_ = true;
-      awaiting_response_ = false;
-      uv_timer_start(&timer_, &Connection::on_timer, 0, 0);
+      write_failed();
       return;
     }
+    if (queued == 0) progress_ms_ = now_ms();  // the kernel took bytes (or queued the first)
   }
-  if (awaiting_response_ && borrower_ && !uv_is_active(as_handle(&timer_)))
-    uv_timer_start(&timer_, &Connection::on_timer, response_timeout_ms_, 0);
+  schedule();
+}
+
+void Connection::write_failed() {
+  // The upstream stopped taking the request (it closed or reset). Its answer may already be in
+  // our receive buffer -- an upload refused early, say -- so the read side decides: a complete
+  // response is delivered; EOF or a reset without one fails the request. The rest of the request
+  // is dropped, and the wait for the answer starts now.
+  write_failed_ = true;
+  broken_ = true;
+  out_.clear();
+  if (!response_started_) {
+    awaiting_response_ = true;
+    since_ms_ = now_ms();
+  }
+  if (!reading_ && !paused_) start_reading();
+  schedule();
 }
 
 void Connection::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<Connection*>(req->data);
   if (self->closing_ || status == UV_ECANCELED) return;
-  uv_timer_stop(&self->timer_);
   if (status < 0) {
     self->fail(Failure::kConnect);
     return;
   }
   self->connected_ = true;
+  self->progress_ms_ = self->since_ms_ = self->now_ms();
   self->start_reading();
   if (!self->pre_connect_.empty()) {
     std::unique_ptr<worker::WriteOp> op = self->pool_.context().writes.get();
@@ -157,10 +242,11 @@ void Connection::on_connect(uv_connect_t* req, int status) {
     }
     op.release();
   }
-  if (self->borrower_ && self->awaiting_response_)
-    uv_timer_start(&self->timer_, &Connection::on_timer, self->response_timeout_ms_, 0);
-  else if (!self->borrower_)
+  if (!self->borrower_) {
     self->close();  // the request went away while we were connecting
+    return;
+  }
+  self->schedule();
 }
 
 void Connection::start_reading() {
@@ -179,7 +265,9 @@ void Connection::pause_reading() {
 void Connection::resume_reading() {
   if (paused_ && !closing_) {
     paused_ = false;
+    progress_ms_ = now_ms();  // the silence we were not listening to is not the upstream's
     start_reading();
+    schedule();
   }
 }
 
@@ -193,9 +281,14 @@ void Connection::on_write(uv_write_t* req, int status) {
   self->pool_.context().writes.put(std::move(op));
   if (self->closing_) return;
   if (status < 0) {
-    self->fail(Failure::kReset);
+    if (self->tunnel_)
+      self->fail(Failure::kReset);
+    else
+      self->write_failed();
     return;
   }
+  self->progress_ms_ = self->now_ms();
+  if (self->socket_.write_queue_size == 0) self->schedule();  // the response wait may start now
   if (self->borrower_ && self->socket_.write_queue_size < worker::kHighWaterBytes)
     self->borrower_->on_upstream_drained();
 }
@@ -205,7 +298,13 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->closing_ || nread == 0) return;
   if (nread < 0) {
     if (self->borrower_ && self->tunnel_) {
-      self->fail(Failure::kReset);
+      Borrower* b = self->borrower_;
+      if (nread == UV_EOF) {
+        self->close();
+        b->on_upstream_eof();
+      } else {
+        self->fail(Failure::kReset);
+      }
     } else if (self->borrower_ && self->response_started_ && !self->response_done_ &&
                self->parser_.in_message()) {
       // A body delimited by EOF ends here; anything else was cut short.
@@ -220,7 +319,10 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     } else if (self->borrower_ && !self->response_done_) {
       self->fail(Failure::kReset);
     } else {
-      self->close();  // idle connection closed by the upstream
+      // Idle, or lent with its exchange over (the borrower has not released it yet).
+      Borrower* b = self->borrower_;
+      self->close();
+      if (b) b->on_upstream_eof();
     }
     return;
   }
@@ -231,10 +333,10 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   Borrower* b = self->borrower_;
-  if (self->awaiting_response_) {
+  self->progress_ms_ = self->now_ms();
+  if (self->awaiting_response_ || !self->response_started_) {
     self->awaiting_response_ = false;
     self->response_started_ = true;
-    uv_timer_stop(&self->timer_);
   }
   if (self->tunnel_) {
     b->on_upstream_raw(data, len);
@@ -255,20 +357,6 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     self->broken_ = true;  // bytes after the response: never reuse
   }
   if (self->borrower_ == b) b->on_upstream_flush();
-}
-
-void Connection::on_timer(uv_timer_t* t) {
-  auto* self = static_cast<Connection*>(t->data);
-  if (self->closing_) return;
-  if (self->broken_ && self->borrower_ && !self->response_started_) {
-    self->fail(Failure::kReset);  // deferred write failure
-  } else if (!self->connected_) {
-    self->fail(Failure::kTimeout);
-  } else if (self->borrower_) {
-    self->fail(Failure::kTimeout);
-  } else {
-    self->close();  // idle too long
-  }
 }
 
 int Connection::on_head(http::Parser& p) {
@@ -300,6 +388,38 @@ bool Connection::on_message_end(http::Parser& p) {
 
 Pool::~Pool() = default;
 
+void Pool::configure(uint32_t max_idle, uint32_t idle_timeout_ms) {
+  max_idle_ = max_idle;
+  idle_timeout_ms_ = idle_timeout_ms;
+  while (idle_.size() > max_idle_) idle_.front()->close();  // oldest first; close() unlists it
+}
+
+void Pool::lent() {
+  ++busy_;
+  if (busy_ > peak_) {
+    roll_window();  // first, so a new peak lands in the current window
+    peak_ = std::max(peak_, busy_);
+  }
+}
+
+void Pool::returned() {
+  if (busy_) --busy_;
+}
+
+void Pool::roll_window() {
+  const uint64_t now = uv_now(ctx_.loop);
+  if (now - window_start_ms_ >= kPeakWindowMs) {
+    // A window with no lending at all leaves no trace: two quiet windows forget the peak.
+    prev_peak_ = now - window_start_ms_ >= 2 * kPeakWindowMs ? 0 : peak_;
+    peak_ = busy_;
+    window_start_ms_ = now;
+  }
+}
+
+uint32_t Pool::recent_peak() const {
+  return std::max(peak_, prev_peak_);
+}
+
 Connection* Pool::take_idle() {
   while (!idle_.empty()) {
     Connection* c = idle_.back();
@@ -310,12 +430,15 @@ Connection* Pool::take_idle() {
 }
 
 void Pool::add_idle(Connection* c) {
-  if (idle_.size() >= max_idle_) {
+  // Kept while idle + lent stays within what the recent peak needed, and idle within the cap.
+  roll_window();
+  if (idle_.size() >= max_idle_ || idle_.size() + busy_ >= recent_peak()) {
     c->close();
     return;
   }
   idle_.push_back(c);
-  uv_timer_start(&c->timer_, &Connection::on_timer, idle_timeout_ms_, 0);
+  c->since_ms_ = uv_now(ctx_.loop);
+  c->schedule();
 }
 
 void Pool::remove_idle(Connection* c) {

@@ -35,6 +35,10 @@ class Borrower {
   virtual void on_upstream_failed(Failure kind, bool response_started, bool reused) = 0;
   // The upstream's write queue went back under the high-water mark.
   virtual void on_upstream_drained() = 0;
+  // The connection ended without failing anyone: the upstream closed a tunnel cleanly (a
+  // WebSocket that ends normally), or closed or broke after a complete response. The connection
+  // has detached itself from the borrower.
+  virtual void on_upstream_eof() = 0;
 };
 
 class Pool;
@@ -46,9 +50,13 @@ class Connection final : public http::Sink {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Lends this connection to `b` for one exchange. `response_timeout_ms` runs from when the
-  // request head is flushed until the first response byte.
+  // Lends this connection to `b` for one exchange. `response_timeout_ms` bounds every silence of
+  // the upstream while it owes us something: from the end of the request until the first response
+  // byte, between response reads, and while our writes to it make no progress.
   void lend(Borrower* b, uint32_t response_timeout_ms, bool head_request);
+  // The borrower has queued the whole request (head and body). The wait for the response starts
+  // once those bytes have left our write queue.
+  void end_of_request();
   // The borrower is done. If `reusable` and the exchange ended cleanly, the connection goes back
   // to its pool; otherwise it closes. Either way no more borrower callbacks come.
   void release(bool reusable);
@@ -59,7 +67,7 @@ class Connection final : public http::Sink {
   worker::Outbox& out() { return out_; }
   // Sends what out() holds (or keeps it until the connection is established).
   void flush();
-  void start_tunnel();  // after 101: relay raw bytes
+  void start_tunnel();  // after 101: relay raw bytes; the borrower times the tunnel
   void pause_reading();
   void resume_reading();
   size_t queued_bytes() const;
@@ -82,8 +90,16 @@ class Connection final : public http::Sink {
   static void on_timer(uv_timer_t* t);
   static void on_closed(uv_handle_t* h);
   void fail(Failure kind);
+  void write_failed();
   void go_idle();
   void start_reading();
+  uint64_t now_ms() const;
+  // The loop time by which something must happen, or kNever (see lend() and Pool).
+  uint64_t deadline() const;
+  // Arms the timer for deadline() unless it is already due no later. The timer is lazy: progress
+  // only moves timestamps, and an early firing re-arms for the rest.
+  void schedule();
+  static constexpr uint64_t kNever = UINT64_MAX;
 
   Pool& pool_;  // pools live as long as their worker, which outlives its connections
   uv_tcp_t socket_{};
@@ -94,23 +110,36 @@ class Connection final : public http::Sink {
   std::string pre_connect_;       // bytes queued before the connection is established
   Borrower* borrower_ = nullptr;  // the request using this connection; it calls release()
   int open_handles_ = 0;
+  uint32_t connect_timeout_ms_ = 0;
   uint32_t response_timeout_ms_ = 0;
+  uint64_t since_ms_ = 0;      // start of the current wait: open, idle, end of request
+  uint64_t progress_ms_ = 0;   // last read from or write progress to the upstream
+  uint64_t armed_due_ms_ = 0;  // when the timer fires; 0 = not armed
   bool connected_ = false;
   bool closing_ = false;
   bool reused_ = false;
   bool reading_ = false;
   bool paused_ = false;
   bool tunnel_ = false;
-  bool awaiting_response_ = false;  // head sent, no response byte yet
+  bool request_sent_ = false;       // end_of_request() was called for this exchange
+  bool awaiting_response_ = false;  // request sent, no response byte yet
   bool response_started_ = false;
   bool response_done_ = false;
   bool head_request_ = false;
-  bool broken_ = false;  // must not be reused (extra bytes, close requested, parse error)
+  bool broken_ = false;        // must not be reused (extra bytes, close requested, parse error)
+  bool write_failed_ = false;  // writing to the upstream failed; the read side decides the outcome
 };
 
 // Idle keep-alive connections to one endpoint, per worker. Lives as long as its worker.
+//
+// How many idle connections it keeps: as many as the recent peak of connections lent at once
+// needed (so a steady load of N concurrent requests reuses N connections instead of opening new
+// ones), never more than `max_idle`. The peak is the highest of the current and the previous
+// kPeakWindowMs window, so the bound follows a load that drops within two windows.
 class Pool {
  public:
+  static constexpr uint64_t kPeakWindowMs = 10000;
+
   Pool(worker::LoopContext& ctx, routing::Endpoint endpoint, uint32_t max_idle,
        uint32_t idle_timeout_ms)
       : ctx_(ctx),
@@ -125,17 +154,30 @@ class Pool {
   worker::LoopContext& context() { return ctx_; }
   void close_all();  // closes idle connections (at shutdown)
   size_t idle_count() const { return idle_.size(); }
+  uint32_t busy_count() const { return busy_; }
+  // Applies a reloaded [upstream] section: idle connections over the new cap close now, and idle
+  // timers use the new timeout from their next wait.
+  void configure(uint32_t max_idle, uint32_t idle_timeout_ms);
+  // The highest number of connections lent at once in the current and previous window.
+  uint32_t recent_peak() const;
 
  private:
   friend class Connection;
   void add_idle(Connection* c);
   void remove_idle(Connection* c);
   void erase(Connection* c);  // last use of c
+  void lent();                // a connection was lent (busy + 1)
+  void returned();            // a lent connection came back or closed (busy - 1)
+  void roll_window();         // starts a new peak window when the current one is over
 
   worker::LoopContext& ctx_;
   routing::Endpoint endpoint_;
   uint32_t max_idle_;
   uint32_t idle_timeout_ms_;
+  uint32_t busy_ = 0;
+  uint32_t peak_ = 0;       // highest busy_ in the current window
+  uint32_t prev_peak_ = 0;  // ... in the previous one
+  uint64_t window_start_ms_ = 0;
   std::vector<Connection*> idle_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> all_;
 };

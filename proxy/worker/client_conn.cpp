@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -13,6 +14,12 @@ namespace sluice::worker {
 namespace {
 
 constexpr size_t kMaxPendingBytes = 256 * 1024;  // pipelined bytes held while a request runs
+// Lingering close (after a response that leaves the client's request unread): how long and how
+// much we keep reading and discarding before closing anyway. nginx: lingering_time 30 s,
+// lingering_timeout 5 s.
+constexpr uint64_t kLingerTotalMs = 30000;
+constexpr uint64_t kLingerSilenceMs = 5000;
+constexpr uint64_t kLingerMaxBytes = uint64_t{1} << 30;
 
 bool idempotent(uint8_t method) {
   switch (method) {
@@ -50,6 +57,11 @@ void append_hex(std::string& out, uint64_t v) {
   out.append(buf, sizeof buf);
 }
 
+void write_hex(char* out, uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xf];
+}
+
 }  // namespace
 
 ClientConn::ClientConn(Worker& worker)
@@ -57,10 +69,21 @@ ClientConn::ClientConn(Worker& worker)
       parser_(HTTP_REQUEST, *this, worker.limits().max_header_bytes, worker.limits().max_headers) {}
 
 ClientConn::~ClientConn() {
-  if (conn_counter_) conn_counter_->fetch_sub(1, std::memory_order_relaxed);
+  leave_counts();
 }
 
-bool ClientConn::accept(uv_stream_t* server) {
+void ClientConn::leave_counts() {
+  if (conn_counter_) conn_counter_->fetch_sub(1, std::memory_order_relaxed);
+  if (client_counts_) client_counts_->release(client_ip_);
+  conn_counter_ = nullptr;
+  client_counts_ = nullptr;
+}
+
+uint64_t ClientConn::now_ms() const {
+  return uv_now(worker_.context().loop);
+}
+
+bool ClientConn::accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies) {
   uv_loop_t* loop = server->loop;
   if (uv_tcp_init(loop, &socket_) != 0) return false;
   socket_.data = this;
@@ -85,18 +108,19 @@ bool ClientConn::accept(uv_stream_t* server) {
     else
       uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), ip, sizeof ip);
     client_ip_ = ip;
+    trusted_peer_ = http::contains(trusted_proxies, reinterpret_cast<const sockaddr*>(&peer));
   }
-  arm_timer(worker_.limits().header_timeout_ms);
+  accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
+  set_waiting(true);
   start_reading();
+  schedule();
   return true;
-}
-
-void ClientConn::set_counter(std::atomic<uint32_t>* counter) {
-  conn_counter_ = counter;
 }
 
 void ClientConn::close() {
   if (std::exchange(closing_, true)) return;
+  set_waiting(false);
+  leave_counts();  // now, not when the handles are gone: shedding makes room synchronously
   release_upstream(false);
   end_request_bookkeeping();
   for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
@@ -110,18 +134,28 @@ void ClientConn::on_closed(uv_handle_t* h) {
 
 void ClientConn::drain() {
   draining_ = true;
-  if (!in_request_)
+  if (!ctx_.active || lingering_)
     close();
   else
     close_after_response_ = true;
+}
+
+void ClientConn::set_waiting(bool waiting) {
+  if (waiting == in_wait_list_) return;
+  if (waiting)
+    worker_.wait_list_push(this);
+  else
+    worker_.wait_list_remove(this);
 }
 
 // ---- reading and the driver loop ----
 
 void ClientConn::start_reading() {
   if (reading_ || closing_) return;
-  if (uv_read_start(as_stream(&socket_), &LoopContext::on_alloc, &ClientConn::on_read) == 0)
+  if (uv_read_start(as_stream(&socket_), &LoopContext::on_alloc, &ClientConn::on_read) == 0) {
     reading_ = true;
+    in_progress_ms_ = now_ms();  // time spent not reading is not the client's silence
+  }
 }
 
 void ClientConn::stop_reading() {
@@ -130,16 +164,26 @@ void ClientConn::stop_reading() {
   reading_ = false;
 }
 
+bool ClientConn::output_backlogged() const {
+  return socket_.write_queue_size > kHighWaterBytes;
+}
+
 void ClientConn::update_reading() {
   if (closing_) return;
   bool want = !close_when_flushed_ && !peer_eof_;
-  if (want && tunnel_) {
+  if (lingering_) {
+    want = true;
+  } else if (want && tunnel_) {
     want = up_ && up_->queued_bytes() < kHighWaterBytes;
-  } else if (want && in_request_) {
-    if (request_done_)
+  } else if (want && ctx_.active) {
+    if (ctx_.request_done)
       want = pending_in_.size() < kMaxPendingBytes;
     else
-      want = local_response_ || !up_ || up_->queued_bytes() < kHighWaterBytes;
+      want = ctx_.local_response || !up_ || up_->queued_bytes() < kHighWaterBytes;
+  } else if (want) {
+    // Between requests: a client that does not read the answers we make for it (404s for
+    // pipelined junk, say) gets no more of its requests read until it does.
+    want = !output_backlogged();
   }
   if (want)
     start_reading();
@@ -153,11 +197,17 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (nread < 0) {
     self->peer_eof_ = true;
     self->stop_reading();
+    if (self->lingering_) {
+      self->close();  // the client finished sending: the lingering close is complete
+      return;
+    }
     if (self->tunnel_) {
       self->close_when_flushed();
-    } else if (self->in_request_ && self->request_done_ && !self->response_done_) {
+    } else if (self->ctx_.active && self->ctx_.request_done && !self->ctx_.response_done) {
       // Half-close after a complete request: answer it, then close.
       self->close_after_response_ = true;
+    } else if (self->close_when_flushed_) {
+      // Still writing what we owe it; the close follows the flush.
     } else {
       self->close();
       return;
@@ -165,6 +215,13 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     self->drive(nullptr, 0);
     return;
   }
+  self->in_progress_ms_ = self->now_ms();
+  if (self->lingering_) {
+    self->linger_bytes_ += uint64_t(nread);
+    if (self->linger_bytes_ > kLingerMaxBytes) self->close();
+    return;  // discarded
+  }
+  if (self->tunnel_) self->tunnel_activity_ms_ = self->in_progress_ms_;
   self->drive(buf->base, static_cast<size_t>(nread));
 }
 
@@ -173,11 +230,20 @@ void ClientConn::drive(const char* data, size_t len) {
   size_t n = len;
   for (;;) {
     if (closing_) return;
+    if (!n && !ctx_.active && !pending_in_.empty() && !tunnel_ && !close_when_flushed_ &&
+        !output_backlogged()) {
+      // The next pipelined request, held while the previous one ran or while the client was
+      // not reading our answers.
+      work_.swap(pending_in_);
+      pending_in_.clear();
+      p = work_.data();
+      n = work_.size();
+    }
     if (n) {
       if (tunnel_) {
         if (up_) up_->out().borrow(p, n);
-      } else if (in_request_ && request_done_) {
-        pending_in_.append(p, n);
+      } else if (close_when_flushed_ || (ctx_.active && ctx_.request_done)) {
+        if (!close_when_flushed_) pending_in_.append(p, n);
       } else {
         http::Parser::Result r = parser_.feed(p, n);
         if (r.status == http::Parser::Status::kError) {
@@ -191,80 +257,85 @@ void ClientConn::drive(const char* data, size_t len) {
     flush_upstream();
     flush_client();
     if (closing_) return;
+    if (!close_when_flushed_ && ctx_.response_done && !ctx_.request_done && close_after_response_ &&
+        !tunnel_) {
+      // Answered before the request ended (an upload refused early, a local error): the rest of
+      // the request cannot be served on this connection.
+      close_when_flushed();
+    }
     if (close_when_flushed_) {
-      if (out_.empty() && socket_.write_queue_size == 0) close();
+      finish_if_flushed();
+      if (!closing_) schedule();
       return;
     }
-    if (tunnel_ || !in_request_ || !request_done_ || !response_done_) break;
-    // The exchange is complete: keep-alive or close.
-    if (!complete_request()) return;
-    if (pending_in_.empty()) break;
-    work_.swap(pending_in_);
-    pending_in_.clear();
-    p = work_.data();
-    n = work_.size();
+    if (!tunnel_ && ctx_.active && ctx_.request_done && ctx_.response_done) {
+      // The exchange is complete: keep-alive or close.
+      if (!complete_request()) return;
+      continue;
+    }
+    if (!n && !ctx_.active && !pending_in_.empty() && !tunnel_ && !output_backlogged()) continue;
+    break;
   }
   update_reading();
+  schedule();
 }
 
 void ClientConn::on_parse_error() {
   if (parser_.error() == http::ParseError::kSinkError) return;  // already answered
   release_upstream(false);
-  if (response_started_) {
+  if (ctx_.response_started) {
     close();
     return;
   }
-  const bool too_large = parser_.error() == http::ParseError::kHeadTooLarge ||
-                         parser_.error() == http::ParseError::kTooManyHeaders;
-  if (too_large)
-    respond_error(431, "header-too-large", true);
-  else
-    respond_error(400, "malformed-request", true);
+  const http::ErrorAnswer answer = http::error_answer(parser_.error());
+  respond_error(answer.status, answer.reason, true);
 }
 
 bool ClientConn::complete_request() {
   release_upstream(true);
   end_request_bookkeeping();
+  served_one_ = true;
   if (close_after_response_ || peer_eof_ || draining_) {
     close_when_flushed();
-    if (out_.empty() && socket_.write_queue_size == 0) close();
+    finish_if_flushed();
     return false;
   }
-  reset_request();
+  ctx_ = {};
   parser_.resume();
-  arm_timer(worker_.limits().idle_timeout_ms);
+  wait_since_ms_ = now_ms();
+  set_waiting(true);
   return true;
 }
 
 void ClientConn::end_request_bookkeeping() {
-  if (in_request_ && !accounted_) {
-    accounted_ = true;
+  if (ctx_.active && !ctx_.accounted) {
+    ctx_.accounted = true;
     record_request();
   }
-  if (concurrency_) {
-    concurrency_->fetch_sub(1, std::memory_order_relaxed);
-    concurrency_ = nullptr;
+  if (ctx_.concurrency) {
+    ctx_.concurrency->fetch_sub(1, std::memory_order_relaxed);
+    ctx_.concurrency = nullptr;
   }
-  if (snapshot_) {
-    worker_.release_snapshot(snapshot_);
-    snapshot_ = nullptr;
+  if (ctx_.snapshot) {
+    worker_.release_snapshot(ctx_.snapshot);
+    ctx_.snapshot = nullptr;
   }
 }
 
 void ClientConn::record_request() {
   observe::AccessLogBuffer* log = worker_.access_log();
-  if (!series_ && !log) return;
+  if (!ctx_.series && !log) return;
   const uint64_t now_ns = uv_hrtime();
-  const uint64_t duration_us = (now_ns - start_ns_) / 1000;
+  const uint64_t duration_us = (now_ns - ctx_.start_ns) / 1000;
   const uint64_t upstream_us =
-      upstream_start_ns_
-          ? ((upstream_end_ns_ ? upstream_end_ns_ : now_ns) - upstream_start_ns_) / 1000
+      ctx_.upstream_start_ns
+          ? ((ctx_.upstream_end_ns ? ctx_.upstream_end_ns : now_ns) - ctx_.upstream_start_ns) / 1000
           : observe::kNoUpstream;
-  const int status = status_ ? status_ : 499;  // 499: the client left before an answer
-  if (series_) {
-    series_->end(status, duration_us, upstream_us, failure_, retried_ ? 1 : 0,
-                 uv_now(worker_.context().loop));
-    series_ = nullptr;
+  const int status = ctx_.status ? ctx_.status : 499;  // 499: the client left before an answer
+  if (ctx_.series) {
+    ctx_.series->end(status, duration_us, upstream_us, ctx_.failure, ctx_.retried ? 1 : 0,
+                     now_ms());
+    ctx_.series = nullptr;
   }
   if (log && parser_.head_complete()) {
     observe::AccessRecord r;
@@ -273,62 +344,105 @@ void ClientConn::record_request() {
     r.method = parser_.method_name();
     r.path = parser_.url();
     r.status = status;
-    r.bytes = bytes_out_;
+    r.bytes = ctx_.bytes_out;
     r.duration_us = duration_us;
     r.upstream_us = upstream_us;
-    if (function_) r.function = function_->name;
-    if (alias_) r.alias = alias_->name;
-    if (version_) r.version = version_->number;
-    if (endpoint_) r.endpoint = endpoint_->address;
-    r.request_id = request_id_.empty() ? parser_.header("x-request-id") : request_id_;
-    r.retried = retried_;
+    if (ctx_.function) r.function = ctx_.function->name;
+    if (ctx_.alias) r.alias = ctx_.alias->name;
+    if (ctx_.version) r.version = ctx_.version->number;
+    if (ctx_.endpoint) r.endpoint = ctx_.endpoint->address;
+    r.request_id = ctx_.request_id_len ? ctx_.generated_id() : parser_.header("x-request-id");
+    r.retried = ctx_.retried;
     log->append(r);
   }
 }
 
-void ClientConn::reset_request() {
-  accounted_ = false;
-  alias_ = nullptr;
-  endpoint_ = nullptr;
-  series_ = nullptr;
-  upstream_start_ns_ = upstream_end_ns_ = bytes_out_ = 0;
-  status_ = 0;
-  failure_ = observe::FailureKind::kNone;
-  in_request_ = request_done_ = response_done_ = response_started_ = response_flushed_ = false;
-  abs_target_.clear();
-  local_response_ = request_has_body_ = request_chunked_ = head_request_ = false;
-  upgrade_requested_ = chunk_response_ = retried_ = request_bytes_sent_ = false;
-  body_bytes_in_ = 0;
-  version_ = nullptr;
-  function_ = nullptr;
-  pool_ = nullptr;
-  set_cookie_.clear();
+void ClientConn::generate_request_id() {
+  routing::Rng& rng = worker_.context().rng;
+  write_hex(ctx_.request_id, rng.next());
+  write_hex(ctx_.request_id + 16, rng.next());
+  ctx_.request_id_len = 32;
 }
 
-void ClientConn::arm_timer(uint32_t ms) {
-  if (ms)
-    uv_timer_start(&timer_, &ClientConn::on_timer, ms, 0);
-  else
-    uv_timer_stop(&timer_);
+// ---- deadlines: one lazy timer per connection ----
+
+uint64_t ClientConn::deadline() const {
+  if (closing_) return kNever;
+  if (lingering_)
+    return std::min(linger_start_ms_ + kLingerTotalMs, in_progress_ms_ + kLingerSilenceMs);
+  const config::LimitsSpec& limits = worker_.limits();
+  uint64_t d = kNever;
+  // The client stopped taking what we send it.
+  if (socket_.write_queue_size > 0) d = out_progress_ms_ + limits.send_timeout_ms;
+  if (tunnel_) return std::min(d, tunnel_activity_ms_ + limits.tunnel_idle_timeout_ms);
+  if (close_when_flushed_) return d;
+  if (!ctx_.active) {
+    // Waiting for a request: the first one's head is due header_timeout after the accept; a
+    // keep-alive connection may stay idle for idle_timeout.
+    return std::min(d, served_one_ ? wait_since_ms_ + limits.idle_timeout_ms
+                                   : accepted_ms_ + limits.header_timeout_ms);
+  }
+  if (!parser_.head_complete()) return std::min(d, head_deadline_ms_);
+  // Silence while we read the request body. Not while we stopped reading because the upstream
+  // is slow to take it: that wait is not the client's.
+  if (!ctx_.request_done && reading_) d = std::min(d, in_progress_ms_ + limits.body_timeout_ms);
+  return d;
+}
+
+void ClientConn::schedule() {
+  const uint64_t d = deadline();
+  if (d == kNever || (armed_due_ms_ && armed_due_ms_ <= d)) return;
+  const uint64_t now = now_ms();
+  uv_timer_start(&timer_, &ClientConn::on_timer, d > now ? d - now : 0, 0);
+  armed_due_ms_ = d;
 }
 
 void ClientConn::on_timer(uv_timer_t* t) {
   auto* self = static_cast<ClientConn*>(t->data);
+  self->armed_due_ms_ = 0;
   if (self->closing_) return;
-  if (self->in_request_ && !self->parser_.head_complete() && !self->response_started_) {
-    // The head did not arrive in time: 408 where a response can still be sent.
-    self->respond_error(408, "header-timeout", true);
-    self->drive(nullptr, 0);
-  } else if (!self->in_request_) {
-    self->close();  // idle keep-alive (or a silent new connection) ran out
+  if (self->deadline() > self->now_ms()) {
+    self->schedule();  // progress moved the deadline since the timer was armed
+    return;
   }
+  self->on_deadline();
+}
+
+void ClientConn::on_deadline() {
+  const config::LimitsSpec& limits = worker_.limits();
+  const uint64_t now = now_ms();
+  if (lingering_ || tunnel_ || close_when_flushed_ ||
+      (socket_.write_queue_size > 0 && now >= out_progress_ms_ + limits.send_timeout_ms)) {
+    // Lingering over, tunnel idle, or a client that stopped reading: nothing more can be sent.
+    // None of these is the version's fault: no failure is recorded.
+    close();
+    return;
+  }
+  if (!ctx_.active) {
+    close();  // idle keep-alive, or a new connection that sent nothing
+    return;
+  }
+  if (!parser_.head_complete()) {
+    // The head did not arrive in time: 408 where a response can still be sent. No lingering:
+    // a client this slow (or this hostile) gets no more of our time.
+    skip_linger_ = true;
+    respond_error(408, "header-timeout", true);
+    drive(nullptr, 0);
+    return;
+  }
+  // The client went silent while sending its body: its fault, not the version's. The upstream
+  // exchange is abandoned without a failure.
+  release_upstream(false);
+  respond_error(408, "body-timeout", true);
+  drive(nullptr, 0);
 }
 
 // ---- writing ----
 
 void ClientConn::flush_client() {
   if (out_.empty() || closing_) return;
-  if (response_started_) response_flushed_ = true;
+  if (ctx_.response_started) ctx_.response_flushed = true;
+  if (socket_.write_queue_size == 0) out_progress_ms_ = now_ms();
   int rc = out_.flush(as_stream(&socket_), worker_.context().writes, &ClientConn::on_write);
   if (rc < 0) close();
 }
@@ -346,31 +460,70 @@ void ClientConn::on_write(uv_write_t* req, int status) {
     self->close();
     return;
   }
-  if (self->socket_.write_queue_size == 0 && self->close_when_flushed_ && self->out_.empty()) {
-    self->close();
+  self->out_progress_ms_ = self->now_ms();
+  if (self->close_when_flushed_) {
+    self->finish_if_flushed();
     return;
   }
-  if (self->up_ && self->socket_.write_queue_size < kHighWaterBytes) self->up_->resume_reading();
+  if (self->output_backlogged()) return;
+  if (self->up_) self->up_->resume_reading();
+  if (!self->ctx_.active && !self->pending_in_.empty())
+    self->drive(nullptr, 0);  // pipelined requests held while the client was not reading
+  else if (!self->reading_)
+    self->update_reading();
 }
 
 void ClientConn::close_when_flushed() {
   close_when_flushed_ = true;
+  set_waiting(false);
   stop_reading();
-  uv_timer_stop(&timer_);
 }
 
-void ClientConn::respond_error(int status, const char* reason, bool close_after) {
-  if (response_started_) {
+void ClientConn::finish_if_flushed() {
+  if (closing_ || lingering_ || !out_.empty() || socket_.write_queue_size != 0) return;
+  // The client may still be sending: a request body we did not read, pipelined requests, bytes
+  // after a malformed head. Closing with unread input makes the kernel send a reset, which can
+  // destroy the response before the client reads it.
+  const bool unread = (ctx_.active && !ctx_.request_done) || !pending_in_.empty() ||
+                      parser_.error() != http::ParseError::kNone;
+  if (peer_eof_ || tunnel_ || skip_linger_ || !unread)
+    close();
+  else
+    linger();
+}
+
+void ClientConn::linger() {
+  lingering_ = true;
+  release_upstream(false);
+  end_request_bookkeeping();
+  pending_in_.clear();
+  linger_start_ms_ = in_progress_ms_ = now_ms();
+  worker_.wait_list_push(this, /*front=*/true);  // the first to go when room is needed
+  if (uv_shutdown(&shutdown_req_, as_stream(&socket_), &ClientConn::on_shutdown) != 0) {
     close();
     return;
   }
-  const bool close_now = close_after || !client_keep_alive_ || draining_;
+  start_reading();
+  schedule();
+}
+
+void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<ClientConn*>(req->handle->data);
+  if (status < 0 && status != UV_ECANCELED && !self->closing_) self->close();
+}
+
+void ClientConn::respond_error(int status, const char* reason, bool close_after) {
+  if (ctx_.response_started) {
+    close();
+    return;
+  }
+  const bool close_now = close_after || !ctx_.keep_alive || draining_;
   http::build_error_response(status, reason, close_now, response_head_);
   out_.copy(response_head_);
-  status_ = status;
-  bytes_out_ += response_head_.size();
-  response_started_ = true;
-  response_done_ = true;
+  ctx_.status = status;
+  ctx_.bytes_out += response_head_.size();
+  ctx_.response_started = true;
+  ctx_.response_done = true;
   if (close_now) {
     close_after_response_ = true;
     if (close_after) close_when_flushed();
@@ -380,35 +533,45 @@ void ClientConn::respond_error(int status, const char* reason, bool close_after)
 // ---- the client's request (http::Sink) ----
 
 void ClientConn::on_message_begin(http::Parser&) {
-  in_request_ = true;
-  start_ns_ = uv_hrtime();
-  arm_timer(worker_.limits().header_timeout_ms);
+  ctx_.active = true;
+  ctx_.start_ns = uv_hrtime();
+  // A new connection's first head is due header_timeout after the accept, however late its first
+  // byte; a later head on a keep-alive connection, header_timeout after its first byte.
+  head_deadline_ms_ = (served_one_ ? now_ms() : accepted_ms_) + worker_.limits().header_timeout_ms;
 }
 
 int ClientConn::local_error(int status, const char* reason) {
-  if (request_has_body_ || upgrade_requested_) {
+  if (ctx_.has_body || ctx_.upgrade_requested) {
     respond_error(status, reason, true);
     return -1;
   }
-  local_response_ = true;
+  ctx_.local_response = true;
   respond_error(status, reason, false);
   return 0;
 }
 
 int ClientConn::on_head(http::Parser& p) {
-  uv_timer_stop(&timer_);
-  http10_ = p.http_major() == 1 && p.http_minor() == 0;
-  client_keep_alive_ = p.keep_alive();
-  if (!client_keep_alive_ || draining_) close_after_response_ = true;
-  head_request_ = p.method() == HTTP_HEAD;
-  request_chunked_ = p.chunked();
-  request_has_body_ = request_chunked_ || p.content_length() > 0;
-  upgrade_requested_ = p.upgrade();
+  set_waiting(false);
+  ctx_.http10 = p.http_major() == 1 && p.http_minor() == 0;
+  ctx_.keep_alive = p.keep_alive();
+  if (!ctx_.keep_alive || draining_) close_after_response_ = true;
+  ctx_.head_request = p.method() == HTTP_HEAD;
+  ctx_.chunked = p.chunked();
+  ctx_.has_body = ctx_.chunked || p.content_length() > 0;
+  ctx_.upgrade_requested = p.upgrade();
+  if (p.header("x-request-id").empty()) generate_request_id();
+  set_cookie_.clear();
+  abs_target_.clear();
 
+  if (p.method() == HTTP_CONNECT) {
+    // A reverse proxy has no tunnels to offer (RFC 9110 §9.3.6).
+    respond_error(405, "connect-not-supported", true);
+    return -1;
+  }
   // RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is malformed.
   int hosts = 0;
   for (const http::Header& h : p.headers()) hosts += http::iequals(h.name, "host");
-  if ((!http10_ && hosts == 0) || hosts > 1) {
+  if ((!ctx_.http10 && hosts == 0) || hosts > 1) {
     respond_error(400, hosts ? "duplicate-host" : "missing-host", true);
     return -1;
   }
@@ -421,8 +584,9 @@ int ClientConn::on_head(http::Parser& p) {
 }
 
 int ClientConn::start_upstream(http::Parser& p) {
-  snapshot_ = worker_.acquire_snapshot();
-  const routing::RoutingTable& table = *snapshot_->table;
+  ctx_.snapshot = worker_.acquire_snapshot();
+  Snapshot& snap = *ctx_.snapshot;
+  const routing::RoutingTable& table = *snap.table;
 
   std::string_view host = p.header("host");
   std::string_view path = p.url();
@@ -434,7 +598,6 @@ int ClientConn::start_upstream(http::Parser& p) {
       std::string_view rest = path.substr(scheme + 3);
       size_t end = rest.find_first_of("/?");
       abs_host_ = host = rest.substr(0, end);
-      abs_target_.clear();
       if (end == std::string_view::npos || rest[end] == '?') abs_target_ = "/";
       if (end != std::string_view::npos) abs_target_.append(rest.substr(end));
       path = abs_target_;
@@ -445,21 +608,21 @@ int ClientConn::start_upstream(http::Parser& p) {
 
   const routing::Route* route = table.match(host, path);
   if (!route) return local_error(404, "no-route");
-  function_ = route->function;
-  version_ = route->version;
+  ctx_.function = route->function;
+  const routing::Version* version = route->version;
   routing::Rng& rng = worker_.context().rng;
-  if (!version_) {
+  if (!version) {
     const routing::Alias& alias = *route->alias;
     if (alias.allow_override) {
       std::string_view want = p.header("x-sluice-version");
       if (!want.empty()) {
         size_t colon = want.rfind(':');
         if (colon != std::string_view::npos) want = want.substr(colon + 1);
-        version_ = function_->find_version(want);
-        if (!version_) return local_error(404, "unknown-version");
+        version = ctx_.function->find_version(want);
+        if (!version) return local_error(404, "unknown-version");
       }
     }
-    if (!version_) {
+    if (!version) {
       std::optional<double> point;
       if (alias.sticky.kind != config::StickySpec::Kind::kNone) {
         std::string_view key;
@@ -476,38 +639,36 @@ int ClientConn::start_upstream(http::Parser& p) {
           point = routing::sticky_point(key);
         }
       }
-      version_ = alias.pick(rng.next(), point, *snapshot_->picks);
+      version = alias.pick(rng.next(), point, *snap.picks);
     }
   }
-  if (!version_ || version_->endpoints.empty()) return local_error(503, "no-healthy-version");
-  alias_ = route->alias;
-  series_ = worker_.series(*snapshot_, alias_, version_);
-  if (series_) series_->begin();
+  if (!version || version->endpoints.empty()) return local_error(503, "no-healthy-version");
+  ctx_.version = version;
+  ctx_.alias = route->alias;
+  ctx_.series = worker_.series(snap, ctx_.alias, version);
+  if (ctx_.series) ctx_.series->begin();
 
-  std::atomic<int32_t>* limit = snapshot_->concurrency[version_->id];
+  std::atomic<int32_t>* limit = snap.concurrency[version->id];
   if (limit) {
-    if (limit->fetch_add(1, std::memory_order_relaxed) >= int32_t(version_->max_concurrency)) {
+    if (limit->fetch_add(1, std::memory_order_relaxed) >= int32_t(version->max_concurrency)) {
       limit->fetch_sub(1, std::memory_order_relaxed);
-      if (series_) series_->throttled(uv_now(worker_.context().loop));
+      if (ctx_.series) ctx_.series->throttled(now_ms());
       return local_error(429, "throttled");
     }
-    concurrency_ = limit;
+    ctx_.concurrency = limit;
   }
 
-  const routing::Endpoint* ep = version_->pick_endpoint(*snapshot_->picks);
-  endpoint_ = ep;
-  pool_ = snapshot_->pools[version_->id][size_t(ep - version_->endpoints.data())];
+  const routing::Endpoint* ep = version->pick_endpoint(*snap.picks);
+  ctx_.endpoint = ep;
+  ctx_.pool = snap.pools[version->id][size_t(ep - version->endpoints.data())];
 
-  request_id_.clear();
-  if (!p.has_header("x-request-id")) {
-    append_hex(request_id_, rng.next());
-    append_hex(request_id_, rng.next());
-  }
   http::UpstreamRequestInfo info;
   info.client_ip = client_ip_;
-  info.request_id = request_id_;
-  info.chunked_body = request_chunked_;
-  info.upgrade = upgrade_requested_;
+  info.request_id = ctx_.generated_id();
+  info.fallback_host = ctx_.endpoint->address;
+  info.trusted_peer = trusted_peer_;
+  info.chunked_body = ctx_.chunked;
+  info.upgrade = ctx_.upgrade_requested;
   if (!abs_target_.empty()) {
     info.target = abs_target_;
     info.host = abs_host_;
@@ -520,27 +681,27 @@ int ClientConn::start_upstream(http::Parser& p) {
 }
 
 bool ClientConn::connect_upstream(bool fresh) {
-  up_ = fresh ? nullptr : pool_->take_idle();
-  if (!up_) up_ = upstream::Connection::open(*pool_, version_->connect_timeout_ms);
+  up_ = fresh ? nullptr : ctx_.pool->take_idle();
+  if (!up_) up_ = upstream::Connection::open(*ctx_.pool, ctx_.version->connect_timeout_ms);
   if (!up_) return false;
-  up_->lend(this, version_->response_timeout_ms, head_request_);
-  upstream_start_ns_ = uv_hrtime();
+  up_->lend(this, ctx_.version->response_timeout_ms, ctx_.head_request);
+  ctx_.upstream_start_ns = uv_hrtime();
   return true;
 }
 
 int ClientConn::on_body(http::Parser&, const char* data, size_t len) {
-  if (local_response_) return 0;
-  body_bytes_in_ += len;
+  if (ctx_.local_response) return 0;
+  ctx_.body_bytes_in += len;
   const uint64_t max_body = worker_.limits().max_body_size;
-  if (max_body && body_bytes_in_ > max_body) {
+  if (max_body && ctx_.body_bytes_in > max_body) {
     release_upstream(false);
     respond_error(413, "body-too-large", true);
     return -1;
   }
   if (!up_) return 0;  // the upstream failed; the error response is already queued
-  request_bytes_sent_ = true;
+  ctx_.body_sent = true;
   Outbox& out = up_->out();
-  if (request_chunked_) {
+  if (ctx_.chunked) {
     chunk_header_.clear();
     http::append_chunk_header(len, chunk_header_);
     out.copy(chunk_header_);
@@ -553,8 +714,11 @@ int ClientConn::on_body(http::Parser&, const char* data, size_t len) {
 }
 
 bool ClientConn::on_message_end(http::Parser&) {
-  request_done_ = true;
-  if (request_chunked_ && up_ && !local_response_) up_->out().copy("0\r\n\r\n");
+  ctx_.request_done = true;
+  if (up_ && !ctx_.local_response) {
+    if (ctx_.chunked) up_->out().copy("0\r\n\r\n");
+    up_->end_of_request();
+  }
   return true;  // pause: the next pipelined request waits for this response
 }
 
@@ -563,35 +727,38 @@ bool ClientConn::on_message_end(http::Parser&) {
 int ClientConn::on_upstream_head(http::Parser& resp) {
   const int status = resp.status_code();
   http::ClientResponseInfo info;
-  info.http10_client = http10_;
+  info.http10_client = ctx_.http10;
   if (status >= 100 && status < 200 && status != 101) {
-    if (http10_) return 0;  // HTTP/1.0 clients get no interim responses
+    if (ctx_.http10) return 0;  // HTTP/1.0 clients get no interim responses
     http::build_client_response(resp, info, response_head_);
     out_.copy(response_head_);
     return 0;
   }
-  if (status == 101 && !upgrade_requested_) return -1;
-  const bool no_body = head_request_ || status == 204 || status == 304 || status == 101;
+  if (status == 101 && !ctx_.upgrade_requested) return -1;
+  const bool no_body = ctx_.head_request || status == 204 || status == 304 || status == 101;
   const bool eof_body = !no_body && !resp.chunked() && !resp.has_content_length();
-  chunk_response_ = !no_body && !http10_ && (resp.chunked() || eof_body);
-  if (http10_ && (resp.chunked() || eof_body)) close_after_response_ = true;
+  ctx_.chunk_response = !no_body && !ctx_.http10 && (resp.chunked() || eof_body);
+  if (ctx_.http10 && (resp.chunked() || eof_body)) close_after_response_ = true;
+  // A final answer before the request ended: the rest of the request is not forwarded, so this
+  // connection cannot carry another request after it (the client is told so).
+  if (!ctx_.request_done && status != 101) close_after_response_ = true;
   info.keep_alive = !close_after_response_;
-  info.chunked = chunk_response_;
+  info.chunked = ctx_.chunk_response;
   info.upgrade = status == 101;
-  info.version_header = function_->version_header;
-  info.version_label = version_->label;
+  info.version_header = ctx_.function->version_header;
+  info.version_label = ctx_.version->label;
   info.set_cookie = set_cookie_;
   http::build_client_response(resp, info, response_head_);
   out_.borrow(response_head_);
-  response_started_ = true;
-  status_ = status;
-  bytes_out_ += response_head_.size();
+  ctx_.response_started = true;
+  ctx_.status = status;
+  ctx_.bytes_out += response_head_.size();
   return 0;
 }
 
 int ClientConn::on_upstream_body(const char* data, size_t len) {
-  bytes_out_ += len;
-  if (chunk_response_) {
+  ctx_.bytes_out += len;
+  if (ctx_.chunk_response) {
     chunk_header_.clear();
     http::append_chunk_header(len, chunk_header_);
     out_.copy(chunk_header_);
@@ -606,36 +773,46 @@ int ClientConn::on_upstream_body(const char* data, size_t len) {
 bool ClientConn::on_upstream_end(http::Parser& resp) {
   const int status = resp.status_code();
   if (status >= 100 && status < 200 && status != 101) return false;
-  if (chunk_response_) out_.copy("0\r\n\r\n");
-  response_done_ = true;
-  upstream_end_ns_ = uv_hrtime();
+  if (ctx_.chunk_response) out_.copy("0\r\n\r\n");
+  ctx_.response_done = true;
+  ctx_.upstream_end_ns = uv_hrtime();
   if (status == 101) {
     tunnel_ = true;
+    set_waiting(false);
+    tunnel_activity_ms_ = now_ms();
     up_->start_tunnel();
     if (!pending_in_.empty()) {
       up_->out().copy(pending_in_);
       pending_in_.clear();
     }
-    uv_timer_stop(&timer_);
-  } else if (!request_done_) {
-    // Answered before the request body ended: the rest of the body cannot be framed reliably.
-    close_after_response_ = true;
-    close_when_flushed();
+  } else if (!ctx_.request_done) {
+    // Stop forwarding the rest of the body; drive() closes once the response is out.
+    ctx_.local_response = true;
   }
   return true;
 }
 
 void ClientConn::on_upstream_raw(const char* data, size_t len) {
+  tunnel_activity_ms_ = now_ms();
   out_.borrow(data, len);
 }
 
 void ClientConn::on_upstream_flush() {
   drive(nullptr, 0);
-  if (!closing_ && up_ && socket_.write_queue_size > kHighWaterBytes) up_->pause_reading();
+  if (!closing_ && up_ && output_backlogged()) up_->pause_reading();
 }
 
 void ClientConn::on_upstream_drained() {
   update_reading();
+}
+
+void ClientConn::on_upstream_eof() {
+  up_ = nullptr;
+  if (closing_ || !tunnel_) return;  // a finished exchange: nothing changes for the client
+  // The upstream ended the tunnel (a WebSocket closing normally): deliver what it sent, then
+  // close. Not a failure.
+  close_when_flushed();
+  drive(nullptr, 0);
 }
 
 namespace {
@@ -657,7 +834,7 @@ observe::FailureKind failure_kind(upstream::Failure kind) {
 void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_started, bool reused) {
   up_ = nullptr;
   if (closing_) return;
-  failure_ = failure_kind(kind);
+  ctx_.failure = failure_kind(kind);
   if (tunnel_) {
     close_when_flushed();
     drive(nullptr, 0);
@@ -665,26 +842,28 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
   }
   // A reused connection that died before any response byte: retry once on a fresh one when
   // replaying is safe (no body to resend, idempotent method).
-  if (!response_started && reused && !retried_ && !request_has_body_ && !request_bytes_sent_ &&
-      idempotent(parser_.method()) && kind == upstream::Failure::kReset && pool_) {
-    retried_ = true;
-    if (series_) series_->attempt_failed(failure_, uv_now(worker_.context().loop));
-    failure_ = observe::FailureKind::kNone;
+  if (!response_started && reused && !ctx_.retried && !ctx_.has_body && !ctx_.body_sent &&
+      idempotent(parser_.method()) && kind == upstream::Failure::kReset && ctx_.pool) {
+    ctx_.retried = true;
+    if (ctx_.series) ctx_.series->attempt_failed(ctx_.failure, now_ms());
+    ctx_.failure = observe::FailureKind::kNone;
     if (connect_upstream(true)) {
       up_->out().borrow(upstream_head_);
+      if (ctx_.request_done) up_->end_of_request();
       drive(nullptr, 0);
       return;
     }
   }
-  if (response_started_ && !response_flushed_) {
+  if (ctx_.response_started && !ctx_.response_flushed) {
     // The head is still only in our outbox: nothing reached the client, so it can still get
     // an honest error status instead of a truncated response.
     out_.clear();
-    response_started_ = false;
-    chunk_response_ = false;
-    bytes_out_ = 0;
+    ctx_.response_started = false;
+    ctx_.response_done = false;
+    ctx_.chunk_response = false;
+    ctx_.bytes_out = 0;
   }
-  if (response_started_) {
+  if (ctx_.response_started) {
     // Cut off mid-way: deliver what was relayed, then close (the only honest signal left).
     close_after_response_ = true;
     close_when_flushed();
@@ -693,14 +872,14 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
   }
   switch (kind) {
     case upstream::Failure::kConnect:
-      respond_error(502, "connect-failed", !request_done_);
+      respond_error(502, "connect-failed", !ctx_.request_done);
       break;
     case upstream::Failure::kTimeout:
-      respond_error(504, "timeout", !request_done_);
+      respond_error(504, "timeout", !ctx_.request_done);
       break;
     case upstream::Failure::kReset:
     case upstream::Failure::kBadResponse:
-      respond_error(502, "bad-upstream-response", !request_done_);
+      respond_error(502, "bad-upstream-response", !ctx_.request_done);
       break;
   }
   drive(nullptr, 0);
@@ -709,7 +888,7 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
 void ClientConn::release_upstream(bool reusable) {
   if (!up_) return;
   upstream::Connection* up = std::exchange(up_, nullptr);
-  up->release(reusable && request_done_ && response_done_ && !tunnel_);
+  up->release(reusable && ctx_.request_done && ctx_.response_done && !tunnel_);
 }
 
 }  // namespace sluice::worker

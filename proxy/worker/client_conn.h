@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "http/cidr.h"
 #include "http/parser.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
@@ -18,7 +20,54 @@
 namespace sluice::worker {
 
 class Worker;
+class ClientCounts;
 struct Snapshot;
+
+// Everything about the request being served on a connection. A plain value: it is reset with
+// `ctx_ = {}` when the next request starts, never field by field, so nothing of one request can
+// leak into the next (its log line, its id, its flags). Buffers whose capacity is worth keeping
+// live on the connection instead.
+struct RequestContext {
+  // The routing decision; the pointers stay valid while `snapshot` is held.
+  Snapshot* snapshot = nullptr;
+  const routing::Function* function = nullptr;
+  const routing::Alias* alias = nullptr;  // nullptr when the route pins a version
+  const routing::Version* version = nullptr;
+  const routing::Endpoint* endpoint = nullptr;
+  upstream::Pool* pool = nullptr;
+  std::atomic<int32_t>* concurrency = nullptr;  // counted in-flight slot, released at the end
+  observe::Series* series = nullptr;  // owned by the worker's stats; lives as long as the worker
+
+  bool active = false;            // a request has begun (its first byte arrived)
+  bool request_done = false;      // the client's request message ended
+  bool response_done = false;     // the response to the client is complete
+  bool response_started = false;  // a response head was queued for the client
+  bool response_flushed = false;  // ... and handed to the socket
+  bool local_response = false;    // answered by sluice itself; body (if any) is discarded
+  bool has_body = false;
+  bool chunked = false;
+  bool head_request = false;
+  bool http10 = false;
+  bool keep_alive = true;
+  bool upgrade_requested = false;
+  bool chunk_response = false;  // re-chunk the upstream body for the client
+  bool retried = false;
+  bool body_sent = false;  // body bytes went upstream (no transparent retry)
+  bool accounted = false;  // this request's figures were recorded
+  uint64_t body_bytes_in = 0;
+  uint64_t start_ns = 0;
+  uint64_t upstream_start_ns = 0;
+  uint64_t upstream_end_ns = 0;
+  uint64_t bytes_out = 0;
+  int status = 0;
+  // How the final upstream attempt failed. Client faults (a client too slow or gone) never set
+  // it: they must not count against the version.
+  observe::FailureKind failure = observe::FailureKind::kNone;
+  char request_id[32] = {};  // generated when the client sent none
+  uint8_t request_id_len = 0;
+
+  std::string_view generated_id() const { return {request_id, request_id_len}; }
+};
 
 class ClientConn final : public http::Sink, public upstream::Borrower {
  public:
@@ -28,14 +77,25 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   ClientConn& operator=(const ClientConn&) = delete;
 
   // Accepts from `server` into this connection. Returns false (and closes) on failure.
-  bool accept(uv_stream_t* server);
+  // `trusted_proxies`: the accepting listener's ranges; the peer's trust is decided here, once.
+  bool accept(uv_stream_t* server, const std::vector<http::Cidr>& trusted_proxies);
   // Closes the connection now (teardown starts from: client EOF/error, timeouts, fatal errors,
-  // worker drain deadline). Safe to call twice.
+  // worker drain deadline, shedding). Safe to call twice.
   void close();
   // Graceful stop: close now if idle between requests, else after the current response.
   void drain();
-  // The process-wide connection counter this connection decrements when it is destroyed.
-  void set_counter(std::atomic<uint32_t>* counter);
+  // The process-wide counters this connection is counted in: it leaves them when it closes.
+  void set_counter(std::atomic<uint32_t>* counter) { conn_counter_ = counter; }
+  void set_client_counts(ClientCounts* counts) { client_counts_ = counts; }
+  const std::string& client_ip() const { return client_ip_; }
+
+  // A worker's waiting connections -- new, keep-alive idle, with a head still arriving, or
+  // lingering: the ones that may be shed when a connection limit is reached -- form an intrusive
+  // list, lingering ones first, then oldest wait first. The Worker owns the list; a connection
+  // joins and leaves it through the Worker.
+  ClientConn* wait_prev_ = nullptr;
+  ClientConn* wait_next_ = nullptr;
+  bool in_wait_list_ = false;
 
  private:
   // http::Sink (client requests)
@@ -52,10 +112,12 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void on_upstream_flush() override;
   void on_upstream_failed(upstream::Failure kind, bool response_started, bool reused) override;
   void on_upstream_drained() override;
+  void on_upstream_eof() override;
 
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_timer(uv_timer_t* t);
+  static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_closed(uv_handle_t* h);
 
   // Feeds new bytes (or none) through the parser, flushes both sides, and completes finished
@@ -74,14 +136,34 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   void stop_reading();
   void start_reading();
   void update_reading();
-  void arm_timer(uint32_t ms);
-  void reset_request();
   void release_upstream(bool reusable);
+  // Stops taking requests: once the output is flushed, the connection closes -- through a
+  // lingering close when the client may still be sending (see linger()).
   void close_when_flushed();
+  // Half-closes our side and reads and discards what the client still sends, for a bounded time
+  // and size, so that unread bytes do not turn our close into a reset that destroys the
+  // response it has not read yet (RFC 9112 §9.6).
+  void linger();
+  void generate_request_id();
+  // The client is not taking our output: stop producing more (reading, pipelined requests).
+  bool output_backlogged() const;
+  // Closes or lingers once close_when_flushed() and everything is written.
+  void finish_if_flushed();
+  uint64_t now_ms() const;
+  // The loop time by which the connection must make progress in its current state, or kNever.
+  uint64_t deadline() const;
+  // Arms the timer for deadline() unless it already fires no later. Lazy: progress only moves
+  // timestamps; an early firing re-arms for the rest.
+  void schedule();
+  void on_deadline();
+  void set_waiting(bool waiting);
+  void leave_counts();  // at close: this connection no longer counts toward any limit
+  static constexpr uint64_t kNever = UINT64_MAX;
 
   Worker& worker_;  // outlives its connections
   uv_tcp_t socket_{};
   uv_timer_t timer_{};
+  uv_shutdown_t shutdown_req_{};
   http::Parser parser_;
   Outbox out_;
   int open_handles_ = 0;
@@ -90,52 +172,34 @@ class ClientConn final : public http::Sink, public upstream::Borrower {
   bool peer_eof_ = false;
   bool close_after_response_ = false;  // no keep-alive after the current response
   bool close_when_flushed_ = false;
+  bool lingering_ = false;
   bool draining_ = false;
+  bool tunnel_ = false;
+  bool served_one_ = false;   // a request completed on this connection (keep-alive from now on)
+  bool skip_linger_ = false;  // close without lingering (the client never finished a head)
+  uint64_t accepted_ms_ = 0;
+  uint64_t wait_since_ms_ = 0;       // accept, or the end of the previous response
+  uint64_t head_deadline_ms_ = 0;    // the head being read must be complete by then
+  uint64_t in_progress_ms_ = 0;      // last bytes read from the client
+  uint64_t out_progress_ms_ = 0;     // last time the client took bytes of ours
+  uint64_t tunnel_activity_ms_ = 0;  // last bytes either way through a tunnel
+  uint64_t linger_start_ms_ = 0;
+  uint64_t linger_bytes_ = 0;
+  uint64_t armed_due_ms_ = 0;  // when the timer fires; 0 = not armed
   std::string client_ip_;
   std::string pending_in_;  // bytes read after a paused request, parsed when it is done
   std::string work_;        // pending bytes being parsed (swapped with pending_in_)
   std::string chunk_header_;
-  std::atomic<uint32_t>* conn_counter_ = nullptr;
+  std::atomic<uint32_t>* conn_counter_ = nullptr;  // Shared: outlives every worker
+  ClientCounts* client_counts_ = nullptr;          // Shared: outlives every worker
+  bool trusted_peer_ = false;  // the peer is in its listener's trusted_proxies (set at accept)
 
-  // The request being served. Snapshot and version pointers stay valid while `snapshot_` is held.
-  Snapshot* snapshot_ = nullptr;
-  const routing::Version* version_ = nullptr;
-  const routing::Function* function_ = nullptr;
-  std::atomic<int32_t>* concurrency_ = nullptr;  // counted in-flight slot, released at finish
-  const routing::Alias* alias_ = nullptr;        // nullptr when the route pins a version
-  const routing::Endpoint* endpoint_ = nullptr;
-  upstream::Pool* pool_ = nullptr;
+  RequestContext ctx_;                  // the request being served
   upstream::Connection* up_ = nullptr;  // cleared by on_upstream_failed / release_upstream
-  bool in_request_ = false;
-  bool request_done_ = false;      // the client's request message ended
-  bool response_done_ = false;     // the response to the client is complete
-  bool response_started_ = false;  // a response head was queued for the client
-  bool response_flushed_ = false;  // ... and handed to the socket
-  bool local_response_ = false;    // answered by sluice itself; body (if any) is discarded
-  bool request_has_body_ = false;
-  bool request_chunked_ = false;
-  bool head_request_ = false;
-  bool http10_ = false;
-  bool client_keep_alive_ = true;
-  bool upgrade_requested_ = false;
-  bool tunnel_ = false;
-  bool chunk_response_ = false;  // re-chunk the upstream body for the client
-  bool retried_ = false;
-  bool request_bytes_sent_ = false;  // body bytes went upstream (no transparent retry)
-  uint64_t body_bytes_in_ = 0;
-  // Figures for metrics and the access log.
-  observe::Series* series_ = nullptr;  // owned by the worker's stats; lives as long as the worker
-  uint64_t start_ns_ = 0;
-  uint64_t upstream_start_ns_ = 0;
-  uint64_t upstream_end_ns_ = 0;
-  uint64_t bytes_out_ = 0;
-  int status_ = 0;
-  observe::FailureKind failure_ = observe::FailureKind::kNone;
-  bool accounted_ = false;     // this request's figures were recorded
+  // Per-request text whose capacity is reused across requests.
   std::string upstream_head_;  // the upstream request head (kept for a retry)
   std::string response_head_;  // the client response head being sent
   std::string set_cookie_;     // issued sticky cookie for this response, if any
-  std::string request_id_;
   std::string abs_target_;     // origin-form target of an absolute-form request, else empty
   std::string_view abs_host_;  // its authority (points into the parser's head)
 };

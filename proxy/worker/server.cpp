@@ -5,9 +5,12 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -48,6 +51,41 @@ int open_listener(const sockaddr_storage& addr, socklen_t len) {
   return fd;
 }
 
+// Is the address free for us? SO_REUSEPORT lets any process of the same user bind a port our
+// workers share, which would silently split the traffic between two instances. A probe socket
+// without SO_REUSEPORT cannot bind where anything listens (SO_REUSEADDR only skips TIME_WAIT).
+// Returns 0 or an errno.
+int probe_free(const sockaddr_storage& addr, socklen_t len) {
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+// Holds an abstract-namespace Unix socket named after the address for the life of the process,
+// so that two sluices starting at the same instant cannot both pass probe_free(): the kernel
+// lets one bind the name, and releases it when that process dies however it dies. Returns the
+// fd, or -errno (EADDRINUSE: another sluice holds it).
+int lock_address(const std::string& address) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  const std::string name = "sluice-listen:" + address;
+  const size_t n = std::min(name.size(), sizeof un.sun_path - 1);
+  std::memcpy(un.sun_path + 1, name.data(), n);  // sun_path[0] == 0: abstract namespace
+  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&un), len) != 0) {
+    int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  return fd;
+}
+
 uint16_t bound_port(int fd) {
   sockaddr_storage a{};
   socklen_t len = sizeof a;
@@ -65,6 +103,7 @@ Server::Server(std::shared_ptr<const routing::RoutingTable> table) {
 
 Server::~Server() {
   for (auto& w : workers_) w->join();
+  for (int fd : address_locks_) ::close(fd);
 }
 
 void Server::publish(std::shared_ptr<const routing::RoutingTable> table) {
@@ -82,6 +121,24 @@ bool Server::bind_all(uint32_t workers, std::vector<std::vector<int>>& fds) {
       std::fprintf(stderr, "sluice: cannot listen on %s: not an IP address\n",
                    l.address.text.c_str());
       return false;
+    }
+    if (l.address.port != 0) {
+      std::string key = l.address.host + ":" + std::to_string(l.address.port);
+      int lock = lock_address(key);
+      int err = lock >= 0 ? probe_free(addr, len) : -lock;
+      if (err != 0) {
+        if (lock >= 0) ::close(lock);
+        if (err == EADDRINUSE)
+          std::fprintf(stderr,
+                       "sluice: cannot listen on %s: the address is already in use (another "
+                       "sluice or another program serves it; stop it first)\n",
+                       l.address.text.c_str());
+        else
+          std::fprintf(stderr, "sluice: cannot listen on %s: %s\n", l.address.text.c_str(),
+                       std::strerror(err));
+        return false;
+      }
+      address_locks_.push_back(lock);
     }
     for (uint32_t i = 0; i < workers; ++i) {
       int fd = open_listener(addr, len);

@@ -64,6 +64,7 @@ class Server {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::string> bound_;
+  std::vector<int> address_locks_;  // one per listen address, held until the process ends
   bool stopping_ = false;
 };
 

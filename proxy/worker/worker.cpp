@@ -8,6 +8,34 @@
 
 namespace sluice::worker {
 
+ClientCounts::Shard& ClientCounts::shard(const std::string& ip) {
+  return shards_[std::hash<std::string>{}(ip) % kShards];
+}
+
+bool ClientCounts::acquire(const std::string& ip, uint32_t limit) {
+  Shard& s = shard(ip);
+  std::lock_guard<std::mutex> lock(s.mu);
+  uint32_t& n = s.counts[ip];
+  if (n >= limit) return false;
+  ++n;
+  return true;
+}
+
+void ClientCounts::release(const std::string& ip) {
+  Shard& s = shard(ip);
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.counts.find(ip);
+  if (it == s.counts.end()) return;
+  if (--it->second == 0) s.counts.erase(it);
+}
+
+uint32_t ClientCounts::count(const std::string& ip) {
+  Shard& s = shard(ip);
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.counts.find(ip);
+  return it == s.counts.end() ? 0 : it->second;
+}
+
 std::atomic<int32_t>* Shared::concurrency_counter(const std::string& label) {
   std::lock_guard<std::mutex> lock(concurrency_mutex);
   auto& slot = concurrency[label];
@@ -30,7 +58,8 @@ Worker::~Worker() {
 
 void Worker::start() {
   std::shared_ptr<const routing::RoutingTable> table = shared_.table.load();
-  limits_ = table->config().limits;
+  for (const config::ListenSpec& l : table->config().listen)
+    listen_addresses_.push_back(l.address.text);
   // The loop is set up here, on the caller's thread, so start() can report failures.
   uv_loop_init(&loop_);
   loop_.data = &ctx_;
@@ -140,13 +169,74 @@ void Worker::maybe_finish_stop() {
 void Worker::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<Worker*>(server->data);
   if (status < 0 || self->stopping_) return;
+  // A reload's [limits] apply to new connections even before a request picks up the snapshot.
+  if (self->shared_.generation.load(std::memory_order_acquire) != self->generation_)
+    self->refresh_snapshot();
   auto owned = std::make_unique<ClientConn>(*self);
   ClientConn* c = owned.get();
   self->conns_.emplace(c, std::move(owned));
   const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
   c->set_counter(&self->shared_.connections);
-  if (!c->accept(server)) return;  // it closes itself
-  if (open >= self->limits_.max_connections) c->close();
+  Snapshot* snap = self->acquire_snapshot();
+  const bool accepted = c->accept(server, self->trusted_proxies(*snap, server));
+  self->release_snapshot(snap);
+  if (!accepted) return;  // it closes itself
+  // Over a limit, the newcomer takes the place of the oldest connection still waiting for a
+  // head (an idle keep-alive or a slow head: the ones that have sent the least), so a flood of
+  // slow connections cannot keep every new client out. Newcomers are refused only when nothing
+  // can be shed.
+  const std::string& ip = c->client_ip();
+  const uint32_t per_client = self->limits_.max_connections_per_client;
+  if (!self->shared_.per_client.acquire(ip, per_client) &&
+      !(self->shed(&ip, c) && self->shared_.per_client.acquire(ip, per_client))) {
+    c->close();
+    return;
+  }
+  c->set_client_counts(&self->shared_.per_client);
+  if (open >= self->limits_.max_connections && !self->shed(nullptr, c)) c->close();
+}
+
+bool Worker::shed(const std::string* ip, ClientConn* keep) {
+  for (ClientConn* c = wait_head_; c; c = c->wait_next_) {
+    if (c == keep || (ip && c->client_ip() != *ip)) continue;
+    c->close();  // leaves the list and releases its counts at once
+    return true;
+  }
+  return false;
+}
+
+void Worker::wait_list_push(ClientConn* c, bool front) {
+  c->in_wait_list_ = true;
+  if (front) {
+    c->wait_prev_ = nullptr;
+    c->wait_next_ = wait_head_;
+    (wait_head_ ? wait_head_->wait_prev_ : wait_tail_) = c;
+    wait_head_ = c;
+    return;
+  }
+  c->wait_next_ = nullptr;
+  c->wait_prev_ = wait_tail_;
+  (wait_tail_ ? wait_tail_->wait_next_ : wait_head_) = c;
+  wait_tail_ = c;
+}
+
+void Worker::wait_list_remove(ClientConn* c) {
+  if (!c->in_wait_list_) return;
+  c->in_wait_list_ = false;
+  (c->wait_prev_ ? c->wait_prev_->wait_next_ : wait_head_) = c->wait_next_;
+  (c->wait_next_ ? c->wait_next_->wait_prev_ : wait_tail_) = c->wait_prev_;
+  c->wait_prev_ = c->wait_next_ = nullptr;
+}
+
+const std::vector<http::Cidr>& Worker::trusted_proxies(const Snapshot& snap,
+                                                       uv_stream_t* server) const {
+  static const std::vector<http::Cidr> kNobody;
+  for (size_t i = 0; i < listeners_.size() && i < listen_addresses_.size(); ++i) {
+    if (as_stream(listeners_[i].get()) != server) continue;
+    for (const config::ListenSpec& l : snap.table->config().listen)
+      if (l.address.text == listen_addresses_[i]) return l.trusted_proxies;
+  }
+  return kNobody;
 }
 
 void Worker::erase(ClientConn* c) {
@@ -175,6 +265,11 @@ void Worker::refresh_snapshot() {
   auto snap = std::make_unique<Snapshot>();
   snap->table = shared_.table.load();
   const routing::RoutingTable& table = *snap->table;
+  // A reload's [limits] and [upstream] apply from here on: to new connections and waits, and to
+  // every pool as its connections come back.
+  limits_ = table.config().limits;
+  for (auto& [key, pool] : pools_)
+    pool->configure(table.config().upstream.keepalive, table.config().upstream.idle_timeout_ms);
   snap->picks = std::make_unique<routing::PickState>(table);
   snap->pools.resize(table.versions().size());
   snap->concurrency.resize(table.versions().size(), nullptr);
@@ -197,7 +292,7 @@ void Worker::refresh_snapshot() {
 }
 
 upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up) {
-  auto& slot = pools_[ep.address];
+  auto& slot = pools_[ep.resolved];  // by resolved address: a name that re-resolves gets a new pool
   if (!slot) {
     slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
   }

@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -23,11 +24,32 @@ namespace sluice::worker {
 
 class ClientConn;
 
+// Open client connections per client address, process-wide (a client's connections land on any
+// worker). Touched on accept and close only, never per request; sharded so workers accepting at
+// once rarely share a lock.
+class ClientCounts {
+ public:
+  // Counts one more connection from `ip` unless it already has `limit`. False: over the limit.
+  bool acquire(const std::string& ip, uint32_t limit);
+  void release(const std::string& ip);
+  uint32_t count(const std::string& ip);
+
+ private:
+  static constexpr size_t kShards = 16;
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, uint32_t> counts;
+  };
+  Shard& shard(const std::string& ip);
+  std::array<Shard, kShards> shards_;
+};
+
 // Process-wide state the workers read. Owned by the Server; outlives every worker.
 struct Shared {
   std::atomic<std::shared_ptr<const routing::RoutingTable>> table;
   std::atomic<uint64_t> generation{0};  // bumped after each publish of `table`
   std::atomic<uint32_t> connections{0};
+  ClientCounts per_client;  // open connections per client address, for max_connections_per_client
   // Per-version in-flight counters for max_concurrency, keyed by version label; created under
   // the mutex by the Server when it publishes a table, never removed.
   std::mutex concurrency_mutex;
@@ -74,7 +96,14 @@ class Worker {
   Snapshot* acquire_snapshot();  // the current one; caller must release_snapshot()
   void release_snapshot(Snapshot* s);
   void erase(ClientConn* c);  // last use of c
+  // The [limits] of the newest routing snapshot this worker has seen (reloads apply them to new
+  // connections and new waits).
   const config::LimitsSpec& limits() const { return limits_; }
+  // The waiting-connection list (see ClientConn::wait_prev_): joined at the back at accept and at
+  // the end of each response, at the front (shed first) when a connection starts lingering; left
+  // when a head completes or the connection closes.
+  void wait_list_push(ClientConn* c, bool front = false);
+  void wait_list_remove(ClientConn* c);
   // The figures series for a request served by `version` through `alias` (nullptr: pinned).
   observe::Series* series(Snapshot& snap, const routing::Alias* alias,
                           const routing::Version* version);
@@ -88,6 +117,12 @@ class Worker {
   void begin_stop();
   void maybe_finish_stop();
   upstream::Pool* pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up);
+  // Makes room for one more connection by closing this worker's oldest waiting connection -- of
+  // client `ip` only, when given. False if there is none to close.
+  bool shed(const std::string* ip, ClientConn* keep);
+  // The trusted_proxies of the listener `server`, from the current config so that a reload
+  // applies to the next connection; none if that listener's address is no longer configured.
+  const std::vector<http::Cidr>& trusted_proxies(const Snapshot& snap, uv_stream_t* server) const;
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* a);
   static void on_drain_timer(uv_timer_t* t);
@@ -99,6 +134,7 @@ class Worker {
   uv_loop_t loop_{};
   LoopContext ctx_;
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  std::vector<std::string> listen_addresses_;  // listeners_[i] serves this [listen] address
   uv_async_t async_{};
   uv_timer_t drain_timer_{};
   uv_timer_t log_timer_{};                 // flushes the access log buffer a few times a second
@@ -109,12 +145,13 @@ class Worker {
   std::atomic<uint32_t> drain_ms_{30000};
   bool stopping_ = false;
   config::LimitsSpec limits_;
-  uint32_t max_connections_per_worker_ = 0;
   uint64_t generation_ = ~uint64_t(0);
   Snapshot* current_ = nullptr;
   std::vector<std::unique_ptr<Snapshot>> snapshots_;  // current plus any still in use
   std::unordered_map<std::string, std::unique_ptr<upstream::Pool>> pools_;  // by address
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> conns_;
+  ClientConn* wait_head_ = nullptr;  // oldest waiting connection
+  ClientConn* wait_tail_ = nullptr;
 };
 
 }  // namespace sluice::worker

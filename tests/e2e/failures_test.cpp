@@ -481,7 +481,7 @@ TEST_CASE("an idle keep-alive client connection is closed after idle_timeout") {
   CHECK_CLEAN_STOP(s);
 }
 
-TEST_CASE("connections beyond max_connections are not served until one closes") {
+TEST_CASE("at max_connections a newcomer replaces the oldest idle connection") {
   Upstream v1("v1");
   Sluice s(config_for(v1, "max_connections = 2\n", "", 1));
   REQUIRE_STARTED(s);
@@ -492,12 +492,42 @@ TEST_CASE("connections beyond max_connections are not served until one closes") 
     REQUIRE(r);
     CHECK(r->status == 200);
   }
+  // Both are idle keep-alive connections: the oldest (a) makes room for the newcomer.
+  RawClient extra(s.port());
+  REQUIRE(extra.send(raw_request("GET", "/extra")));
+  auto r = extra.read_response(5000);
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(a.wait_closed(5000));
+  CHECK(v1.count_target("/extra") == 1);
+  // b was younger: it was kept and still serves.
+  REQUIRE(b.send(raw_request("GET", "/b-again")));
+  auto rb = b.read_response(5000);
+  REQUIRE(rb);
+  CHECK(rb->status == 200);
+  CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE(
+    "at max_connections a newcomer is refused while every connection has a request in flight") {
+  Upstream v1("v1");
+  Sluice s(config_for(v1, "max_connections = 2\n", "", 1));
+  REQUIRE_STARTED(s);
+  RawClient a(s.port()), b(s.port());
+  for (RawClient* c : {&a, &b}) REQUIRE(c->send(raw_request("GET", "/slow?ms=1500")));
+  REQUIRE(poll_until([&] { return v1.count_target("/slow") == 2; }, 5000));
   RawClient extra(s.port());
   if (extra.connected() && extra.send(raw_request("GET", "/extra"))) {
     auto r = extra.read_response(1000);
     CHECK(!(r && r->status == 200));
   }
   CHECK(v1.count_target("/extra") == 0);
+  // The busy ones were not shed.
+  for (RawClient* c : {&a, &b}) {
+    auto r = c->read_response(5000);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
   extra.close();
   a.close();
   bool served = poll_until(

@@ -13,6 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -179,9 +182,21 @@ Sluice::~Sluice() {
     ::waitpid(pid_, &status, 0);
   }
   if (stderr_thread_.joinable()) stderr_thread_.join();
+  // A sanitizer report fails the test even if everything it checked passed (under
+  // halt_on_error=1 sluice also stopped at the report, so later checks may fail first).
+  if (!sanitizer_report_.empty())
+    FAIL_CHECK("the sluice child (pid " << pid_ << ") printed a sanitizer report:\n"
+                                        << sanitizer_report_);
+}
+
+std::string Sluice::sanitizer_report() const {
+  std::lock_guard lock(mu_);
+  return sanitizer_report_;
 }
 
 void Sluice::drain_stderr(int fd) {
+  static const char* const kMarkers[] = {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:",
+                                         "ERROR: LeakSanitizer:", ": runtime error: "};
   char buf[4096];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -192,7 +207,22 @@ void Sluice::drain_stderr(int fd) {
       cv_.notify_all();
       break;
     }
+    // Look for a report in the new bytes (and a marker's length before them, for one split
+    // across reads), before old output may be trimmed below. Keep up to 16 KiB of it.
+    const size_t scan_from = stderr_.size() > 64 ? stderr_.size() - 64 : 0;
     stderr_.append(buf, static_cast<size_t>(n));
+    if (sanitizer_report_.empty()) {
+      for (const char* marker : kMarkers) {
+        size_t at = stderr_.find(marker, scan_from);
+        if (at == std::string::npos) continue;
+        size_t line = stderr_.rfind('\n', at);
+        sanitizer_report_ = stderr_.substr(line == std::string::npos ? 0 : line + 1, 16384);
+        break;
+      }
+    } else if (sanitizer_report_.size() < 16384) {
+      sanitizer_report_.append(buf,
+                               std::min(static_cast<size_t>(n), 16384 - sanitizer_report_.size()));
+    }
     if (stderr_.size() > (8u << 20)) stderr_.erase(0, stderr_.size() - (4u << 20));
     cv_.notify_all();
   }

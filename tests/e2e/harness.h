@@ -115,6 +115,10 @@ class Sluice {
   long proc_status_field(const std::string& field) const;
   std::string stderr_text() const;
   std::string stdout_text() const;
+  // The first sanitizer report (ThreadSanitizer, AddressSanitizer, LeakSanitizer, UBSan) sluice
+  // printed, from its first line; "" if none. The destructor fails the running test if there
+  // is one, whatever the test checked.
+  std::string sanitizer_report() const;
 
  private:
   void drain_stderr(int fd);
@@ -130,6 +134,7 @@ class Sluice {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string stderr_;
+  std::string sanitizer_report_;
   bool stderr_eof_ = false;
   std::thread stderr_thread_;
 };

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "admin_test_util.h"
+#include "skip.h"
 
 using namespace sluice::e2e;
 using namespace sluice::e2e::admin;
@@ -265,8 +266,8 @@ TEST_CASE("per-version counts in /metrics equal exactly what concurrent clients 
 }
 
 TEST_CASE("promtool check metrics passes on the live /metrics output") {
-  if (::system("command -v promtool >/dev/null 2>&1") != 0) {
-    MESSAGE("promtool not installed (Debian package prometheus): skipping the metrics lint");
+  if (!sluice::test::have_tool("promtool")) {
+    sluice::test::skip_test("promtool not installed (Debian package prometheus)");
     return;
   }
   Upstream a("a"), b("b"), n("n");

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "admin_test_util.h"
+#include "skip.h"
 
 using namespace sluice::e2e;
 using namespace sluice::e2e::admin;
@@ -132,8 +133,8 @@ std::string top_script(const Sluice& s, const TempDir& dir, const std::string& n
 }  // namespace
 
 TEST_CASE("sluice top under tmux shows the split as bars with per-version figures and quits on q") {
-  if (shell("command -v tmux").exit_code != 0) {
-    MESSAGE("tmux not installed: skipping the sluice top terminal test");
+  if (!sluice::test::have_tool("tmux")) {
+    sluice::test::skip_test("tmux not installed: the sluice top terminal test needs it");
     return;
   }
   Upstream a("a"), b("b");
@@ -189,8 +190,8 @@ TEST_CASE("sluice top under tmux shows the split as bars with per-version figure
 }
 
 TEST_CASE("sluice top quits on Ctrl-C and restores the terminal") {
-  if (shell("command -v tmux").exit_code != 0) {
-    MESSAGE("tmux not installed: skipping the sluice top terminal test");
+  if (!sluice::test::have_tool("tmux")) {
+    sluice::test::skip_test("tmux not installed: the sluice top terminal test needs it");
     return;
   }
   Upstream a("a"), b("b");
@@ -213,8 +214,8 @@ TEST_CASE("sluice top quits on Ctrl-C and restores the terminal") {
 }
 
 TEST_CASE("sluice top killed by SIGTERM restores the terminal and dies of the signal") {
-  if (shell("command -v tmux").exit_code != 0) {
-    MESSAGE("tmux not installed: skipping the sluice top terminal test");
+  if (!sluice::test::have_tool("tmux")) {
+    sluice::test::skip_test("tmux not installed: the sluice top terminal test needs it");
     return;
   }
   Upstream a("a"), b("b");

@@ -331,6 +331,18 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
     }
 
     if (path == "/close") break;
+    if (path == "/early") {
+      // Answers without reading the request body (an upload refused early), then closes.
+      keep = false;
+      respond(200, "", "early " + name_ + "\n");
+      break;
+    }
+    if (path == "/stall-body") {
+      if (!io.read_body(req.headers, nullptr)) break;
+      io.send_all("HTTP/1.1 200 OK\r\n" + common + "content-length: 1000\r\n\r\nfirst-ten!");
+      wait_ms(60000);  // stalls mid-body until the proxy gives up (or the upstream stops)
+      break;
+    }
     if (path == "/close-if-reused" && reused) break;
     if (path == "/bad") {
       io.send_all("HTTP/1.1 2x0 Broken\r\nx-upstream: " + name_ + "\r\n\r\n");
@@ -403,11 +415,15 @@ void Upstream::serve(std::shared_ptr<Conn> conn, size_t ordinal) {
           "connection: Upgrade\r\n" +
           common + "\r\n";
       if (!io.send_all(out)) break;
+      const uint64_t close_after = query_param(query, "close_after", 0);
+      uint64_t echoed = 0;
       while (!stopping_) {
         if (!io.buffer().empty()) {
           std::string data;
           data.swap(io.buffer());
           if (!io.send_all(data)) break;
+          echoed += data.size();
+          if (close_after && echoed >= close_after) break;  // the server ends the session
         }
         if (!io.fill()) break;
       }

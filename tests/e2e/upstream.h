@@ -12,10 +12,13 @@
 //   /status/N         status N; 204 and 304 without body (304 still says content-length: 12)
 //   /slow?ms=N        waits N ms, then 200 "slow NAME"
 //   /close            closes the connection without answering
+//   /early            200 "early NAME" at once without reading the request body, then closes
+//   /stall-body       200 with content-length 1000 but only 10 body bytes, then silence
 //   /close-if-reused  on a connection's first request: 200 "fresh"; on a later one: closes
 //                     without answering (a pooled connection dying under a request)
 //   /bad              answers with an invalid status line, then closes
 //   /ws               with Upgrade: websocket: 101, then echoes raw bytes until EOF
+//                     (?close_after=N: closes once it has echoed N bytes)
 //   /headers          200, body = the raw request head as received
 //   /early-hints      103 Early Hints, then 200 "after hints"
 //   /hop-response     200 with hop-by-hop headers (Connection: x-up-hop, x-up-hop, Keep-Alive)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -144,6 +145,50 @@ TEST_CASE("invalid alias changes answer 400 naming the field, unknown names 404"
   CHECK(latest.status == 200);
 }
 
+TEST_CASE("the API refuses every traffic map the file loader refuses, with the same words") {
+  Fixture fx;
+  Control c(fx.path);
+  REQUIRE(c.init());
+  fx.attach(c);
+  struct Case {
+    const char* json_traffic;  // the API body's traffic object
+    const char* toml_traffic;  // the same map in the file
+    const char* field;         // the API field the error names
+  };
+  for (const Case& k : {
+           Case{R"({"3": 1e13, "4": 1e12})", R"({ "3" = 1e13, "4" = 1e12 })", "traffic.3"},
+           Case{R"({"3": 1e308})", R"({ "3" = 1e308 })", "traffic.3"},
+           Case{R"({"3": 90, "4": 1000001})", R"({ "3" = 90, "4" = 1000001 })", "traffic.4"},
+           Case{R"({"3": -0.5})", R"({ "3" = -0.5 })", "traffic.3"},
+           Case{R"({"3": "ten"})", R"({ "3" = "ten" })", "traffic.3"},
+           Case{R"({"v3": 1})", R"({ "v3" = 1 })", "traffic.v3"},
+           Case{R"({"03": 1})", R"({ "03" = 1 })", "traffic.03"},
+           Case{R"({"9": 1})", R"({ "9" = 1 })", "traffic.9"},
+           Case{R"({"3": 0, "4": 0.0})", R"({ "3" = 0, "4" = 0.0 })", "traffic"},
+           Case{R"({})", R"({})", "traffic"},
+       }) {
+    CAPTURE(k.json_traffic);
+    ApiResult api =
+        c.set_alias("checkout", "prod", json{{"traffic", json::parse(k.json_traffic)}}, "api:t");
+    CHECK(api.status == 400);
+    CHECK(api.body["field"] == k.field);
+    fx.write(fx.toml("", std::string(k.toml_traffic).substr(2, std::strlen(k.toml_traffic) - 4)));
+    ApiResult file = c.reload("api");
+    REQUIRE(file.status == 400);
+    const std::string file_error = file.body["errors"][0].get<std::string>();
+    CAPTURE(file_error);
+    // "<path>:<line>:<col>: <message>": the API says the same message, without the position.
+    const std::string api_error = api.body["error"].get<std::string>();
+    CHECK(file_error.size() > api_error.size());
+    CHECK(file_error.substr(file_error.size() - api_error.size()) == api_error);
+    CHECK(file_error.find(fx.path + ":") == 0);
+    CHECK(api_error.find(fx.path) == std::string::npos);
+  }
+  CHECK(fx.publishes == 0);
+  CHECK(c.set_alias("checkout", "prod", traffic({{"3", 1000000}, {"4", 0.5}}), "api:t").status ==
+        200);
+}
+
 TEST_CASE("rollback to a map naming a version the file has since removed is refused") {
   Fixture fx;
   Control c(fx.path);
@@ -218,6 +263,54 @@ TEST_CASE("an invalid reload keeps the running snapshot and is reported in statu
   CHECK(c.reloads_ok() == 1);
   CHECK(live_traffic(fx.published) == "4=100");
   CHECK(c.status(nullptr)["functions"][0]["aliases"][0]["history_depth"] == 1);
+}
+
+TEST_CASE("a reload names the changes that need a restart, until the file matches again") {
+  Fixture fx;
+  Control c(fx.path);
+  REQUIRE(c.init());
+  fx.attach(c);
+  const std::string base = fx.toml();
+  auto needs_restart = [&] {
+    return c.status(nullptr)["reloads"]["last"]["needs_restart"].get<std::vector<std::string>>();
+  };
+  CHECK(needs_restart().empty());
+
+  SUBCASE("[limits] and [upstream] apply live: nothing to restart") {
+    fx.write(base +
+             "[limits]\nheader_timeout = \"3s\"\nmax_connections = 7\n"
+             "[upstream]\nkeepalive = 3\nidle_timeout = \"5s\"\n");
+    ApiResult r = c.reload("api");
+    REQUIRE(r.status == 200);
+    CHECK(r.body["needs_restart"].empty());
+    CHECK(needs_restart().empty());
+    CHECK(c.table()->config().limits.max_connections == 7);
+    CHECK(c.table()->config().upstream.keepalive == 3);
+  }
+  SUBCASE("workers, listen, admin, state dir and the access log wait for a restart") {
+    std::string text = "workers = 3\n" + base + "[log]\naccess = \"off\"\n" +
+                       "[admin]\naddress = \"127.0.0.1:19901\"\n";
+    text.replace(text.find("127.0.0.1:0"), 11, "127.0.0.1:18080");
+    text.replace(text.find("/state\""), 7, "/state2\"");
+    fx.write(text);
+    ApiResult r = c.reload("sighup");
+    REQUIRE(r.status == 200);
+    const std::vector<std::string> expected = {"workers", "[listen] address", "[admin] address",
+                                               "[state] dir", "[log] access"};
+    CHECK(r.body["needs_restart"].get<std::vector<std::string>>() == expected);
+    CHECK(needs_restart() == expected);
+    CHECK(c.status(nullptr)["reloads"]["last"]["note"] ==
+          "needs a restart: workers, [listen] address, [admin] address, [state] dir, [log] access");
+
+    // Still pending after an unrelated reload: it is measured against what the process runs.
+    fx.write(text + "[limits]\nmax_headers = 50\n");
+    REQUIRE(c.reload("api").status == 200);
+    CHECK(needs_restart() == expected);
+    // The file back as the process started: nothing pending.
+    fx.write(base);
+    REQUIRE(c.reload("api").status == 200);
+    CHECK(needs_restart().empty());
+  }
 }
 
 TEST_CASE("every mutating admin endpoint answers 401 without the right token") {

@@ -93,6 +93,13 @@ TEST_CASE("check exits 1 for an invalid or missing file") {
   CHECK(run({"-c", "/nonexistent/sluice.toml"}) == 1);
 }
 
+TEST_CASE("check refuses a listener with tls, which sluice cannot serve yet") {
+  TempFile file(std::string("[listen]\naddress = \"127.0.0.1:8443\"\n"
+                            "tls = { cert = \"c.pem\", key = \"k.pem\" }\n") +
+                kValidWithWarning);
+  CHECK(run({"-c", file.path()}) == 1);
+}
+
 TEST_CASE("check exits 2 for usage errors and 0 for --help") {
   CHECK(run({}) == 2);
   CHECK(run({"-c"}) == 2);

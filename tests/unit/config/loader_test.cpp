@@ -127,6 +127,15 @@ TEST_CASE("durations need a unit from ms, s, m, h") {
     expect_one_error(with_base("[functions.f]\nconnect_timeout = \"0s\"\n"), 6, 19,
                      "functions.f.connect_timeout must be longer than 0");
   }
+  SUBCASE("the client-side timeouts are durations at their value") {
+    expect_one_error("\n[limits]\nsend_timeout = \"0s\"\n", 2, 16,
+                     "limits.send_timeout must be longer than 0");
+    expect_one_error("\n[limits]\nbody_timeout = 5\n", 2, 16, "wrong type for limits.body_timeout");
+    expect_one_error("\n[limits]\ntunnel_idle_timeout = \"1y\"\n", 2, 23,
+                     "bad duration \"1y\" for limits.tunnel_idle_timeout");
+    expect_one_error("\n[limits]\nmax_connections_per_client = 0\n", 2, 30,
+                     "limits.max_connections_per_client = 0 is out of range");
+  }
   SUBCASE("valid durations convert to milliseconds") {
     const LoadResult r = load(R"(
 [limits]
@@ -552,30 +561,46 @@ TEST_CASE("a non-loopback admin address needs a token file") {
   CHECK(load("\n[admin]\naddress = \"127.0.0.2:9901\"\n").config);
 }
 
-TEST_CASE("listen accepts one table or an array of tables with tls") {
-  SUBCASE("array with tls") {
+TEST_CASE("admin read_token_file is read, needs token_file, and must be a string") {
+  const LoadResult r =
+      load("\n[admin]\naddress = \"10.0.0.1:9901\"\ntoken_file = \"t\"\nread_token_file = \"r\"\n");
+  REQUIRE(r.config);
+  CHECK(r.config->admin.read_token_file == "r");
+  CHECK(load("").config->admin.read_token_file.empty());
+  expect_one_error("\n[admin]\n  read_token_file = \"r\"\n", 2, 21,
+                   "admin.read_token_file needs admin.token_file too");
+  expect_one_error("\n[admin]\ntoken_file = \"t\"\nread_token_file = 3\n", 3, 19,
+                   "wrong type for admin.read_token_file: an integer (expected a string)");
+}
+
+TEST_CASE("listen accepts one table or an array of tables; tls is refused until supported") {
+  SUBCASE("an array of tables") {
     const LoadResult r = load(R"(
 [[listen]]
 address = "127.0.0.1:8080"
 [[listen]]
 address = "127.0.0.1:8443"
-tls = { cert = "c.pem", key = "k.pem" }
 )");
     CAPTURE(test::all_messages(r.errors));
     REQUIRE(r.config.has_value());
     REQUIRE(r.config->listen.size() == 2);
-    CHECK_FALSE(r.config->listen[0].tls.has_value());
-    REQUIRE(r.config->listen[1].tls.has_value());
-    CHECK(r.config->listen[1].tls->cert == "c.pem");
-    CHECK(r.config->listen[1].tls->key == "k.pem");
+    CHECK(r.config->listen[1].address.text == "127.0.0.1:8443");
   }
-  SUBCASE("tls without a key") {
-    expect_one_error("\n[listen]\naddress = \"127.0.0.1:8443\"\ntls = { cert = \"c.pem\" }\n", 3, 7,
-                     "listen.tls has no key");
+  SUBCASE("tls is an error at its key, not a plaintext port that looks encrypted") {
+    expect_one_error(R"(
+[[listen]]
+address = "127.0.0.1:8080"
+[[listen]]
+address = "127.0.0.1:8443"
+tls = { cert = "c.pem", key = "k.pem" }
+)",
+                     5, 1,
+                     "listen.tls: TLS is not supported yet, so this listener would serve plain "
+                     "HTTP");
   }
-  SUBCASE("tls with a non-string cert") {
-    expect_one_error("\n[listen]\ntls = { cert = 1, key = \"k\" }\n", 2, 16,
-                     "wrong type for listen.tls.cert: an integer (expected a string)");
+  SUBCASE("in a single [listen] table too, whatever its value") {
+    expect_one_error("\n[listen]\naddress = \"127.0.0.1:8443\"\n  tls = 1\n", 3, 3,
+                     "TLS is not supported yet");
   }
   SUBCASE("the same address twice") {
     expect_one_error(R"(
@@ -586,6 +611,60 @@ address = "127.0.0.1:8080"
 )",
                      4, 11,
                      "duplicate listen address \"127.0.0.1:8080\" (already listed at line 2");
+  }
+}
+
+TEST_CASE("listen trusted_proxies are CIDRs, checked where they are written") {
+  SUBCASE("IPv4 and IPv6 ranges per listener; default: trust nobody") {
+    const LoadResult r = load(R"(
+[[listen]]
+address = "127.0.0.1:8080"
+trusted_proxies = ["10.0.0.0/8", "::1/128", "192.168.1.7"]
+[[listen]]
+address = "127.0.0.1:8081"
+)");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    REQUIRE(r.config->listen.size() == 2);
+    const auto& t = r.config->listen[0].trusted_proxies;
+    REQUIRE(t.size() == 3);
+    CHECK(http::to_string(t[0]) == "10.0.0.0/8");
+    CHECK(http::to_string(t[1]) == "::1/128");
+    CHECK(http::to_string(t[2]) == "192.168.1.7/32");
+    CHECK(r.config->listen[1].trusted_proxies.empty());
+  }
+  SUBCASE("a prefix too long is reported at its string") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n", 2, 34,
+                     "bad CIDR \"10.0.0.0/33\" in listen.trusted_proxies: the prefix /33 is "
+                     "longer than 32 bits");
+  }
+  SUBCASE("an IPv6 prefix too long") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"::1/129\"]\n", 2, 20,
+                     "the prefix /129 is longer than 128 bits");
+  }
+  SUBCASE("not an address") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"proxy.internal/24\"]\n", 2, 20,
+                     "\"proxy.internal\" is not an IPv4 or IPv6 address");
+  }
+  SUBCASE("host bits set") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.1.2.3/8\"]\n", 2, 20,
+                     "host bits are set below the prefix (the network is 10.0.0.0/8)");
+  }
+  SUBCASE("a string instead of an array") {
+    expect_one_error("\n[listen]\ntrusted_proxies = \"10.0.0.0/8\"\n", 2, 19,
+                     "wrong type for listen.trusted_proxies: a string (expected an array of CIDR "
+                     "strings");
+  }
+  SUBCASE("a number in the array") {
+    expect_one_error("\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\", 8]\n", 2, 34,
+                     "wrong type for an entry of listen.trusted_proxies: an integer");
+  }
+  SUBCASE("every bad entry is reported") {
+    const LoadResult r = load("\n[listen]\ntrusted_proxies = [\"a\", \"10.0.0.0/40\"]\n");
+    CHECK_FALSE(r.config.has_value());
+    CHECK(r.errors.size() == 2);
+    CHECK(has(r.errors, 2, 20, "\"a\" is not an IPv4 or IPv6 address"));
+    CHECK(has(r.errors, 2, 25, "the prefix /40"));
   }
 }
 
@@ -609,7 +688,11 @@ TEST_CASE("an empty file gets every default") {
   CHECK(c.limits.max_body_size == 0);
   CHECK(c.limits.max_connections == 10000);
   CHECK(c.limits.drain_timeout_ms == 30000);
-  CHECK(c.upstream.keepalive == 64);
+  CHECK(c.limits.body_timeout_ms == 60000);
+  CHECK(c.limits.send_timeout_ms == 60000);
+  CHECK(c.limits.tunnel_idle_timeout_ms == 3600000);
+  CHECK(c.limits.max_connections_per_client == 1024);
+  CHECK(c.upstream.keepalive == 1024);
   CHECK(c.upstream.idle_timeout_ms == 60000);
   CHECK(c.log.access == "stdout");
   CHECK(c.functions.empty());
@@ -634,6 +717,10 @@ max_header_bytes = 8192
 max_headers = 50
 max_body_size = 1048576
 max_connections = 100
+max_connections_per_client = 7
+body_timeout = "3s"
+send_timeout = "4s"
+tunnel_idle_timeout = "2m"
 drain_timeout = "10s"
 [upstream]
 keepalive = 8
@@ -656,9 +743,27 @@ access = "off"
   CHECK(c.limits.max_body_size == 1048576);
   CHECK(c.limits.max_connections == 100);
   CHECK(c.limits.drain_timeout_ms == 10000);
+  CHECK(c.limits.max_connections_per_client == 7);
+  CHECK(c.limits.body_timeout_ms == 3000);
+  CHECK(c.limits.send_timeout_ms == 4000);
+  CHECK(c.limits.tunnel_idle_timeout_ms == 120000);
   CHECK(c.upstream.keepalive == 8);
   CHECK(c.upstream.idle_timeout_ms == 15000);
   CHECK(c.log.access == "off");
+}
+
+TEST_CASE("upstream.resolve_interval is a duration: 0s or at least 1s, default 30s") {
+  CHECK(load("").config->upstream.resolve_interval_ms == 30000);
+  CHECK(load("[upstream]\nresolve_interval = \"5m\"\n").config->upstream.resolve_interval_ms ==
+        300000);
+  CHECK(load("[upstream]\nresolve_interval = \"0s\"\n").config->upstream.resolve_interval_ms == 0);
+  expect_one_error("\n[upstream]\nresolve_interval = \"500ms\"\n", 2, 20,
+                   "upstream.resolve_interval 500ms is too short (expected \"0s\" to resolve only "
+                   "at start and reload, or at least \"1s\")");
+  expect_one_error("\n[upstream]\nresolve_interval = 30\n", 2, 20,
+                   "wrong type for upstream.resolve_interval");
+  expect_one_error("\n[upstream]\nresolve_interval = \"30\"\n", 2, 20,
+                   "bad duration \"30\" for upstream.resolve_interval");
 }
 
 TEST_CASE("versions inherit request settings from their function") {

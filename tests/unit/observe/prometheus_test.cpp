@@ -9,6 +9,7 @@
 #include <string>
 
 #include "observe/prometheus.h"
+#include "skip.h"
 
 using namespace sluice::observe;
 
@@ -91,8 +92,8 @@ TEST_CASE("rendered metrics have HELP, TYPE and the expected samples") {
 }
 
 TEST_CASE("rendered metrics pass promtool check metrics") {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    MESSAGE("promtool not installed (Debian package prometheus): skipping the check");
+  if (!sluice::test::have_tool("promtool")) {
+    sluice::test::skip_test("promtool not installed (Debian package prometheus)");
     return;
   }
   auto dir = std::filesystem::temp_directory_path();

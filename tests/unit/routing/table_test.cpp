@@ -245,3 +245,82 @@ TEST_CASE("ids are dense indexes into the table's vectors") {
 
 }  // namespace
 }  // namespace sluice::routing
+
+namespace sluice::routing {
+namespace {
+
+config::Config load_config(std::string_view text) {
+  if (!text.empty() && text.front() == '\n') text.remove_prefix(1);
+  config::LoadResult r = config::load_string(text, "t.toml");
+  REQUIRE(r.config.has_value());
+  return std::move(*r.config);
+}
+
+ResolvedHost host_at(const char* ip) {
+  ResolvedHost h;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&h.addr);
+  REQUIRE(inet_pton(AF_INET, ip, &v4->sin_addr) == 1);
+  v4->sin_family = AF_INET;
+  h.len = sizeof(sockaddr_in);
+  return h;
+}
+
+constexpr const char* kNamed = R"(
+[functions.f.versions.1]
+endpoints = ["127.0.0.1:9001", "[::1]:9002", "api.internal:9003", "db.internal:9004"]
+[functions.f.latest]
+endpoints = ["api.internal:9005"]
+[functions.f.aliases.prod]
+traffic = { "1" = 100 }
+)";
+
+}  // namespace
+
+TEST_CASE("endpoint host names come from the resolved hosts; the build itself never looks up") {
+  const config::Config cfg = load_config(kNamed);
+  CHECK(host_names(cfg) == std::vector<std::string>{"api.internal", "db.internal"});
+  HostAddresses hosts = {{"api.internal", host_at("10.0.0.5")},
+                         {"db.internal", host_at("10.0.0.6")}};
+  std::vector<config::Diagnostic> errors;
+  auto table = RoutingTable::build(cfg, &errors, hosts);
+  REQUIRE(table);
+  const Function* f = table->find_function("f");
+  const std::vector<Endpoint>& eps = f->find_version("1")->endpoints;
+  REQUIRE(eps.size() == 4);
+  CHECK(eps[0].address == "127.0.0.1:9001");
+  CHECK(eps[0].resolved == "127.0.0.1:9001");  // IP literals need no resolution
+  CHECK(eps[1].resolved == "[::1]:9002");
+  CHECK(eps[1].sockaddr.ss_family == AF_INET6);
+  CHECK(eps[2].address == "api.internal:9003");
+  CHECK(eps[2].resolved == "10.0.0.5:9003");  // the pools' key: what it connects to
+  CHECK(ntohs(reinterpret_cast<const sockaddr_in*>(&eps[2].sockaddr)->sin_port) == 9003);
+  CHECK(eps[3].resolved == "10.0.0.6:9004");
+  CHECK(f->find_version("$LATEST")->endpoints.at(0).resolved == "10.0.0.5:9005");
+
+  SUBCASE("a name not resolved, or that failed, is an error at its endpoint") {
+    hosts.erase("db.internal");
+    hosts["api.internal"].error = "Name or service not known";
+    errors.clear();
+    CHECK_FALSE(RoutingTable::build(cfg, &errors, hosts));
+    REQUIRE(errors.size() == 3);
+    CHECK(errors[0].pos.line == 2);
+    CHECK(errors[0].pos.column == 46);
+    CHECK(errors[0].message ==
+          "cannot resolve endpoint \"api.internal:9003\" of f:1: Name or service not known "
+          "(expected an IP address or a resolvable host name)");
+    CHECK(errors[1].message.find("\"db.internal:9004\" of f:1: the host name has not been "
+                                 "resolved") != std::string::npos);
+  }
+}
+
+TEST_CASE("a blocking lookup of localhost answers from /etc/hosts, IPv4 first") {
+  ResolvedHost h = resolve_blocking("localhost");
+  REQUIRE(h.ok());
+  CHECK(h.addr.ss_family == AF_INET);
+  CHECK(address_text(h.addr) == "127.0.0.1:0");
+  CHECK_FALSE(is_ip_literal("localhost"));
+  CHECK(is_ip_literal("::1"));
+  CHECK(is_ip_literal("10.0.0.1"));
+}
+
+}  // namespace sluice::routing

@@ -82,4 +82,43 @@ TEST_CASE("a bad shift table is an error at its line and column") {
   }
 }
 
+TEST_CASE("an ambiguous rate in the file's shift table is an error that suggests the percentage") {
+  struct Bad {
+    const char* lines;
+    uint32_t line, column;
+    const char* text;
+  };
+  const Bad cases[] = {
+      {"to = \"2\"\nguard = { max_error_rate = 1 }\n", 11, 28,
+       "guard.max_error_rate: 1 is ambiguous (1% or 100%?): write \"1%\" or 0.01 for 1 percent"},
+      {"to = \"2\"\nguard = { max_throttle_rate = 5.0 }\n", 11, 31,
+       "guard.max_throttle_rate: 5 is ambiguous (5% or 500%?): write \"5%\" or 0.05"},
+      {"to = \"2\"\ncompare_to_stable = true\nmargin = 10\n", 12, 10,
+       "margin: 10 is ambiguous (10% or 1000%?): write \"10%\" or 0.1"},
+      {"to = \"2\"\nguard = { min_breach_requests = 10 }\n", 11, 33,
+       "unknown field guard.min_breach_requests"},
+  };
+  for (const Bad& b : cases) {
+    CAPTURE(b.lines);
+    config::LoadResult r = load(b.lines);
+    REQUIRE(r.errors.size() == 1);
+    CAPTURE(r.errors[0].message);
+    CHECK(r.errors[0].pos.line == b.line);
+    CHECK(r.errors[0].pos.column == b.column);
+    CHECK(r.errors[0].message.find(b.text) != std::string::npos);
+  }
+  SUBCASE("while \"1%\" and 0.01 are the same limit") {
+    for (const char* rate : {"\"1%\"", "0.01"}) {
+      CAPTURE(rate);
+      config::LoadResult r =
+          load(std::string("to = \"2\"\nguard = { max_error_rate = ") + rate + " }\n");
+      REQUIRE(r.config.has_value());
+      std::optional<Plan> plan =
+          parse_plan(nlohmann::json::parse(r.config->functions[0].aliases[0].shift_json), nullptr);
+      REQUIRE(plan.has_value());
+      CHECK(*plan->guard.max_error_rate == doctest::Approx(0.01));
+    }
+  }
+}
+
 }  // namespace sluice::shift

@@ -22,16 +22,23 @@ struct Fixture {
   observe::Registry registry{1};
   uint64_t t0 = uv_hrtime() / 1000000;  // the manager's clock without a loop
 
-  Fixture() {
+  // shop with versions 1 to 4; alias live with `traffic`; `extra` appended to the file.
+  explicit Fixture(const std::string& traffic = "{ \"1\" = 100 }", const std::string& extra = "") {
     char tmpl[] = "/tmp/sluice-shift-unit-XXXXXX";
     dir = ::mkdtemp(tmpl);
     path = dir + "/sluice.toml";
+    write_config(traffic, extra);
+  }
+  void write_config(const std::string& traffic, const std::string& extra) const {
     std::ofstream(path) << "[listen]\naddress = \"127.0.0.1:0\"\n[state]\ndir = \"" + dir +
                                "/state\"\n"
                                "[functions.shop.versions.1]\nendpoints = [\"127.0.0.1:7001\"]\n"
                                "[functions.shop.versions.2]\nendpoints = [\"127.0.0.1:7002\"]\n"
-                               "[functions.shop.aliases.live]\ntraffic = { \"1\" = 100 }\n"
-                               "[[routes]]\ntarget = \"shop:live\"\n";
+                               "[functions.shop.versions.3]\nendpoints = [\"127.0.0.1:7003\"]\n"
+                               "[functions.shop.versions.4]\nendpoints = [\"127.0.0.1:7004\"]\n"
+                               "[[routes]]\ntarget = \"shop:live\"\n"
+                               "[functions.shop.aliases.live]\ntraffic = " +
+                               traffic + "\n" + extra;
   }
   ~Fixture() { std::filesystem::remove_all(dir); }
 
@@ -192,6 +199,193 @@ TEST_CASE("a start is refused with the field named") {
   CHECK(m.handle("POST", "shop", "live", "{", "t").status == 400);
   CHECK(m.get("shop", "live").status == 404);
   CHECK(m.abort("shop", "live", "t").status == 404);
+}
+
+TEST_CASE("a shift is refused, naming them, while a third version has traffic") {
+  Fixture fx("{ \"1\" = 80, \"2\" = 10, \"3\" = 10 }");
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter(), fx.state_dir());
+  m.set_clock([&fx] { return fx.t0; });
+  admin::ApiResult r = m.begin("shop", "live", kPlan, "api:test");
+  CHECK(r.status == 409);
+  CHECK(r.body["field"] == "to");
+  CHECK(r.body["error"] ==
+        "alias shop:live also sends traffic to version 3 (10.0%); a shift only moves traffic "
+        "between the stable version 1 and the candidate 2. Move the other share first (e.g. "
+        "sluice alias set shop:live 1=90 2=10 3=0), then start the shift");
+  CHECK(traffic(control) == "1=80 2=10 3=10");  // untouched
+  CHECK(m.get("shop", "live").status == 404);
+
+  SUBCASE("two others are both named") {
+    REQUIRE(control
+                .set_alias("shop", "live",
+                           json{{"traffic", {{"1", 70}, {"2", 10}, {"3", 10}, {"4", 10}}}}, "t")
+                .status == 200);
+    r = m.begin("shop", "live", json{{"to", "4"}, {"every", "1s"}}, "t");
+    CHECK(r.status == 409);
+    CHECK(r.body["error"] ==
+          "alias shop:live also sends traffic to versions 2 (10.0%) and 3 (10.0%); a shift only "
+          "moves traffic between the stable version 1 and the candidate 4. Move the other share "
+          "first (e.g. sluice alias set shop:live 1=90 2=0 3=0 4=10), then start the shift");
+  }
+}
+
+TEST_CASE("versions at weight 0 stay in the map at 0 through every step and the promotion") {
+  Fixture fx("{ \"1\" = 100, \"3\" = 0 }");
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter(), fx.state_dir());
+  m.set_clock([&fx] { return fx.t0; });
+  REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  CHECK(traffic(control) == "1=90 2=10 3=0");
+  fx.serve("2", 30, 0);
+  m.tick(fx.t0 + 10000);
+  CHECK(traffic(control) == "1=50 2=50 3=0");
+  CHECK(m.get("shop", "live").body["state"] == "running");  // not "changed outside the shift"
+  fx.serve("2", 30, 0);
+  m.tick(fx.t0 + 20000);
+  fx.serve("2", 30, 0);
+  m.tick(fx.t0 + 30000);
+  CHECK(m.get("shop", "live").body["state"] == "promoted");
+  CHECK(traffic(control) == "2=100 3=0");
+}
+
+TEST_CASE("below min_requests a failing candidate is held, not rolled back") {
+  Fixture fx;
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter(), fx.state_dir());
+  m.set_clock([&fx] { return fx.t0; });
+  REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  fx.serve("2", 0, 19);  // min_requests is 20
+  m.tick(fx.t0 + 11000);
+  json s = m.get("shop", "live").body;
+  CHECK(s["state"] == "running");
+  CHECK(s["reason"] ==
+        "waiting for min_requests: 19 of 20 candidate requests in the window; so far the "
+        "candidate error rate 100.0% is over the 5.0% limit");
+  fx.serve("2", 0, 1);
+  m.tick(fx.t0 + 11500);
+  CHECK(m.get("shop", "live").body["state"] == "rolled_back");
+}
+
+TEST_CASE("each reload is a new table generation even when a new table reuses an old address") {
+  Fixture fx;
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter(), fx.state_dir());
+  m.set_clock([&fx] { return fx.t0; });
+  m.check_file_shifts();
+  CHECK(m.table_generation() == 1);
+  m.check_file_shifts();
+  CHECK(m.table_generation() == 1);  // same table
+
+  // Two reloads between checks: the first table is freed, and the third may be allocated at
+  // its address. The shift table must still be seen.
+  fx.write_config("{ \"1\" = 100 }",
+                  "[functions.shop.aliases.live.shift]\nto = \"2\"\nevery = \"10s\"\n");
+  REQUIRE(control.reload("api").status == 200);
+  REQUIRE(control.reload("api").status == 200);
+  m.check_file_shifts();
+  CHECK(m.table_generation() == 2);  // the second reload's table (the first was never seen)
+  json s = m.get("shop", "live").body;
+  CHECK(s["state"] == "running");
+  CHECK(s["started_by"] == "file");
+  CHECK(traffic(control) == "1=90 2=10");
+  m.check_file_shifts();
+  CHECK(m.table_generation() == 3);  // the table of the shift's first step
+}
+
+TEST_CASE("an exception while judging a shift rolls it back and never leaves tick") {
+  Fixture fx;
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  bool fail = false;
+  ShiftManager m(
+      control,
+      [&]() -> const observe::Registry* {
+        if (fail) throw std::runtime_error("figures unavailable");
+        return &fx.registry;
+      },
+      fx.state_dir());
+  m.set_clock([&fx] { return fx.t0; });
+  REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  REQUIRE(traffic(control) == "1=90 2=10");
+  fail = true;
+  CHECK_NOTHROW(m.tick(fx.t0 + 1000));
+  json s = m.get("shop", "live").body;
+  CHECK(s["state"] == "rolled_back");
+  CHECK(s["reason"] ==
+        "the shift engine failed while reading the live figures (figures unavailable); rolled "
+        "back to the pre-shift map");
+  CHECK(traffic(control) == "1=100");
+  CHECK(fx.events() == std::vector<std::string>{"start", "rollback"});
+  // The outcome is durable: a new manager reads it back as finished.
+  ShiftManager again(control, fx.getter(), fx.state_dir());
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  REQUIRE(again.start(&loop) == 0);
+  CHECK(again.get("shop", "live").body["state"] == "rolled_back");
+  again.close();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("a shifts.json with wrong types is reported and skipped, never thrown") {
+  Fixture fx;
+  std::filesystem::create_directories(fx.state_dir());
+  // Each entry has a field of the wrong type that reading it would throw on (json::value).
+  std::ofstream(fx.state_dir() + "/shifts.json") << R"({"shifts":[
+          {"function":"shop","alias":"live","stable":"1","state":"running","step":"two",
+           "plan":{"to":"2"}},
+          {"function":7,"alias":"live","stable":"1","state":"running","step":1,"plan":{"to":"2"}},
+          {"function":"shop","alias":"live","stable":"1","state":"running","step":1,
+           "plan":{"to":"2"},"history":[{"step":1,"candidate":{"requests":"many"}}]},
+          "not an object"]})";
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  {
+    ShiftManager m(control, fx.getter(), fx.state_dir());
+    int rc = -1;
+    CHECK_NOTHROW(rc = m.start(&loop));
+    CHECK(rc == 0);
+    CHECK(m.get("shop", "live").status == 404);
+    CHECK(traffic(control) == "1=100");
+    m.close();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("a state file from before min_breach_requests was dropped still resumes") {
+  Fixture fx;
+  {
+    admin::Control control(fx.path);
+    REQUIRE(control.init());
+    ShiftManager m(control, fx.getter(), fx.state_dir());
+    m.set_clock([&fx] { return fx.t0; });
+    REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  }
+  std::ifstream in(fx.state_dir() + "/shifts.json");
+  json doc = json::parse(in);
+  doc["shifts"][0]["plan"]["guard"]["min_breach_requests"] = 10;
+  std::ofstream(fx.state_dir() + "/shifts.json") << doc.dump();
+  admin::Control control(fx.path);
+  REQUIRE(control.init());
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  {
+    ShiftManager m(control, fx.getter(), fx.state_dir());
+    m.set_clock([&fx] { return fx.t0; });
+    REQUIRE(m.start(&loop) == 0);
+    CHECK(m.get("shop", "live").body["state"] == "running");
+    m.close();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
 }
 
 }  // namespace sluice::shift

@@ -45,7 +45,7 @@ Plan example_plan() {
 TEST_CASE("a plan parses with every field and keeps the given values") {
   Plan p = parse_ok(json::parse(R"({"to":"4","steps":[5,25,100],"every":"1m",
       "guard":{"max_error_rate":"2%","max_p99":"300ms","max_throttle_rate":0.05,
-               "min_requests":50,"min_breach_requests":20},
+               "min_requests":50},
       "compare_to_stable":true,"margin":"20%","pre_traffic":"http://127.0.0.1:9000/pre",
       "post_traffic":"http://localhost:9000/post","hook_timeout":"2s"})"));
   CHECK(p.to == "4");
@@ -56,7 +56,6 @@ TEST_CASE("a plan parses with every field and keeps the given values") {
   CHECK(*p.guard.max_p99_ms == doctest::Approx(300));
   CHECK(*p.guard.max_throttle_rate == doctest::Approx(0.05));
   CHECK(p.guard.min_requests == 50);
-  CHECK(p.guard.min_breach_requests == 20);
   CHECK(p.compare_to_stable);
   CHECK(p.margin == doctest::Approx(0.2));
   CHECK(p.pre_traffic == "http://127.0.0.1:9000/pre");
@@ -106,7 +105,12 @@ TEST_CASE("an invalid plan is refused naming the field") {
       {R"({"to":"4","guard":{"max_p99":"fast"}})", "guard.max_p99"},
       {R"({"to":"4","guard":{"max_throttle_rate":-0.1}})", "guard.max_throttle_rate"},
       {R"({"to":"4","guard":{"min_requests":-1}})", "guard.min_requests"},
-      {R"({"to":"4","guard":{"min_breach_requests":0}})", "guard.min_breach_requests"},
+      {R"({"to":"4","guard":{"min_breach_requests":10}})", "guard.min_breach_requests"},
+      {R"({"to":"4","guard":{"max_error_rate":1}})", "guard.max_error_rate"},
+      {R"({"to":"4","guard":{"max_error_rate":"1"}})", "guard.max_error_rate"},
+      {R"({"to":"4","guard":{"max_throttle_rate":5}})", "guard.max_throttle_rate"},
+      {R"({"to":"4","margin":1})", "margin"},
+      {R"({"to":"4","margin":"20000%"})", "margin"},
       {R"({"to":"4","compare_to_stable":"yes"})", "compare_to_stable"},
       {R"({"to":"4","margin":-1})", "margin"},
       {R"({"to":"4","pre_traffic":"https://127.0.0.1:1/x"})", "pre_traffic"},
@@ -124,11 +128,47 @@ TEST_CASE("an invalid plan is refused naming the field") {
 TEST_CASE("rates parse as fractions or percentages") {
   CHECK(*parse_rate("1%") == doctest::Approx(0.01));
   CHECK(*parse_rate("0.5%") == doctest::Approx(0.005));
+  CHECK(*parse_rate("100%") == doctest::Approx(1.0));
   CHECK(*parse_rate("0.2") == doctest::Approx(0.2));
+  CHECK(*parse_rate("0") == 0.0);
   CHECK_FALSE(parse_rate("").has_value());
   CHECK_FALSE(parse_rate("%").has_value());
-  CHECK_FALSE(parse_rate("1.5").has_value());
   CHECK_FALSE(parse_rate("abc%").has_value());
+  CHECK_FALSE(parse_rate(" 1%").has_value());
+  CHECK_FALSE(parse_rate("-1%").has_value());
+  CHECK_FALSE(parse_rate("101%").has_value());
+
+  SUBCASE("a bare number of 1 or more is ambiguous and the error suggests the percentage") {
+    std::string why;
+    CHECK_FALSE(parse_rate("1", &why).has_value());
+    CHECK(why ==
+          "1 is ambiguous (1% or 100%?): write 1% or 0.01 for 1 percent; a bare number is "
+          "a fraction below 1");
+    CHECK_FALSE(parse_rate("1.5", &why).has_value());
+    CHECK(why.find("write 1.5% or 0.015") != std::string::npos);
+    CHECK_FALSE(parse_rate("1", &why, true).has_value());  // as JSON and TOML need it
+    CHECK(why.find("write \"1%\" or 0.01") != std::string::npos);
+    CHECK_FALSE(parse_rate("100", &why).has_value());
+    CHECK(why.find("write 100% for 100 percent") != std::string::npos);
+    CHECK_FALSE(parse_rate("250", &why).has_value());
+    CHECK(why.find("write a percentage up to 100%") != std::string::npos);
+  }
+  SUBCASE("a margin may go above 100% but not as a bare number") {
+    CHECK(*parse_rate("150%", nullptr, false, kMaxMargin) == doctest::Approx(1.5));
+    CHECK_FALSE(parse_rate("1.5", nullptr, false, kMaxMargin).has_value());
+  }
+}
+
+TEST_CASE("rates of 100% and margins above it round-trip through the plan's JSON form") {
+  Plan p = parse_ok(json::parse(
+      R"({"to":"4","guard":{"max_error_rate":"100%","max_throttle_rate":"0.5%"},"margin":"150%"})"));
+  CHECK(*p.guard.max_error_rate == 1.0);
+  CHECK(p.margin == doctest::Approx(1.5));
+  json j = to_json(p);
+  CHECK(j["guard"]["max_error_rate"] == "100%");
+  CHECK(j["guard"]["max_throttle_rate"] == 0.005);
+  CHECK(j["margin"] == "150%");
+  CHECK(to_json(parse_ok(j)) == j);
 }
 
 TEST_CASE("a step holds until its interval ends, then advances with enough requests") {
@@ -177,22 +217,22 @@ TEST_CASE("a guard breach rolls back at once, mid-step") {
   o.stable = figures(1000, 0, 20);
 
   SUBCASE("error rate") {
-    o.candidate = figures(50, 10);
+    o.candidate = figures(100, 20);
     Decision d = judge(plan, o);
     CHECK(d.verdict == Verdict::kRollback);
     CHECK(d.guard == "error_rate");
     CHECK_FALSE(d.stable_as_bad);
-    CHECK(d.reason == "candidate error rate 20.0% > limit 1.0% over 50 requests (stable 0.0%)");
+    CHECK(d.reason == "candidate error rate 20.0% > limit 1.0% over 100 requests (stable 0.0%)");
   }
   SUBCASE("p99") {
-    o.candidate = figures(50, 0, 450);
+    o.candidate = figures(100, 0, 450);
     Decision d = judge(plan, o);
     CHECK(d.verdict == Verdict::kRollback);
     CHECK(d.guard == "p99");
-    CHECK(d.reason == "candidate p99 450.0ms > limit 300.0ms over 50 requests (stable 20.0ms)");
+    CHECK(d.reason == "candidate p99 450.0ms > limit 300.0ms over 100 requests (stable 20.0ms)");
   }
   SUBCASE("throttle rate") {
-    o.candidate = figures(50, 0, 10, 5);
+    o.candidate = figures(100, 0, 10, 5);
     Decision d = judge(plan, o);
     CHECK(d.verdict == Verdict::kRollback);
     CHECK(d.guard == "throttle_rate");
@@ -201,15 +241,25 @@ TEST_CASE("a guard breach rolls back at once, mid-step") {
     o.candidate = figures(100, 1, 300);
     CHECK(judge(plan, o).verdict == Verdict::kHold);
   }
-  SUBCASE("too few requests to judge a breach yet") {
-    o.candidate = figures(9, 9);
-    CHECK(judge(plan, o).verdict == Verdict::kHold);
-    o.candidate = figures(10, 9);
+  SUBCASE("no rollback below min_requests, which is the floor of every verdict") {
+    o.candidate = figures(99, 99);
+    Decision d = judge(plan, o);
+    CHECK(d.verdict == Verdict::kHold);
+    CHECK(d.reason ==
+          "step 2 interval: 290ms left; so far the candidate error rate 100.0% is over the 1.0% "
+          "limit");
+    o.now_ms = 300;
+    d = judge(plan, o);
+    CHECK(d.verdict == Verdict::kHold);
+    CHECK(d.reason ==
+          "waiting for min_requests: 99 of 100 candidate requests in the window; so far the "
+          "candidate error rate 100.0% is over the 1.0% limit");
+    o.candidate = figures(100, 99);
     CHECK(judge(plan, o).verdict == Verdict::kRollback);
   }
   SUBCASE("without stable figures the breach still rolls back") {
     o.stable.reset();
-    o.candidate = figures(50, 10);
+    o.candidate = figures(100, 20);
     Decision d = judge(plan, o);
     CHECK(d.verdict == Verdict::kRollback);
     CHECK(d.reason.find("(stable: too few requests to compare)") != std::string::npos);
@@ -264,9 +314,20 @@ TEST_CASE("a breach the stable version shares is reported as just as bad") {
   }
   SUBCASE("compare_to_stable without enough stable requests falls back to the limit") {
     plan.compare_to_stable = true;
-    o.stable = figures(3, 3);
-    CHECK(judge(plan, o).verdict == Verdict::kRollback);
+    o.stable = figures(99, 99);  // below min_requests: not compared
+    Decision d = judge(plan, o);
+    CHECK(d.verdict == Verdict::kRollback);
+    CHECK(d.reason.find("(stable: too few requests to compare)") != std::string::npos);
   }
+}
+
+TEST_CASE("min_requests 0 still needs one candidate request for a verdict") {
+  Plan plan = parse_ok(json::parse(R"({"to":"2","every":"100ms","guard":{"min_requests":0}})"));
+  Observation o;
+  o.now_ms = 100;
+  CHECK(judge(plan, o).verdict == Verdict::kHold);
+  o.candidate = figures(1, 1);
+  CHECK(judge(plan, o).verdict == Verdict::kRollback);
 }
 
 TEST_CASE("an unset guard limit is never judged") {
