@@ -62,6 +62,7 @@ struct Recorder : Borrower {
     conn = c;
     c->lend(this, response_timeout_ms, false);
     c->out().copy(request);
+    c->end_of_request();
     c->flush();
   }
   int on_upstream_head(http::Parser& p) override {
@@ -87,6 +88,11 @@ struct Recorder : Borrower {
     failed_reused = reused;
   }
   void on_upstream_drained() override {}
+  void on_upstream_eof() override {
+    conn = nullptr;
+    eof = true;
+  }
+  bool eof = false;
 };
 
 const std::string kGet = "GET / HTTP/1.1\r\nHost: pool.test\r\n\r\n";
@@ -246,6 +252,45 @@ TEST_CASE("a response cut short by the upstream reports a reset after the respon
     CHECK_FALSE(r.ended);
     CHECK(pool.idle_count() == 0);
   }
+  CHECK(t.close() == 0);
+}
+
+TEST_CASE("a pool keeps as many idle connections as its recent peak needed, within keepalive") {
+  TestLoop t;
+  LoopServer server(&t.loop);
+  REQUIRE(server.port() != 0);
+  {
+    Pool pool(t.ctx, server.endpoint(), 8, 60000);
+    Recorder r[3];
+    for (Recorder& x : r) x.start(Connection::open(pool, 1000), kGet);
+    CHECK(pool.busy_count() == 3);
+    REQUIRE(t.run_until([&] {
+      return r[0].ended && r[1].ended && r[2].ended && !r[0].conn && !r[1].conn && !r[2].conn;
+    }));
+    CHECK(pool.busy_count() == 0);
+    CHECK(pool.recent_peak() == 3);
+    CHECK(pool.idle_count() == 3);  // three at once were needed: all three are kept
+
+    SUBCASE("a lowered keepalive closes the idle ones over it at once") {
+      pool.configure(1, 60000);
+      CHECK(pool.idle_count() == 1);
+      REQUIRE(t.run_until([&] { return server.open == 1; }));
+    }
+    SUBCASE("keepalive caps what the peak would keep") {
+      Pool capped(t.ctx, server.endpoint(), 2, 60000);
+      Recorder q[3];
+      for (Recorder& x : q) x.start(Connection::open(capped, 1000), kGet);
+      REQUIRE(t.run_until([&] {
+        return q[0].ended && q[1].ended && q[2].ended && !q[0].conn && !q[1].conn && !q[2].conn;
+      }));
+      CHECK(capped.idle_count() == 2);
+      capped.close_all();
+      REQUIRE(t.run_until([&] { return server.open == 3; }));  // its connections are gone
+    }
+    pool.close_all();
+    REQUIRE(t.run_until([&] { return server.open == 0; }));
+  }
+  server.close();
   CHECK(t.close() == 0);
 }
 
