@@ -53,6 +53,7 @@ trap cleanup EXIT
 trap 'exit 124' TERM INT
 
 scripts/setup --container || skip "cannot install podman, runc and debootstrap"
+# shellcheck source=docker/podman-env
 . docker/podman-env
 pod() { podman --storage-driver vfs "$@"; }
 pod info >"$work/info.log" 2>&1 || skip "podman cannot run here: $(tail -1 "$work/info.log")"
@@ -62,6 +63,10 @@ if ! pod run --rm --network host docker.io/library/debian:12-slim true >"$work/p
 fi
 
 echo "docker/test.sh: building $image" >&2
+# vfs storage copies every layer whole (a build leaves about 4 GiB): keep one generation of
+# build cache by dropping, after this build, the untagged images earlier builds left, except
+# those this build used as its cache (and those with children, which `rmi` refuses).
+old_untagged=$(pod images -a -q --filter dangling=true | sort -u)
 build_started=$(date +%s)
 if ! pod build --format docker --network host --pull=never -t "$image" -f docker/Dockerfile . \
   >"$work/build.log" 2>&1; then
@@ -69,6 +74,10 @@ if ! pod build --format docker --network host --pull=never -t "$image" -f docker
   fail "podman build"
 fi
 build_seconds=$(($(date +%s) - build_started))
+used=$(grep -o 'Using cache [0-9a-f]*' "$work/build.log" | cut -c13-24 | sort -u || true)
+for id in $old_untagged; do
+  grep -qx "$id" <<<"$used" || pod rmi "$id" >/dev/null 2>&1 || true
+done
 grep '^runtime packages:' "$work/build.log" >&2 || true
 size_bytes=$(pod image inspect --format '{{.Size}}' "$image")
 size_mib=$(awk -v b="$size_bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
