@@ -722,6 +722,13 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
     return registry_->merged(uv_hrtime() / 1000000);
   };
 
+  // Orchestrator probes: before the token check (kubelet has no token, even off loopback), and
+  // they reveal nothing but ok / not ready.
+  if (p.size() == 1 && (p[0] == "healthz" || p[0] == "readyz")) {
+    if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
+    const bool ok = p[0] == "healthz" || (ready_ && ready_());
+    return {ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "not ready\n", false};
+  }
   // The token check comes before anything about the target is revealed (even a 404).
   if (!authorized(r, mutating)) {
     const bool read_token = mutating && has_token(r, read_token_);

@@ -41,6 +41,9 @@ class AdminServer {
   // Live per-version figures for /admin/status and /metrics (Server::stats()); without one,
   // both render without them.
   void set_registry(const observe::Registry* registry) { registry_ = registry; }
+  // GET /readyz answers 200 "ok" while `ready` returns true, else 503 (unset: 503). GET /healthz
+  // answers 200 while the process serves. Both need no token and reveal nothing else.
+  void set_ready(std::function<bool()> ready) { ready_ = std::move(ready); }
 
   // Reads the token files (if any), refuses a non-loopback address without a token, binds,
   // listens and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
@@ -125,6 +128,7 @@ class AdminServer {
   bool closed_ = false;
   Extension extension_;                                    // proxy/shift/ hook
   std::function<void(nlohmann::json&)> status_extension_;  // proxy/shift/ hook
+  std::function<bool()> ready_;                            // /readyz (admin/serve.cpp)
 };
 
 }  // namespace sluice::admin

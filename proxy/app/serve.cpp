@@ -29,6 +29,11 @@ int serve(const ServeOptions& options) {
   control::ShiftManager shifts(
       control, [&server] { return server.stats(); }, table->config().state_dir);
   admin.attach_shifts(shifts);
+  // GET /readyz: the config is loaded (init() above) and every listener accepts (on_ready), and
+  // no stop has begun. TODO(issue 14): once the etcd store exists, also require it to be
+  // reachable here, e.g. `accepting && control.store_reachable()`.
+  bool accepting = false;  // control-loop thread only, like the admin handler that reads it
+  admin.set_ready([&accepting] { return accepting; });
   server.set_on_start([&](Server& s) {
     admin.set_registry(s.stats());
     std::string error;
@@ -47,12 +52,16 @@ int serve(const ServeOptions& options) {
     return true;
   });
   server.set_on_stop([&]() {
+    accepting = false;
     shifts.close();
     admin.close();
     control.close();
   });
   if (options.setup) options.setup(server, control, admin);
-  if (options.on_ready) server.set_on_ready([&](Server& s) { options.on_ready(s, admin); });
+  server.set_on_ready([&](Server& s) {
+    accepting = true;
+    if (options.on_ready) options.on_ready(s, admin);
+  });
   return server.run();
 }
 

@@ -35,6 +35,7 @@ const char* kClientUsage =
     "  reload                          re-read the config file now\n"
     "  shift FN:ALIAS --to V [...]     progressive shift with automatic rollback (shift --help)\n"
     "  top                             live view of every alias: split, req/s, errors, p50/p99\n"
+    "  health [ready]                  exit 0 if GET /healthz (/readyz) answers 200: for probes\n"
     "\n"
     "client options:\n"
     "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
@@ -186,7 +187,7 @@ const char* client_usage() {
 
 bool is_client_command(const std::string& c) {
   return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload" ||
-         c == "shift";  // proxy/shift/cli.h
+         c == "shift" /* proxy/shift/cli.h */ || c == "health";
 }
 
 std::optional<ClientResponse> http_call(const std::string& address, const std::string& method,
@@ -342,6 +343,10 @@ int run_client_command(int argc, char** argv) {
     method = "PUT";
     target = "/admin/functions/" + f + "/aliases/" + a;
     body = json{{"traffic", traffic}}.dump();
+  } else if (cmd == "health") {
+    if (args.size() > 1 || (args.size() == 1 && args[0] != "ready"))
+      return usage("expected: health [ready]");
+    target = args.empty() ? "/healthz" : "/readyz";
   } else {
     return usage("unknown command");
   }
@@ -351,8 +356,12 @@ int run_client_command(int argc, char** argv) {
     std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
     return 1;
   }
-  json doc = json::parse(resp->body, nullptr, false);
   bool ok = resp->status >= 200 && resp->status < 300;
+  if (cmd == "health") {  // plain text: "ok" or "not ready"
+    std::fprintf(ok ? stdout : stderr, "%s", resp->body.c_str());
+    return ok ? 0 : 1;
+  }
+  json doc = json::parse(resp->body, nullptr, false);
   if (as_json) std::printf("%s\n", doc.is_discarded() ? resp->body.c_str() : doc.dump(2).c_str());
   if (!ok) {
     std::string reason = !doc.is_discarded() && doc.is_object() && doc.contains("error")
