@@ -298,7 +298,11 @@ class EtcdClient::Conn final : public http::Sink {
     const EtcdOptions& o = client_->options_;
     if (watch_) return client_->now_ms() + o.attempt_timeout_ms;  // for the created response
     uint64_t at = call_->deadline_ms;
-    if (call_->idempotent) at = std::min(at, client_->now_ms() + o.attempt_timeout_ms);
+    // Only worth cutting short when there is an endpoint left to move to: the last one gets
+    // the rest of the deadline (slow is better than unavailable).
+    const bool untried =
+        std::find(call_->tried.begin(), call_->tried.end(), false) != call_->tried.end();
+    if (call_->idempotent && untried) at = std::min(at, client_->now_ms() + o.attempt_timeout_ms);
     return at;
   }
 

@@ -58,8 +58,9 @@ struct EtcdOptions {
   uint64_t request_timeout_ms = 5000;  // one request, all its tries together
   uint64_t connect_timeout_ms = 1000;  // one TCP connect; then the next endpoint
   // An idempotent request (range, keepalive, revoke) waiting this long for one endpoint's answer
-  // is tried on the next endpoint. Writes wait for their endpoint until the request deadline:
-  // moving them would make their outcome unknown.
+  // is tried on the next endpoint it has not tried; the last one gets the rest of the deadline.
+  // Writes wait for their endpoint until the request deadline: moving them would make their
+  // outcome unknown.
   uint64_t attempt_timeout_ms = 2000;
   size_t max_connections = 16;  // requests on the wire at once (watches excluded); others queue
   size_t max_idle_per_endpoint = 4;

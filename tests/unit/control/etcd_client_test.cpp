@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -85,11 +86,27 @@ TEST_CASE(
 
 TEST_CASE(
     "answers that are not the gateway's map to bad-response and gateway errors to their kind") {
-  std::string answer;
-  FakeGateway gateway([&answer](const FakeRequest&, int fd) {
-    FakeGateway::send(fd, answer);
+  // The next answer; the gateway's thread takes a copy when a request arrives (the test sets it
+  // before it sends the request).
+  std::mutex answer_mu;
+  std::string next_answer;
+  FakeGateway gateway([&](const FakeRequest&, int fd) {
+    std::string copy;
+    {
+      std::lock_guard<std::mutex> lock(answer_mu);
+      copy = next_answer;
+    }
+    FakeGateway::send(fd, copy);
     return true;
   });
+  struct {
+    std::mutex& mu;
+    std::string& text;
+    void operator=(std::string s) {
+      std::lock_guard<std::mutex> lock(mu);
+      text = std::move(s);
+    }
+  } answer{answer_mu, next_answer};
   TestLoop loop;
   auto client = make_client(loop, {gateway.url()});
   auto range = [&] {
@@ -343,6 +360,24 @@ TEST_CASE("deadlines: a silent gateway times a write out, and queued requests ti
   client.reset();
 }
 
+TEST_CASE(
+    "the attempt timeout moves a read to an untried endpoint; the last one gets the deadline") {
+  FakeGateway slow([](const FakeRequest&, int fd) {
+    ::poll(nullptr, 0, 150);
+    FakeGateway::send(fd, FakeGateway::ok(kRangeAnswer));
+    return true;
+  });
+  TestLoop loop;
+  auto client =
+      make_client(loop, {slow.url()}, {.request_timeout_ms = 5000, .attempt_timeout_ms = 30});
+  Slot<etcd::RangeResponse> read;
+  client->range({.key = "k"}, read.callback());
+  REQUIRE(loop.run_until([&] { return read.result.has_value(); }, 5000));
+  CHECK_MESSAGE(read.result->ok(), read.result->error.message);
+  CHECK(slow.requests().size() == 1);
+  client.reset();
+}
+
 TEST_CASE("cancel() drops a request's callback; the connection stays usable") {
   FakeGateway slow([](const FakeRequest&, int fd) {
     ::poll(nullptr, 0, 50);
@@ -394,12 +429,13 @@ TEST_CASE("close() and destruction: no callback runs afterwards and every handle
       return true;
     });
     auto client = make_client(loop, {fast.url()});
-    client->range({.key = "a"}, [&](EtcdResult<etcd::RangeResponse>) {
+    // The answers come in any order (one connection each): whichever callback runs first
+    // destroys the client, and no other may run.
+    auto destroy = [&](EtcdResult<etcd::RangeResponse>) {
       ++calls;
       client.reset();
-    });
-    client->range({.key = "a"}, count);
-    client->range({.key = "a"}, count);
+    };
+    for (int i = 0; i < 3; ++i) client->range({.key = "a"}, destroy);
     REQUIRE(loop.run_until([&] { return client == nullptr; }, 5000));
     loop.run_for(50);
     CHECK(calls == 1);
