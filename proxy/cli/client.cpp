@@ -44,21 +44,6 @@ const char* kClientUsage =
     "  --token-file FILE   bearer token for mutating calls (else $SLUICE_TOKEN)\n"
     "  --json              print the API's JSON answer instead of text\n";
 
-class BodySink : public http::Sink {
- public:
-  int on_head(http::Parser&) override { return 0; }
-  int on_body(http::Parser&, const char* data, size_t len) override {
-    body.append(data, len);
-    return 0;
-  }
-  bool on_message_end(http::Parser&) override {
-    done = true;
-    return true;
-  }
-  std::string body;
-  bool done = false;
-};
-
 bool read_token_file(const std::string& path, std::string& token, std::string* error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -188,87 +173,6 @@ const char* client_usage() {
 bool is_client_command(const std::string& c) {
   return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload" ||
          c == "shift" /* proxy/shift/cli.h */ || c == "health";
-}
-
-std::optional<ClientResponse> http_call(const std::string& address, const std::string& method,
-                                        const std::string& target, const std::string& token,
-                                        const std::string& body, std::string* error,
-                                        int timeout_ms) {
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    *error = "admin address " + address + " has no port (expected HOST:PORT)";
-    return std::nullopt;
-  }
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  if (host.empty() || host == "0.0.0.0" || host == "*") host = "127.0.0.1";
-  if (host == "::") host = "::1";
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    *error = "cannot resolve admin address " + address + ": " + ::gai_strerror(rc);
-    return std::nullopt;
-  }
-  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  if (fd >= 0) {
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  }
-  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-    *error = "cannot connect to sluice admin at " + address + ": " + std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    ::freeaddrinfo(res);
-    return std::nullopt;
-  }
-  ::freeaddrinfo(res);
-  std::string req =
-      method + " " + target + " HTTP/1.1\r\nHost: " + address +
-      "\r\nUser-Agent: sluice-cli\r\nAccept: application/json\r\nConnection: close\r\n";
-  if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-  if (!body.empty() || method == "POST" || method == "PUT")
-    req +=
-        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-  req += "\r\n" + body;
-  for (size_t off = 0; off < req.size();) {
-    ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      *error = "cannot send to sluice admin at " + address + ": " + std::strerror(errno);
-      ::close(fd);
-      return std::nullopt;
-    }
-    off += static_cast<size_t>(n);
-  }
-  BodySink sink;
-  http::Parser parser(HTTP_RESPONSE, sink, 64 * 1024, 100);
-  char buf[16384];
-  bool ok = true;
-  while (!sink.done) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      *error = "no answer from sluice admin at " + address + ": " + std::strerror(errno);
-      ok = false;
-      break;
-    }
-    if (n == 0) {
-      if (!parser.finish() && !sink.done) {
-        *error = "sluice admin at " + address + " closed the connection without an answer";
-        ok = false;
-      }
-      break;
-    }
-    if (parser.feed(buf, static_cast<size_t>(n)).status == http::Parser::Status::kError) {
-      *error = "sluice admin at " + address + " sent an invalid HTTP response";
-      ok = false;
-      break;
-    }
-  }
-  ::close(fd);
-  if (!ok) return std::nullopt;
-  return ClientResponse{parser.status_code(), std::move(sink.body)};
 }
 
 int run_client_command(int argc, char** argv) {

@@ -5,7 +5,13 @@
 #include <optional>
 #include <string>
 
+#include "net/http_call.h"
+
 namespace sluice::cli {
+
+// The blocking client every command uses (net/http_call.h).
+using net::ClientResponse;
+using net::http_call;
 
 // True for the commands run_client_command() handles ("status", "alias", ...).
 bool is_client_command(const std::string& command);
@@ -32,15 +38,5 @@ bool take_value(int argc, char** argv, int& i, const std::string& name, std::str
 
 // Help text for `sluice --help`: the client commands and their options.
 const char* client_usage();
-
-// One blocking HTTP/1.1 exchange with 127.0.0.1-style "host:port" (IP literal or "localhost").
-struct ClientResponse {
-  int status = 0;
-  std::string body;
-};
-std::optional<ClientResponse> http_call(const std::string& address, const std::string& method,
-                                        const std::string& target, const std::string& token,
-                                        const std::string& body, std::string* error,
-                                        int timeout_ms = 10000);
 
 }  // namespace sluice::cli

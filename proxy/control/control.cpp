@@ -11,7 +11,6 @@
 #include <set>
 #include <sstream>
 
-#include "app/server.h"
 #include "config/loader.h"
 #include "config/traffic.h"
 #include "config/values.h"

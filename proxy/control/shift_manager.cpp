@@ -11,9 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include "admin/server.h"
-#include "cli/client.h"
 #include "config/values.h"
+#include "net/http_call.h"
 
 namespace sluice::control {
 namespace {
@@ -245,8 +244,8 @@ int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std
   size_t slash = rest.find('/');
   std::string address = rest.substr(0, slash);
   std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
-  std::optional<cli::ClientResponse> r = cli::http_call(
-      address, "POST", target, "", dump_text(body), error, static_cast<int>(timeout_ms));
+  std::optional<net::ClientResponse> r = net::http_call(
+      address, "POST", target, "", dump_text(body), error, static_cast<int>(timeout_ms), "hook");
   if (r && answer) *answer = r->body;
   return r ? r->status : 0;
 }

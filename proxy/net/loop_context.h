@@ -1,5 +1,6 @@
-// What every connection of one worker shares: the loop, one read buffer, write-request recycling,
-// the worker's PRNG. Owned by the Worker; lives as long as its loop.
+// What every connection on one loop shares: the loop, one read buffer, write-request recycling.
+// Owned by the loop's owner (a Worker, or the process for the control loop); lives as long as
+// the loop.
 #pragma once
 
 #include <uv.h>
@@ -8,7 +9,6 @@
 #include <cstdint>
 
 #include "net/outbox.h"
-#include "routing/selection.h"
 
 namespace sluice::net {
 
@@ -22,7 +22,6 @@ struct LoopContext {
   // All reads of this worker land here; a read callback consumes or copies its bytes before it
   // returns, so one buffer serves every connection.
   std::array<char, kReadBufferBytes> read_buffer{};
-  routing::Rng rng{1};
 
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
 };

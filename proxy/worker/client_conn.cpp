@@ -343,7 +343,7 @@ void ClientConn::record_request() {
 }
 
 void ClientConn::generate_request_id() {
-  routing::Rng& rng = worker_.context().rng;
+  routing::Rng& rng = worker_.rng();
   write_hex(ctx_.request_id, rng.next());
   write_hex(ctx_.request_id + 16, rng.next());
   ctx_.request_id_len = 32;
@@ -587,7 +587,7 @@ int ClientConn::start_upstream(http::Parser& p) {
   if (!route) return local_error(404, "no-route");
   ctx_.function = route->function;
   const routing::Version* version = route->version;
-  routing::Rng& rng = worker_.context().rng;
+  routing::Rng& rng = worker_.rng();
   if (!version) {
     const routing::Alias& alias = *route->alias;
     if (alias.allow_override) {

@@ -65,7 +65,7 @@ void Worker::start() {
   loop_.data = &ctx_;
   ctx_.loop = &loop_;
   std::random_device rd;
-  ctx_.rng = routing::Rng((uint64_t(rd()) << 32) ^ rd() ^ (uint64_t(index_) << 56));
+  rng_ = routing::Rng((uint64_t(rd()) << 32) ^ rd() ^ (uint64_t(index_) << 56));
   uv_async_init(&loop_, &async_, &Worker::on_async);
   async_.data = this;
   uv_timer_init(&loop_, &drain_timer_);

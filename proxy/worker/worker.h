@@ -102,7 +102,8 @@ class Worker {
 
   // Loop-thread API for connections.
   LoopContext& context() { return ctx_; }
-  Snapshot* acquire_snapshot();  // the current one; caller must release_snapshot()
+  routing::Rng& rng() { return rng_; }  // this worker's PRNG (selection, ids, sticky cookies)
+  Snapshot* acquire_snapshot();         // the current one; caller must release_snapshot()
   void release_snapshot(Snapshot* s);
   void erase(ClientConn* c);  // last use of c
   // The [limits] of the newest routing snapshot this worker has seen (reloads apply them to new
@@ -142,6 +143,7 @@ class Worker {
   std::vector<int> listen_fds_;
   uv_loop_t loop_{};
   LoopContext ctx_;
+  routing::Rng rng_{1};
   std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::vector<std::string> listen_addresses_;  // listeners_[i] serves this [listen] address
   uv_async_t async_{};
