@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "http/rewrite.h"
+#include "worker/route.h"
 #include "worker/worker.h"
 
 namespace sluice::worker {
@@ -18,42 +19,6 @@ constexpr size_t kMaxPendingBytes = 256 * 1024;  // pipelined bytes held while a
 constexpr uint64_t kLingerTotalMs = 30000;
 constexpr uint64_t kLingerSilenceMs = 5000;
 constexpr uint64_t kLingerMaxBytes = uint64_t{1} << 30;
-
-bool idempotent(uint8_t method) {
-  switch (method) {
-    case HTTP_GET:
-    case HTTP_HEAD:
-    case HTTP_OPTIONS:
-    case HTTP_PUT:
-    case HTTP_DELETE:
-    case HTTP_TRACE:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The value of cookie `name` in a Cookie header, or empty.
-std::string_view cookie_value(std::string_view header, std::string_view name) {
-  while (!header.empty()) {
-    size_t semi = header.find(';');
-    std::string_view pair = header.substr(0, semi);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    if (pair.size() > name.size() && pair[name.size()] == '=' &&
-        pair.substr(0, name.size()) == name)
-      return pair.substr(name.size() + 1);
-    if (semi == std::string_view::npos) break;
-    header.remove_prefix(semi + 1);
-  }
-  return {};
-}
-
-void append_hex(std::string& out, uint64_t v) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  char buf[16];
-  for (int i = 15; i >= 0; --i, v >>= 4) buf[i] = kDigits[v & 0xf];
-  out.append(buf, sizeof buf);
-}
 
 void write_hex(char* out, uint64_t v) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -311,7 +276,7 @@ void ClientConn::record_request() {
   observe::AccessLogBuffer* log = worker_.access_log();
   if (!ctx_.series && !log) return;
   const uint64_t now_ns = uv_hrtime();
-  const uint64_t duration_us = (now_ns - ctx_.start_ns) / 1000;
+  const uint64_t duration_us = (now_ns - ctx_.start_ns) / 1000;  // for the series
   const uint64_t upstream_us =
       ctx_.upstream_start_ns
           ? ((ctx_.upstream_end_ns ? ctx_.upstream_end_ns : now_ns) - ctx_.upstream_start_ns) / 1000
@@ -322,24 +287,8 @@ void ClientConn::record_request() {
                      now_ms());
     ctx_.series = nullptr;
   }
-  if (log && parser_.head_complete()) {
-    observe::AccessRecord r;
-    r.unix_ms = observe::AccessLog::wall_clock_ms();
-    r.client = client_ip_;
-    r.method = parser_.method_name();
-    r.path = parser_.url();
-    r.status = status;
-    r.bytes = ctx_.bytes_out;
-    r.duration_us = duration_us;
-    r.upstream_us = upstream_us;
-    if (ctx_.function) r.function = ctx_.function->name;
-    if (ctx_.alias) r.alias = ctx_.alias->name;
-    if (ctx_.version) r.version = ctx_.version->number;
-    if (ctx_.endpoint) r.endpoint = ctx_.endpoint->address;
-    r.request_id = ctx_.request_id_len ? ctx_.generated_id() : parser_.header("x-request-id");
-    r.retried = ctx_.retried;
-    log->append(r);
-  }
+  if (log && parser_.head_complete())
+    log->append(access_record(ctx_, parser_, client_ip_, status, now_ns, upstream_us));
 }
 
 void ClientConn::generate_request_id() {
@@ -563,65 +512,24 @@ int ClientConn::on_head(http::Parser& p) {
 int ClientConn::start_upstream(http::Parser& p) {
   ctx_.snapshot = worker_.acquire_snapshot();
   Snapshot& snap = *ctx_.snapshot;
-  const routing::RoutingTable& table = *snap.table;
-
-  std::string_view host = p.header("host");
-  std::string_view path = p.url();
-  if (!path.empty() && path.front() != '/') {
-    // absolute-form: scheme://authority[/path][?query]; forwarded in origin-form with the
-    // authority as Host (RFC 9112 §3.2.2).
-    size_t scheme = path.find("://");
-    if (scheme != std::string_view::npos) {
-      std::string_view rest = path.substr(scheme + 3);
-      size_t end = rest.find_first_of("/?");
-      abs_host_ = host = rest.substr(0, end);
-      if (end == std::string_view::npos || rest[end] == '?') abs_target_ = "/";
-      if (end != std::string_view::npos) abs_target_.append(rest.substr(end));
-      path = abs_target_;
-    }
+  const Target target = target_of(p, abs_target_);
+  const RouteChoice choice = choose_version(*snap.table, *snap.picks, p, target, worker_.rng());
+  ctx_.function = choice.function;
+  switch (choice.result) {
+    case RouteChoice::Result::kNoRoute:
+      return local_error(404, "no-route");
+    case RouteChoice::Result::kUnknownVersion:
+      return local_error(404, "unknown-version");
+    case RouteChoice::Result::kNoVersion:
+      return local_error(503, "no-healthy-version");
+    case RouteChoice::Result::kOk:
+      break;
   }
-  size_t q = path.find('?');
-  if (q != std::string_view::npos) path = path.substr(0, q);
-
-  const routing::Route* route = table.match(host, path);
-  if (!route) return local_error(404, "no-route");
-  ctx_.function = route->function;
-  const routing::Version* version = route->version;
-  routing::Rng& rng = worker_.rng();
-  if (!version) {
-    const routing::Alias& alias = *route->alias;
-    if (alias.allow_override) {
-      std::string_view want = p.header("x-sluice-version");
-      if (!want.empty()) {
-        size_t colon = want.rfind(':');
-        if (colon != std::string_view::npos) want = want.substr(colon + 1);
-        version = ctx_.function->find_version(want);
-        if (!version) return local_error(404, "unknown-version");
-      }
-    }
-    if (!version) {
-      std::optional<double> point;
-      if (alias.sticky.kind != config::StickySpec::Kind::kNone) {
-        std::string_view key;
-        if (alias.sticky.kind == config::StickySpec::Kind::kHeader)
-          key = p.header(alias.sticky.name);
-        else
-          key = cookie_value(p.header("cookie"), alias.sticky.name);
-        if (key.empty() && alias.sticky.issue) {
-          std::string fresh;
-          append_hex(fresh, rng.next());
-          set_cookie_ = alias.sticky.name + "=" + fresh + "; Path=/; Max-Age=31536000; HttpOnly";
-          point = routing::sticky_point(fresh);
-        } else if (!key.empty()) {
-          point = routing::sticky_point(key);
-        }
-      }
-      version = alias.pick(rng.next(), point, *snap.picks);
-    }
-  }
-  if (!version || version->endpoints.empty()) return local_error(503, "no-healthy-version");
+  if (choice.issued_cookie)
+    sticky_cookie(choice.alias->sticky.name, choice.issued_cookie, set_cookie_);
+  const routing::Version* version = choice.version;
   ctx_.version = version;
-  ctx_.alias = route->alias;
+  ctx_.alias = choice.alias;
   ctx_.series = worker_.series(snap, ctx_.alias, version);
   if (ctx_.series) ctx_.series->begin();
 
@@ -646,10 +554,8 @@ int ClientConn::start_upstream(http::Parser& p) {
   info.trusted_peer = trusted_peer_;
   info.chunked_body = ctx_.chunked;
   info.upgrade = ctx_.upgrade_requested;
-  if (!abs_target_.empty()) {
-    info.target = abs_target_;
-    info.host = abs_host_;
-  }
+  info.target = target.origin;  // empty unless absolute-form
+  info.host = target.authority;
   http::build_upstream_request(p, info, upstream_head_);
 
   if (!connect_upstream(false)) return local_error(502, "connect-failed");
@@ -819,8 +725,7 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
   }
   // A reused connection that died before any response byte: retry once on a fresh one when
   // replaying is safe (no body to resend, idempotent method).
-  if (!response_started && reused && !ctx_.retried && !ctx_.has_body && !ctx_.body_sent &&
-      idempotent(parser_.method()) && kind == upstream::Failure::kReset && ctx_.pool) {
+  if (!response_started && may_replay(ctx_, parser_.method(), kind, reused)) {
     ctx_.retried = true;
     if (ctx_.series) ctx_.series->attempt_failed(ctx_.failure, now_ms());
     ctx_.failure = observe::FailureKind::kNone;

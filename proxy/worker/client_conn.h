@@ -18,6 +18,7 @@
 #include "net/stream.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
+#include "worker/request.h"
 
 namespace sluice::worker {
 
@@ -32,52 +33,6 @@ using net::WriteOp;
 class Worker;
 class ClientCounts;
 struct Snapshot;
-
-// Everything about the request being served on a connection. A plain value: it is reset with
-// `ctx_ = {}` when the next request starts, never field by field, so nothing of one request can
-// leak into the next (its log line, its id, its flags). Buffers whose capacity is worth keeping
-// live on the connection instead.
-struct RequestContext {
-  // The routing decision; the pointers stay valid while `snapshot` is held.
-  Snapshot* snapshot = nullptr;
-  const routing::Function* function = nullptr;
-  const routing::Alias* alias = nullptr;  // nullptr when the route pins a version
-  const routing::Version* version = nullptr;
-  const routing::Endpoint* endpoint = nullptr;
-  upstream::Pool* pool = nullptr;
-  std::atomic<int32_t>* concurrency = nullptr;  // counted in-flight slot, released at the end
-  observe::Series* series = nullptr;  // owned by the worker's stats; lives as long as the worker
-
-  bool active = false;            // a request has begun (its first byte arrived)
-  bool request_done = false;      // the client's request message ended
-  bool response_done = false;     // the response to the client is complete
-  bool response_started = false;  // a response head was queued for the client
-  bool response_flushed = false;  // ... and handed to the socket
-  bool local_response = false;    // answered by sluice itself; body (if any) is discarded
-  bool has_body = false;
-  bool chunked = false;
-  bool head_request = false;
-  bool http10 = false;
-  bool keep_alive = true;
-  bool upgrade_requested = false;
-  bool chunk_response = false;  // re-chunk the upstream body for the client
-  bool retried = false;
-  bool body_sent = false;  // body bytes went upstream (no transparent retry)
-  bool accounted = false;  // this request's figures were recorded
-  uint64_t body_bytes_in = 0;
-  uint64_t start_ns = 0;
-  uint64_t upstream_start_ns = 0;
-  uint64_t upstream_end_ns = 0;
-  uint64_t bytes_out = 0;
-  int status = 0;
-  // How the final upstream attempt failed. Client faults (a client too slow or gone) never set
-  // it: they must not count against the version.
-  observe::FailureKind failure = observe::FailureKind::kNone;
-  char request_id[32] = {};  // generated when the client sent none
-  uint8_t request_id_len = 0;
-
-  std::string_view generated_id() const { return {request_id, request_id_len}; }
-};
 
 class ClientConn final : public http::Sink, public upstream::Borrower, public net::StreamEvents {
  public:
@@ -214,8 +169,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   std::string upstream_head_;  // the upstream request head (kept for a retry)
   std::string response_head_;  // the client response head being sent
   std::string set_cookie_;     // issued sticky cookie for this response, if any
-  std::string abs_target_;     // origin-form target of an absolute-form request, else empty
-  std::string_view abs_host_;  // its authority (points into the parser's head)
+  std::string abs_target_;     // origin-form of an absolute-form target (see target_of)
 };
 
 }  // namespace sluice::worker

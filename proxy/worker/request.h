@@ -1,0 +1,77 @@
+// One request's state on a client connection (RequestContext, a value reset by assignment), the
+// rule for replaying it on another upstream connection, and its access-log record. No socket.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/parser.h"
+#include "observe/access_log.h"
+#include "observe/stats.h"
+#include "routing/table.h"
+#include "upstream/connection.h"
+
+namespace sluice::worker {
+
+struct Snapshot;
+
+// Everything about the request being served on a connection. A plain value: it is reset with
+// `ctx_ = {}` when the next request starts, never field by field, so nothing of one request can
+// leak into the next (its log line, its id, its flags). Buffers whose capacity is worth keeping
+// live on the connection instead.
+struct RequestContext {
+  // The routing decision; the pointers stay valid while `snapshot` is held.
+  Snapshot* snapshot = nullptr;
+  const routing::Function* function = nullptr;
+  const routing::Alias* alias = nullptr;  // nullptr when the route pins a version
+  const routing::Version* version = nullptr;
+  const routing::Endpoint* endpoint = nullptr;
+  upstream::Pool* pool = nullptr;
+  std::atomic<int32_t>* concurrency = nullptr;  // counted in-flight slot, released at the end
+  observe::Series* series = nullptr;  // owned by the worker's stats; lives as long as the worker
+
+  bool active = false;            // a request has begun (its first byte arrived)
+  bool request_done = false;      // the client's request message ended
+  bool response_done = false;     // the response to the client is complete
+  bool response_started = false;  // a response head was queued for the client
+  bool response_flushed = false;  // ... and handed to the socket
+  bool local_response = false;    // answered by sluice itself; body (if any) is discarded
+  bool has_body = false;
+  bool chunked = false;
+  bool head_request = false;
+  bool http10 = false;
+  bool keep_alive = true;
+  bool upgrade_requested = false;
+  bool chunk_response = false;  // re-chunk the upstream body for the client
+  bool retried = false;
+  bool body_sent = false;  // body bytes went upstream (no transparent retry)
+  bool accounted = false;  // this request's figures were recorded
+  uint64_t body_bytes_in = 0;
+  uint64_t start_ns = 0;
+  uint64_t upstream_start_ns = 0;
+  uint64_t upstream_end_ns = 0;
+  uint64_t bytes_out = 0;
+  int status = 0;
+  // How the final upstream attempt failed. Client faults (a client too slow or gone) never set
+  // it: they must not count against the version.
+  observe::FailureKind failure = observe::FailureKind::kNone;
+  char request_id[32] = {};  // generated when the client sent none
+  uint8_t request_id_len = 0;
+
+  std::string_view generated_id() const { return {request_id, request_id_len}; }
+};
+
+// Whether a request whose upstream connection died before any response byte may be sent again on
+// a fresh one: only a pooled (reused) connection that was reset, once, for an idempotent method
+// with no body (bodies are streamed, never kept, so they cannot be replayed).
+bool may_replay(const RequestContext& ctx, uint8_t method, upstream::Failure kind, bool reused);
+
+// The access-log line of a finished request. `status` is what the client got (499 if nothing),
+// `now_ns` the end. Borrowed views: valid while `req` and `ctx` are unchanged.
+observe::AccessRecord access_record(const RequestContext& ctx, const http::Parser& req,
+                                    std::string_view client_ip, int status, uint64_t now_ns,
+                                    uint64_t upstream_us);
+
+}  // namespace sluice::worker
