@@ -28,6 +28,7 @@ int serve(const ServeOptions& options) {
   // Progressive shifts (control/shift_manager): admin routes, status, and the 1 s check timer.
   control::ShiftManager shifts(
       control, [&server] { return server.stats(); }, table->config().state_dir);
+  shifts.set_health(&server.health());
   admin.attach_shifts(shifts);
   // GET /readyz: the config is loaded (init() above) and every listener accepts (on_ready), and
   // no stop has begun. TODO(issue 14): once the etcd store exists, also require it to be

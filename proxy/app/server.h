@@ -47,6 +47,8 @@ class Server {
   // has started the workers.
   const observe::Registry* stats() const { return shared_.stats.get(); }
   observe::AccessLog* access_log() { return shared_.access_log.get(); }
+  // Endpoint health every worker reads (the checker and the admin API write it).
+  routing::HealthRegistry& health() { return shared_.health; }
   // Starts a graceful stop (as SIGTERM does). Control-loop thread only.
   void stop();
 

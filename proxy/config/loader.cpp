@@ -173,6 +173,8 @@ class Loader {
   void load_functions(const toml::table& root);
   void load_function(std::string name, SourcePos pos, const toml::table& t);
   void load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out);
+  void load_health(const toml::table& t, const std::string& where, UpstreamSettings* out);
+  void load_outlier(const toml::table& t, const std::string& where, UpstreamSettings* out);
   void load_version(FunctionSpec& f, std::string number, SourcePos pos, const toml::table& t);
   void load_alias(FunctionSpec& f, std::string name, SourcePos pos, const toml::table& t);
   void load_routes(const toml::table& root);
@@ -481,6 +483,78 @@ void Loader::load_settings(const toml::table& t, const std::string& where, Upstr
   uint64_t n = 0;
   if (read_uint(t, "max_concurrency", where + ".max_concurrency", 0, 10'000'000, &n))
     out->max_concurrency = static_cast<uint32_t>(n);
+  if (read_uint(t, "retries", where + ".retries", 0, 10, &n)) out->retries = uint32_t(n);
+  if (read_duration(t, "retry_timeout", where + ".retry_timeout", false, &ms))
+    out->retry_timeout_ms = ms;
+  load_health(t, where, out);
+  load_outlier(t, where, out);
+}
+
+void Loader::load_health(const toml::table& t, const std::string& where, UpstreamSettings* out) {
+  const std::string what = where + ".health";
+  const toml::table* h = table_at(t, "health", what);
+  if (!h) return;
+  check_keys(*h,
+             {"path", "interval", "timeout", "healthy", "unhealthy", "expect", "start_unhealthy"},
+             what);
+  HealthCheckSpec spec;
+  spec.pos = pos_of(*t.get("health"));
+  if (read_string(*h, "path", what + ".path", &spec.path) &&
+      (spec.path.empty() || spec.path.front() != '/' ||
+       spec.path.find_first_of(" \t\r\n") != std::string::npos))
+    error(pos_of(*h->get("path")), what + ".path " + quote(spec.path) +
+                                       " is not a request path (expected e.g. \"/healthz\")");
+  read_duration(*h, "interval", what + ".interval", false, &spec.interval_ms);
+  read_duration(*h, "timeout", what + ".timeout", false, &spec.timeout_ms);
+  read_uint_into(*h, "healthy", what + ".healthy", 1, 100, &spec.healthy);
+  read_uint_into(*h, "unhealthy", what + ".unhealthy", 1, 100, &spec.unhealthy);
+  read_bool(*h, "start_unhealthy", what + ".start_unhealthy", &spec.start_unhealthy);
+  if (const toml::node* e = h->get("expect")) {
+    const std::string expected = "an array of HTTP statuses from 100 to 599, e.g. [200, 204]";
+    if (!e->is_array() || e->as_array()->empty()) {
+      wrong_type(*e, what + ".expect", expected);
+    } else {
+      spec.expect.clear();
+      for (const toml::node& s : *e->as_array()) {
+        if (!s.is_integer() || s.as_integer()->get() < 100 || s.as_integer()->get() > 599) {
+          error(pos_of(s),
+                what + ".expect: " +
+                    (s.is_integer() ? std::to_string(s.as_integer()->get()) : type_name(s)) +
+                    " is not a status (expected " + expected + ")");
+          continue;
+        }
+        spec.expect.push_back(int(s.as_integer()->get()));
+      }
+    }
+  }
+  if (spec.timeout_ms >= spec.interval_ms)
+    error(spec.pos, what + ": timeout " + std::to_string(spec.timeout_ms) +
+                        "ms is not shorter than interval " + std::to_string(spec.interval_ms) +
+                        "ms (expected a timeout below the interval)");
+  out->health = std::move(spec);
+}
+
+void Loader::load_outlier(const toml::table& t, const std::string& where, UpstreamSettings* out) {
+  const std::string what = where + ".outlier";
+  const toml::table* o = table_at(t, "outlier", what);
+  if (!o) return;
+  check_keys(*o,
+             {"consecutive_failures", "consecutive_5xx", "base_ejection_time", "max_ejection_time",
+              "max_ejection_percent"},
+             what);
+  OutlierSpec spec;
+  read_uint_into(*o, "consecutive_failures", what + ".consecutive_failures", 0, 1000,
+                 &spec.consecutive_failures);
+  read_uint_into(*o, "consecutive_5xx", what + ".consecutive_5xx", 0, 1000, &spec.consecutive_5xx);
+  read_duration(*o, "base_ejection_time", what + ".base_ejection_time", false,
+                &spec.base_ejection_ms);
+  read_duration(*o, "max_ejection_time", what + ".max_ejection_time", false, &spec.max_ejection_ms);
+  read_uint_into(*o, "max_ejection_percent", what + ".max_ejection_percent", 0, 100,
+                 &spec.max_ejection_percent);
+  if (spec.max_ejection_ms < spec.base_ejection_ms)
+    error(pos_of(*t.get("outlier")),
+          what + ": max_ejection_time is shorter than base_ejection_time (expected max >= base)");
+  out->outlier = spec;
 }
 
 void Loader::load_functions(const toml::table& root) {
@@ -507,8 +581,8 @@ void Loader::load_function(std::string name, SourcePos pos, const toml::table& t
   f.pos = pos;
   const std::string where = "functions." + f.name;
   check_keys(t,
-             {"version_header", "connect_timeout", "response_timeout", "max_concurrency", "latest",
-              "versions", "aliases"},
+             {"version_header", "connect_timeout", "response_timeout", "max_concurrency", "retries",
+              "retry_timeout", "health", "outlier", "latest", "versions", "aliases"},
              "[" + where + "]");
   std::string header;
   if (read_string(t, "version_header", where + ".version_header", &header)) {
@@ -573,7 +647,9 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   const std::string where = "functions." + f.name + "." +
                             (v.number == kLatest ? std::string("latest") : "versions." + v.number);
   const std::string label = f.name + ":" + v.number;
-  check_keys(t, {"endpoints", "connect_timeout", "response_timeout", "max_concurrency"},
+  check_keys(t,
+             {"endpoints", "connect_timeout", "response_timeout", "max_concurrency", "retries",
+              "retry_timeout", "health", "outlier"},
              "[" + where + "]");
   const char* endpoints_hint =
       "expected endpoints = [\"host:port\", ...] or [{ address = \"host:port\", weight = 2 }]";
@@ -632,6 +708,10 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   if (!v.settings.response_timeout_ms)
     v.settings.response_timeout_ms = f.defaults.response_timeout_ms;
   if (!v.settings.max_concurrency) v.settings.max_concurrency = f.defaults.max_concurrency;
+  if (!v.settings.retries) v.settings.retries = f.defaults.retries;
+  if (!v.settings.retry_timeout_ms) v.settings.retry_timeout_ms = f.defaults.retry_timeout_ms;
+  if (!v.settings.health) v.settings.health = f.defaults.health;
+  if (!v.settings.outlier) v.settings.outlier = f.defaults.outlier;
   if (v.number == kLatest) {
     f.latest = std::move(v);
   } else {

@@ -32,11 +32,44 @@ struct Endpoint {
   SourcePos pos;
 };
 
+// Active health checks of a version's endpoints (run by the control loop, never on the request
+// path): GET `path` every `interval`; `healthy` passes in a row make an endpoint up, `unhealthy`
+// failures in a row (a status not in `expect`, no answer within `timeout`, a refused connect)
+// make it down.
+struct HealthCheckSpec {
+  std::string path = "/healthz";
+  uint32_t interval_ms = 5000;
+  uint32_t timeout_ms = 1000;
+  uint32_t healthy = 2;
+  uint32_t unhealthy = 3;
+  std::vector<int> expect = {200};
+  bool start_unhealthy = false;  // endpoints start down until `healthy` passes (default: up)
+  SourcePos pos;
+};
+
+// Passive health (outlier ejection, Envoy's model): consecutive failures of one endpoint eject
+// it for base_ejection_time, doubled at each ejection up to max_ejection_time; at most
+// max_ejection_percent of a version's endpoints are ejected at once (at least one may be).
+// A count of 0 turns that trigger off.
+struct OutlierSpec {
+  uint32_t consecutive_failures = 5;  // connect failures, timeouts, resets, bad responses
+  uint32_t consecutive_5xx = 5;
+  uint32_t base_ejection_ms = 30000;
+  uint32_t max_ejection_ms = 300000;
+  uint32_t max_ejection_percent = 50;
+};
+
 // Request settings a version inherits from its function when it does not set them.
 struct UpstreamSettings {
   std::optional<uint32_t> connect_timeout_ms;   // default 1000
   std::optional<uint32_t> response_timeout_ms;  // default 30000 (until the first response byte)
   std::optional<uint32_t> max_concurrency;      // default 0 = unlimited
+  // Operational settings (not part of a published version's fingerprint: like its endpoints,
+  // they may change on a published version).
+  std::optional<uint32_t> retries;           // default 2: further attempts after a failure
+  std::optional<uint32_t> retry_timeout_ms;  // default 10000: no new attempt after this
+  std::optional<HealthCheckSpec> health;     // default: no active checks
+  std::optional<OutlierSpec> outlier;        // default: OutlierSpec{}
 };
 
 inline constexpr const char* kLatest = "$LATEST";

@@ -356,6 +356,17 @@ std::string ShiftManager::cannot_serve(const Shift& s) const {
   const config::VersionSpec* v = find_version(*fn, s.plan.to);
   if (!v) return "version " + s.plan.to + " is no longer defined";
   if (v->endpoints.empty()) return "version " + s.plan.to + " has no endpoints";
+  if (health_) {
+    const routing::Function* rf = control_.table()->find_function(s.function);
+    const routing::Version* rv = rf ? rf->find_version(s.plan.to) : nullptr;
+    if (rv) {
+      const uint64_t now = now_ms();
+      bool any = false;
+      for (const routing::Endpoint& ep : rv->endpoints)
+        any = any || health_->get(rv->label, ep.resolved).usable(now);
+      if (!any) return "no healthy endpoint";
+    }
+  }
   return "";
 }
 

@@ -24,6 +24,7 @@
 #include "control/shift_window.h"
 #include "control/state.h"
 #include "observe/stats.h"
+#include "routing/health.h"
 
 namespace sluice::control {
 
@@ -90,6 +91,11 @@ class ShiftManager {
   ~ShiftManager();
   ShiftManager(const ShiftManager&) = delete;
   ShiftManager& operator=(const ShiftManager&) = delete;
+
+  // Endpoint health (the workers' shared registry): a candidate none of whose endpoints is usable
+  // (ejected, failing its checks, drained) is rolled back at once. Not set: only a candidate that
+  // is gone or has no endpoints cannot serve. `health` outlives this manager.
+  void set_health(routing::HealthRegistry* health) { health_ = health; }
 
   // Loads shifts.json, resumes running shifts (or rolls back those whose candidate is gone) and
   // starts the check timer on `loop`. Returns a libuv error code (0 on success).
@@ -184,7 +190,8 @@ class ShiftManager {
 
   control::Control& control_;  // outlives this manager (see constructor)
   RegistryGetter registry_;
-  std::function<uint64_t()> clock_;  // set_clock(); empty = the loop's clock
+  routing::HealthRegistry* health_ = nullptr;  // see set_health()
+  std::function<uint64_t()> clock_;            // set_clock(); empty = the loop's clock
   std::string state_dir_;
   uint64_t check_every_ms_;
   std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished

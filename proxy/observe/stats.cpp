@@ -121,6 +121,10 @@ void Series::begin() {
   in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
+void Series::hand_over() {
+  in_flight_.store(in_flight_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
 Series::Slot& Series::slot_at(uint64_t now_ms) {
   if (current_ != nullptr && now_ms >= current_start_ms_ && now_ms < current_end_ms_)
     return *current_;

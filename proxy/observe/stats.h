@@ -95,8 +95,11 @@ class Series {
 
   const SeriesKey& key() const { return key_; }
 
-  // A request routed to this series started (in-flight + 1). Pair every begin() with one end().
+  // A request routed to this series started (in-flight + 1). Pair every begin() with one end(),
+  // or with hand_over() when the request moves to another series (a failover to another version
+  // after this one failed to connect): in-flight - 1, nothing counted.
   void begin();
+  void hand_over();
   // The request finished (in-flight - 1), counted once whatever its retries.
   //   status:      the status sent to the client (use 499 if the client left before one was sent)
   //   duration_us: request start to last byte sent

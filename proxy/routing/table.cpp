@@ -174,6 +174,10 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
       v->connect_timeout_ms = vs.settings.connect_timeout_ms.value_or(1000);
       v->response_timeout_ms = vs.settings.response_timeout_ms.value_or(30000);
       v->max_concurrency = vs.settings.max_concurrency.value_or(0);
+      v->retries = vs.settings.retries.value_or(2);
+      v->retry_timeout_ms = vs.settings.retry_timeout_ms.value_or(10000);
+      v->health = vs.settings.health;
+      v->outlier = vs.settings.outlier.value_or(config::OutlierSpec{});
       for (const config::Endpoint& es : vs.endpoints) {
         Endpoint ep;
         ep.address = es.address.text;
@@ -218,6 +222,7 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
         return age_rank(*a->shares_[x].version) > age_rank(*a->shares_[y].version);
       });
       a->sticky_ = StickyLayout(weights, order);
+      a->newest_first_ = order;
       fn->aliases.push_back(a.get());
       table->aliases_.push_back(std::move(a));
     }

@@ -62,10 +62,18 @@ struct Version {
   std::vector<Endpoint> endpoints;
   uint32_t connect_timeout_ms = 1000;
   uint32_t response_timeout_ms = 30000;
-  uint32_t max_concurrency = 0;  // 0 = unlimited
+  uint32_t max_concurrency = 0;       // 0 = unlimited
+  uint32_t retries = 2;               // further attempts after a failure that allows one
+  uint32_t retry_timeout_ms = 10000;  // no new attempt after this, from the request's start
+  std::optional<config::HealthCheckSpec> health;  // active checks, if any
+  config::OutlierSpec outlier;                    // passive ejection
 
   // Weighted round robin over `endpoints` using this worker's state. nullptr if none.
   const Endpoint* pick_endpoint(PickState& state) const;
+  // The same over the endpoints `usable(index)` accepts; kNoPick if none does. Weighted round
+  // robin skips the others (a few extra steps); if it meets none, a scan finds any usable one.
+  template <typename Usable>
+  size_t pick_endpoint_if(PickState& state, Usable&& usable) const;
 };
 
 // A stable name whose traffic map sends shares of requests to versions. Immutable.
@@ -89,11 +97,20 @@ class Alias {
   // sticky key (see sticky_point()); otherwise random (from `draw`) or exact (from `state`)
   // per `selection`. Never allocates. Returns nullptr only if no share has weight > 0.
   const Version* pick(uint64_t draw, std::optional<double> sticky_point, PickState& state) const;
+  // Version-aware failover: the share of the versions `usable(version)` refuses goes to the
+  // others in proportion to their weights. The same `draw` or `sticky_point` picks among the
+  // usable versions; a sticky point is laid out again over them newest first, so sticky clients
+  // of a failed version move to a survivor and come back when it recovers. nullptr if no version
+  // with weight > 0 is usable. Never allocates.
+  template <typename Usable>
+  const Version* pick_usable(uint64_t draw, std::optional<double> sticky_point,
+                             Usable&& usable) const;
 
   // Internal layout, filled by the builder.
   std::vector<Share> shares_;
-  Cumulative cumulative_;  // random draw over shares_
-  StickyLayout sticky_;    // [0,1) laid out newest version first
+  Cumulative cumulative_;             // random draw over shares_
+  StickyLayout sticky_;               // [0,1) laid out newest version first
+  std::vector<size_t> newest_first_;  // share indices, newest version first
 };
 
 struct Function {
@@ -164,5 +181,40 @@ class RoutingTable {
   std::vector<std::unique_ptr<Alias>> aliases_;
   std::vector<Route> routes_;  // sorted for match()
 };
+
+template <typename Usable>
+size_t Version::pick_endpoint_if(PickState& state, Usable&& usable) const {
+  const size_t n = endpoints.size();
+  if (n == 1) return usable(size_t{0}) ? 0 : kNoPick;
+  for (size_t tries = 0; tries < n; ++tries) {
+    const Endpoint* e = pick_endpoint(state);
+    if (!e) return kNoPick;
+    const size_t i = size_t(e - endpoints.data());
+    if (usable(i)) return i;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (usable(i)) return i;
+  return kNoPick;
+}
+
+template <typename Usable>
+const Version* Alias::pick_usable(uint64_t draw, std::optional<double> sticky_point,
+                                  Usable&& usable) const {
+  double total = 0;
+  for (const Share& s : shares_)
+    if (s.weight > 0 && usable(*s.version)) total += s.weight;
+  if (total <= 0) return nullptr;
+  const double unit = sticky_point ? *sticky_point : double(draw >> 11) * 0x1.0p-53;
+  double x = unit * total;
+  const Version* last = nullptr;
+  for (size_t k = 0; k < shares_.size(); ++k) {
+    const Share& s = shares_[sticky_point ? newest_first_[k] : k];
+    if (s.weight <= 0 || !usable(*s.version)) continue;
+    last = s.version;
+    if (x < s.weight) return s.version;
+    x -= s.weight;
+  }
+  return last;  // rounding at the top end
+}
 
 }  // namespace sluice::routing

@@ -121,10 +121,17 @@ void Connection::fail(Failure kind) {
   if (!b) return;
   // A connection that breaks after a complete response (an upstream that answered an upload
   // early and closed) failed nobody.
-  if (exchange_over)
+  if (exchange_over) {
     b->on_upstream_eof();
-  else
-    b->on_upstream_failed(kind, started, reused_);
+    return;
+  }
+  // Nothing was sent when the connection never came up: its queued bytes can go elsewhere.
+  std::string unsent;
+  if (!connected_) {
+    out_.drain_into(pre_connect_);
+    unsent.swap(pre_connect_);
+  }
+  b->on_upstream_failed(kind, started, reused_, connected_ ? nullptr : &unsent);
 }
 
 size_t Connection::queued_bytes() const {
@@ -164,7 +171,7 @@ void Connection::on_timer(uv_timer_t* t) {
     return;
   }
   if (!self->connected_) {
-    self->fail(Failure::kTimeout);
+    self->fail(Failure::kConnectTimeout);
   } else if (self->borrower_) {
     self->fail(Failure::kTimeout);
   } else {

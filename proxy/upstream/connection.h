@@ -17,7 +17,9 @@
 
 namespace sluice::upstream {
 
-enum class Failure { kConnect, kTimeout, kReset, kBadResponse };
+// How an upstream attempt failed. kConnect and kConnectTimeout: the connection was never
+// established, so nothing of the request reached the upstream.
+enum class Failure { kConnect, kConnectTimeout, kTimeout, kReset, kBadResponse };
 
 // The request side that borrows a connection. Callbacks run on the worker's loop.
 class Borrower {
@@ -32,8 +34,11 @@ class Borrower {
   // Called once after a batch of upstream bytes was handled (flush point).
   virtual void on_upstream_flush() = 0;
   // The connection failed or closed; it has already detached itself from the borrower.
-  // `response_started`: some response bytes had arrived.
-  virtual void on_upstream_failed(Failure kind, bool response_started, bool reused) = 0;
+  // `response_started`: some response bytes had arrived. `unsent`: when the connection was never
+  // established, the request bytes queued for it (head and any body so far), which the borrower
+  // may move to another connection; nullptr otherwise.
+  virtual void on_upstream_failed(Failure kind, bool response_started, bool reused,
+                                  std::string* unsent) = 0;
   // The upstream's write queue went back under the high-water mark.
   virtual void on_upstream_drained() = 0;
   // The connection ended without failing anyone: the upstream closed a tunnel cleanly (a

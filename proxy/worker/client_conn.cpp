@@ -513,7 +513,10 @@ int ClientConn::start_upstream(http::Parser& p) {
   ctx_.snapshot = worker_.acquire_snapshot();
   Snapshot& snap = *ctx_.snapshot;
   const Target target = target_of(p, abs_target_);
-  const RouteChoice choice = choose_version(*snap.table, *snap.picks, p, target, worker_.rng());
+  const HealthView health{&snap.health, now_ms()};
+  const RouteChoice choice =
+      choose_version(*snap.table, *snap.picks, p, target, worker_.rng(), health);
+  ctx_.choice = choice;
   ctx_.function = choice.function;
   switch (choice.result) {
     case RouteChoice::Result::kNoRoute:
@@ -521,6 +524,14 @@ int ClientConn::start_upstream(http::Parser& p) {
     case RouteChoice::Result::kUnknownVersion:
       return local_error(404, "unknown-version");
     case RouteChoice::Result::kNoVersion:
+      // No version of the alias can serve: charged to the version the alias picked, so that a
+      // dead version's error rate shows.
+      if (choice.version) {
+        ctx_.version = choice.version;
+        ctx_.alias = choice.alias;
+        ctx_.series = worker_.series(snap, ctx_.alias, choice.version);
+        if (ctx_.series) ctx_.series->begin();
+      }
       return local_error(503, "no-healthy-version");
     case RouteChoice::Result::kOk:
       break;
@@ -543,9 +554,8 @@ int ClientConn::start_upstream(http::Parser& p) {
     ctx_.concurrency = limit;
   }
 
-  const routing::Endpoint* ep = version->pick_endpoint(*snap.picks);
-  ctx_.endpoint = ep;
-  ctx_.pool = snap.pools[version->id][size_t(ep - version->endpoints.data())];
+  ctx_.endpoint = &version->endpoints[choice.endpoint];
+  ctx_.pool = snap.pools[version->id][choice.endpoint];
 
   http::UpstreamRequestInfo info;
   info.client_ip = client_ip_;
@@ -568,7 +578,70 @@ bool ClientConn::connect_upstream(bool fresh) {
   if (!up_) up_ = upstream::Connection::open(*ctx_.pool, ctx_.version->connect_timeout_ms);
   if (!up_) return false;
   up_->lend(this, ctx_.version->response_timeout_ms, ctx_.head_request);
-  ctx_.upstream_start_ns = uv_hrtime();
+  ++ctx_.attempts;
+  if (!ctx_.upstream_start_ns) ctx_.upstream_start_ns = uv_hrtime();
+  return true;
+}
+
+void ClientConn::note_outcome(routing::Outcome outcome) {
+  if (!ctx_.snapshot || !ctx_.version || !ctx_.endpoint) return;
+  const std::vector<routing::EndpointHealth*>& eps = ctx_.snapshot->health[ctx_.version->id];
+  const size_t i = size_t(ctx_.endpoint - ctx_.version->endpoints.data());
+  routing::record_outcome(*eps[i], eps.data(), eps.size(), ctx_.version->outlier, outcome,
+                          now_ms());
+}
+
+bool ClientConn::retry_elsewhere(upstream::Failure kind, bool stale, std::string* unsent) {
+  const bool nothing_sent = unsent != nullptr;
+  if (!ctx_.pool || !may_replay(ctx_, parser_.method(), kind, nothing_sent) ||
+      !retry_budget_left(ctx_, *ctx_.version, uv_hrtime()))
+    return false;
+  Snapshot& snap = *ctx_.snapshot;
+  const HealthView health{&snap.health, now_ms()};
+  const size_t failed = size_t(ctx_.endpoint - ctx_.version->endpoints.data());
+  const routing::Version* version = ctx_.version;
+  size_t next = failed;
+  bool fresh = true;
+  if (!stale || ctx_.stale_retried) {
+    // Another endpoint of the same version; else (nothing sent, or safe to replay) another
+    // version of the alias.
+    fresh = false;
+    if (failed < 64) ctx_.tried |= uint64_t{1} << failed;
+    next = choose_endpoint(*ctx_.version, *snap.picks, health, ctx_.tried);
+    if (next == routing::kNoPick) {
+      RouteChoice moved = ctx_.choice;
+      moved.version = ctx_.version;
+      if (!fail_over(moved, *snap.picks, health)) return false;
+      version = moved.version;
+      next = moved.endpoint;
+    }
+  }
+  ctx_.stale_retried = ctx_.stale_retried || stale;
+  if (version != ctx_.version) {
+    // The request moves to another version: its figures and its concurrency slot move with it.
+    std::atomic<int32_t>* limit = snap.concurrency[version->id];
+    if (limit &&
+        limit->fetch_add(1, std::memory_order_relaxed) >= int32_t(version->max_concurrency)) {
+      limit->fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    if (ctx_.concurrency) ctx_.concurrency->fetch_sub(1, std::memory_order_relaxed);
+    ctx_.concurrency = limit;
+    if (ctx_.series) ctx_.series->hand_over();
+    ctx_.series = worker_.series(snap, ctx_.alias, version);
+    if (ctx_.series) ctx_.series->begin();
+    ctx_.version = version;
+    ctx_.tried = 0;
+  }
+  ctx_.endpoint = &version->endpoints[next];
+  ctx_.pool = snap.pools[version->id][next];
+  ctx_.retried = true;
+  if (!connect_upstream(fresh)) return false;
+  if (nothing_sent)
+    up_->out().copy(*unsent);  // the head and the body so far, as queued for the failed one
+  else
+    up_->out().borrow(upstream_head_);
+  if (ctx_.request_done) up_->end_of_request();
   return true;
 }
 
@@ -618,6 +691,7 @@ int ClientConn::on_upstream_head(http::Parser& resp) {
     return 0;
   }
   if (status == 101 && !ctx_.upgrade_requested) return -1;
+  note_outcome(status >= 500 ? routing::Outcome::k5xx : routing::Outcome::kSuccess);
   const bool no_body = ctx_.head_request || status == 204 || status == 304 || status == 101;
   const bool eof_body = !no_body && !resp.chunked() && !resp.has_content_length();
   ctx_.chunk_response = !no_body && !ctx_.http10 && (resp.chunked() || eof_body);
@@ -703,6 +777,7 @@ observe::FailureKind failure_kind(upstream::Failure kind) {
   switch (kind) {
     case upstream::Failure::kConnect:
       return observe::FailureKind::kConnectFailed;
+    case upstream::Failure::kConnectTimeout:
     case upstream::Failure::kTimeout:
       return observe::FailureKind::kTimeout;
     case upstream::Failure::kReset:
@@ -714,24 +789,29 @@ observe::FailureKind failure_kind(upstream::Failure kind) {
 }
 }  // namespace
 
-void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_started, bool reused) {
+void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_started, bool reused,
+                                    std::string* unsent) {
   up_ = nullptr;
   if (closing_) return;
   ctx_.failure = failure_kind(kind);
+  // A pooled connection reset before any answer is the keep-alive race (the upstream closed it
+  // as we reused it), not the endpoint failing: no mark against it, and a fresh connection to
+  // the same endpoint is tried first.
+  const bool stale = reused && kind == upstream::Failure::kReset && !response_started;
+  if (!stale) note_outcome(routing::Outcome::kFailure);
   if (tunnel_) {
     close_when_flushed();
     drive(nullptr, 0);
     return;
   }
-  // A reused connection that died before any response byte: retry once on a fresh one when
-  // replaying is safe (no body to resend, idempotent method).
-  if (!response_started && may_replay(ctx_, parser_.method(), kind, reused)) {
-    ctx_.retried = true;
-    if (ctx_.series) ctx_.series->attempt_failed(ctx_.failure, now_ms());
-    ctx_.failure = observe::FailureKind::kNone;
-    if (connect_upstream(true)) {
-      up_->out().borrow(upstream_head_);
-      if (ctx_.request_done) up_->end_of_request();
+  // Before any response byte: another attempt where that is safe and the budget allows
+  // (another endpoint, another version of the alias, or a fresh connection).
+  if (!response_started) {
+    const observe::FailureKind failed_as = ctx_.failure;
+    observe::Series* failed_series = ctx_.series;
+    if (retry_elsewhere(kind, stale, unsent)) {
+      if (failed_series) failed_series->attempt_failed(failed_as, now_ms());
+      ctx_.failure = observe::FailureKind::kNone;
       drive(nullptr, 0);
       return;
     }
@@ -756,6 +836,7 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
     case upstream::Failure::kConnect:
       respond_error(502, "connect-failed", !ctx_.request_done);
       break;
+    case upstream::Failure::kConnectTimeout:
     case upstream::Failure::kTimeout:
       respond_error(504, "timeout", !ctx_.request_done);
       break;
@@ -770,6 +851,12 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
 void ClientConn::release_upstream(bool reusable) {
   if (!up_) return;
   upstream::Connection* up = std::exchange(up_, nullptr);
+  // An endpoint set to drain or maint keeps no connection once its current request is done.
+  if (reusable && ctx_.snapshot && ctx_.version && ctx_.endpoint) {
+    const size_t i = size_t(ctx_.endpoint - ctx_.version->endpoints.data());
+    reusable =
+        ctx_.snapshot->health[ctx_.version->id][i]->admin_state() == routing::AdminState::kReady;
+  }
   up->release(reusable && ctx_.request_done && ctx_.response_done && !tunnel_);
 }
 

@@ -78,7 +78,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   bool on_upstream_end(http::Parser& resp) override;
   void on_upstream_raw(const char* data, size_t len) override;
   void on_upstream_flush() override;
-  void on_upstream_failed(upstream::Failure kind, bool response_started, bool reused) override;
+  void on_upstream_failed(upstream::Failure kind, bool response_started, bool reused,
+                          std::string* unsent) override;
   void on_upstream_drained() override;
   void on_upstream_eof() override;
 
@@ -97,6 +98,11 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   void on_parse_error();
   int start_upstream(http::Parser& p);  // route, pick, borrow a connection; -1/0 as on_head
   bool connect_upstream(bool fresh);
+  // Passive health: the outcome of the current attempt on its endpoint.
+  void note_outcome(routing::Outcome outcome);
+  // Another attempt after a failure before any response byte (see may_replay, retry budget):
+  // true if one is under way.
+  bool retry_elsewhere(upstream::Failure kind, bool stale, std::string* unsent);
   int local_error(int status, const char* reason);  // answer locally; on_head's return value
   void respond_error(int status, const char* reason, bool close_after);
   bool complete_request();  // false: the connection is closing

@@ -20,9 +20,16 @@ bool idempotent(uint8_t method) {
 
 }  // namespace
 
-bool may_replay(const RequestContext& ctx, uint8_t method, upstream::Failure kind, bool reused) {
-  return reused && !ctx.retried && !ctx.has_body && !ctx.body_sent && idempotent(method) &&
-         kind == upstream::Failure::kReset && ctx.pool;
+bool may_replay(const RequestContext& ctx, uint8_t method, upstream::Failure kind,
+                bool nothing_sent) {
+  if (nothing_sent) return true;
+  return !ctx.has_body && !ctx.body_sent && idempotent(method) && kind == upstream::Failure::kReset;
+}
+
+bool retry_budget_left(const RequestContext& ctx, const routing::Version& version,
+                       uint64_t now_ns) {
+  return ctx.attempts <= version.retries &&
+         now_ns - ctx.start_ns < uint64_t(version.retry_timeout_ms) * 1'000'000;
 }
 
 observe::AccessRecord access_record(const RequestContext& ctx, const http::Parser& req,

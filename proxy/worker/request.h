@@ -12,6 +12,7 @@
 #include "observe/stats.h"
 #include "routing/table.h"
 #include "upstream/connection.h"
+#include "worker/route.h"
 
 namespace sluice::worker {
 
@@ -45,9 +46,13 @@ struct RequestContext {
   bool keep_alive = true;
   bool upgrade_requested = false;
   bool chunk_response = false;  // re-chunk the upstream body for the client
-  bool retried = false;
-  bool body_sent = false;  // body bytes went upstream (no transparent retry)
-  bool accounted = false;  // this request's figures were recorded
+  bool retried = false;         // another attempt was made after a failure
+  uint8_t attempts = 0;         // upstream attempts so far (the first included)
+  bool stale_retried = false;   // a dead pooled connection was replaced by a fresh one once
+  uint64_t tried = 0;           // bit i: endpoint i of `version` failed this request
+  RouteChoice choice;           // how the version was chosen (for a failover to another one)
+  bool body_sent = false;       // body bytes went upstream (no transparent retry)
+  bool accounted = false;       // this request's figures were recorded
   uint64_t body_bytes_in = 0;
   uint64_t start_ns = 0;
   uint64_t upstream_start_ns = 0;
@@ -63,10 +68,16 @@ struct RequestContext {
   std::string_view generated_id() const { return {request_id, request_id_len}; }
 };
 
-// Whether a request whose upstream connection died before any response byte may be sent again on
-// a fresh one: only a pooled (reused) connection that was reset, once, for an idempotent method
-// with no body (bodies are streamed, never kept, so they cannot be replayed).
-bool may_replay(const RequestContext& ctx, uint8_t method, upstream::Failure kind, bool reused);
+// Whether a request whose upstream attempt failed before any response byte may be sent again:
+// always when nothing of it reached the upstream (`nothing_sent`: the connection never came up,
+// and its bytes are handed back); otherwise only for an idempotent method with no body (bodies
+// are streamed, never kept, so they cannot be replayed). Timeouts and bad responses are the
+// upstream's answer, not retried once the request went out.
+bool may_replay(const RequestContext& ctx, uint8_t method, upstream::Failure kind,
+                bool nothing_sent);
+// Whether the request's retry budget allows another attempt at `now_ns`: fewer than
+// `version.retries` retries so far, and within `version.retry_timeout_ms` of its start.
+bool retry_budget_left(const RequestContext& ctx, const routing::Version& version, uint64_t now_ns);
 
 // The access-log line of a finished request. `status` is what the client got (499 if nothing),
 // `now_ns` the end. Borrowed views: valid while `req` and `ctx` are unchanged.

@@ -35,14 +35,29 @@ Target target_of(const http::Parser& req, std::string& origin_buffer) {
   return t;
 }
 
+bool HealthView::any_usable(const routing::Version& v) const {
+  for (size_t i = 0; i < v.endpoints.size(); ++i)
+    if (usable(v, i)) return true;
+  return false;
+}
+
+size_t choose_endpoint(const routing::Version& version, routing::PickState& picks,
+                       const HealthView& health, uint64_t tried) {
+  if (version.endpoints.empty()) return routing::kNoPick;
+  return version.pick_endpoint_if(
+      picks, [&](size_t i) { return (i >= 64 || !(tried >> i & 1)) && health.usable(version, i); });
+}
+
 RouteChoice choose_version(const routing::RoutingTable& table, routing::PickState& picks,
-                           const http::Parser& req, const Target& target, routing::Rng& draw) {
+                           const http::Parser& req, const Target& target, routing::Rng& draw,
+                           const HealthView& health) {
   RouteChoice c;
   c.route = table.match(target.host, target.path);
   if (!c.route) return c;  // kNoRoute
   c.function = c.route->function;
   c.alias = c.route->alias;
   c.version = c.route->version;
+  c.version_fixed = c.version != nullptr;
   if (!c.version) {
     const routing::Alias& alias = *c.alias;
     if (alias.allow_override) {
@@ -55,10 +70,10 @@ RouteChoice choose_version(const routing::RoutingTable& table, routing::PickStat
           c.result = RouteChoice::Result::kUnknownVersion;
           return c;
         }
+        c.version_fixed = true;
       }
     }
     if (!c.version) {
-      std::optional<double> point;
       if (alias.sticky.kind != config::StickySpec::Kind::kNone) {
         std::string_view key = alias.sticky.kind == config::StickySpec::Kind::kHeader
                                    ? req.header(alias.sticky.name)
@@ -67,17 +82,42 @@ RouteChoice choose_version(const routing::RoutingTable& table, routing::PickStat
           c.issued_cookie = draw.next() | 1;  // never 0 (0 means none)
           char hex[16];
           hex16(c.issued_cookie, hex);  // the cookie's value: its point is the point of that text
-          point = routing::sticky_point(std::string_view(hex, sizeof hex));
+          c.sticky_point = routing::sticky_point(std::string_view(hex, sizeof hex));
         } else if (!key.empty()) {
-          point = routing::sticky_point(key);
+          c.sticky_point = routing::sticky_point(key);
         }
       }
-      c.version = alias.pick(draw.next(), point, picks);
+      c.draw = draw.next();
+      c.version = alias.pick(c.draw, c.sticky_point, picks);
     }
   }
-  c.result = c.version && !c.version->endpoints.empty() ? RouteChoice::Result::kOk
-                                                        : RouteChoice::Result::kNoVersion;
+  if (!c.version) {
+    c.result = RouteChoice::Result::kNoVersion;
+    return c;
+  }
+  c.endpoint = choose_endpoint(*c.version, picks, health);
+  if (c.endpoint == routing::kNoPick && !fail_over(c, picks, health)) {
+    // No version of the alias can serve: the answer is charged to the version picked first.
+    c.result = RouteChoice::Result::kNoVersion;
+    return c;
+  }
+  c.result = RouteChoice::Result::kOk;
   return c;
+}
+
+bool fail_over(RouteChoice& c, routing::PickState& picks, const HealthView& health) {
+  if (c.version_fixed || !c.alias) return false;
+  const routing::Version* failed = c.version;
+  const routing::Version* v =
+      c.alias->pick_usable(c.draw, c.sticky_point, [&](const routing::Version& candidate) {
+        return &candidate != failed && health.any_usable(candidate);
+      });
+  if (!v) return false;
+  const size_t e = choose_endpoint(*v, picks, health);
+  if (e == routing::kNoPick) return false;
+  c.version = v;
+  c.endpoint = e;
+  return true;
 }
 
 std::string_view cookie_value(std::string_view header, std::string_view name) {

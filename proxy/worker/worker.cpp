@@ -273,12 +273,15 @@ void Worker::refresh_snapshot() {
     pool->configure(table.config().upstream.keepalive, table.config().upstream.idle_timeout_ms);
   snap->picks = std::make_unique<routing::PickState>(table);
   snap->pools.resize(table.versions().size());
+  snap->health.resize(table.versions().size());
   snap->concurrency.resize(table.versions().size(), nullptr);
   snap->alias_series.resize(table.aliases().size());
   snap->pinned_series.resize(table.versions().size(), nullptr);
   for (const auto& v : table.versions()) {
-    for (const routing::Endpoint& ep : v->endpoints)
+    for (const routing::Endpoint& ep : v->endpoints) {
       snap->pools[v->id].push_back(pool_for(ep, table.config().upstream));
+      snap->health[v->id].push_back(&shared_.health.get(v->label, ep.resolved));
+    }
     if (v->max_concurrency) snap->concurrency[v->id] = shared_.concurrency_counter(v->label);
   }
   if (current_ && current_->users == 0) {

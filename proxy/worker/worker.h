@@ -18,6 +18,7 @@
 #include "net/loop_context.h"
 #include "observe/access_log.h"
 #include "observe/stats.h"
+#include "routing/health.h"
 #include "routing/table.h"
 #include "upstream/connection.h"
 
@@ -59,6 +60,9 @@ struct Shared {
   std::atomic<uint64_t> generation{0};  // bumped after each publish of `table`
   std::atomic<uint32_t> connections{0};
   ClientCounts per_client;  // open connections per client address, for max_connections_per_client
+  // Endpoint health (operator state, active checks, passive ejection), shared with the control
+  // loop's health checker and the admin API.
+  routing::HealthRegistry health;
   // Per-version in-flight counters for max_concurrency, keyed by version label; created under
   // the mutex by the Server when it publishes a table, never removed.
   std::mutex concurrency_mutex;
@@ -79,8 +83,9 @@ struct Shared {
 struct Snapshot {
   std::shared_ptr<const routing::RoutingTable> table;
   std::unique_ptr<routing::PickState> picks;
-  std::vector<std::vector<upstream::Pool*>> pools;  // [version id][endpoint index]
-  std::vector<std::atomic<int32_t>*> concurrency;   // [version id], null = unlimited
+  std::vector<std::vector<upstream::Pool*>> pools;            // [version id][endpoint index]
+  std::vector<std::atomic<int32_t>*> concurrency;             // [version id], null = unlimited
+  std::vector<std::vector<routing::EndpointHealth*>> health;  // [version id][endpoint index]
   // Figures series, found on first use: per alias, (version, series) pairs (few: scanned);
   // per version for routes that pin it.
   std::vector<std::vector<std::pair<const routing::Version*, observe::Series*>>> alias_series;

@@ -79,7 +79,10 @@ TEST_CASE("a bare rate of 1 or more is refused as ambiguous by the CLI, the API 
 TEST_CASE("a failing candidate is not rolled back before min_requests, then is") {
   ScriptedUpstream stable("stable"), cand("cand");
   cand.status = 500;
-  Sluice s(shift_config(stable.address(), cand.address()));
+  // The guard's floor is what is tested: passive ejection (which would take the failing
+  // candidate out after five 5xx in a row and roll the shift back at once) is off.
+  Sluice s(shift_config(stable.address(), cand.address(), "", "{ \"1\" = 100 }", "",
+                        "outlier = { consecutive_5xx = 0 }\n"));
   REQUIRE_STARTED(s);
   uint16_t port = admin::admin_port(s);
   CurlClient curl;

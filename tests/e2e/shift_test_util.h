@@ -187,13 +187,14 @@ class Load {
 inline std::string shift_config(const std::string& v1, const std::string& v2,
                                 const std::string& state_dir = "",
                                 const std::string& traffic = "{ \"1\" = 100 }",
-                                const std::string& more_versions = "") {
+                                const std::string& more_versions = "",
+                                const std::string& v2_extra = "") {
   std::string out = "workers = 2\n[listen]\naddress = \"127.0.0.1:0\"\n";
   out += "[admin]\naddress = \"127.0.0.1:0\"\n";
   if (!state_dir.empty()) out += "[state]\ndir = \"" + state_dir + "\"\n";
   out += "[log]\naccess = \"off\"\n";
   out += "[functions.shop.versions.1]\nendpoints = [\"" + v1 + "\"]\n";
-  out += "[functions.shop.versions.2]\nendpoints = [\"" + v2 + "\"]\n";
+  out += "[functions.shop.versions.2]\nendpoints = [\"" + v2 + "\"]\n" + v2_extra;
   out += more_versions;
   out += "[functions.shop.aliases.live]\ntraffic = " + traffic + "\n";
   out += "[[routes]]\ntarget = \"shop:live\"\n";

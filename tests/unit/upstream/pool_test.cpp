@@ -8,8 +8,8 @@
 #include <string>
 
 #include "loop_server.h"
-#include "upstream/connection.h"
 #include "net/loop_context.h"
+#include "upstream/connection.h"
 
 namespace sluice::upstream {
 namespace {
@@ -81,12 +81,17 @@ struct Recorder : Borrower {
   void on_upstream_flush() override {
     if (ended && conn) std::exchange(conn, nullptr)->release(true);
   }
-  void on_upstream_failed(Failure kind, bool response_started, bool reused) override {
+  void on_upstream_failed(Failure kind, bool response_started, bool reused,
+                          std::string* unsent_bytes) override {
     conn = nullptr;
     failure = kind;
     failed_after_response_started = response_started;
     failed_reused = reused;
+    if (unsent_bytes) unsent = *unsent_bytes;
+    nothing_sent = unsent_bytes != nullptr;
   }
+  std::string unsent;
+  bool nothing_sent = false;
   void on_upstream_drained() override {}
   void on_upstream_eof() override {
     conn = nullptr;
@@ -207,6 +212,9 @@ TEST_CASE("a refused connect reports Failure::kConnect to the borrower") {
     r.start(c, kGet);
     REQUIRE(t.run_until([&] { return r.failure.has_value(); }));
     CHECK(*r.failure == Failure::kConnect);
+    // Never connected: the request's bytes come back for another attempt elsewhere.
+    CHECK(r.nothing_sent);
+    CHECK(r.unsent == kGet);
     CHECK_FALSE(r.failed_after_response_started);
     CHECK_FALSE(r.failed_reused);
     CHECK(pool.idle_count() == 0);

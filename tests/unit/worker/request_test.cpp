@@ -25,31 +25,38 @@ struct Head final : http::Sink {
 
 }  // namespace
 
-TEST_CASE("only an idempotent request without a body, reset on a pooled connection, is replayed") {
-  upstream::Pool* some_pool = reinterpret_cast<upstream::Pool*>(uintptr_t{16});
+TEST_CASE("a failed attempt is replayed when nothing was sent, or for a safe request only") {
   RequestContext ctx;
-  ctx.pool = some_pool;
-  CHECK(may_replay(ctx, HTTP_GET, upstream::Failure::kReset, true));
-  CHECK(may_replay(ctx, HTTP_PUT, upstream::Failure::kReset, true));
-  SUBCASE("a fresh connection's failure is the upstream's answer") {
-    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kReset, false));
+  SUBCASE("nothing reached the upstream (the connection never came up): any request") {
+    ctx.has_body = ctx.body_sent = true;
+    CHECK(may_replay(ctx, HTTP_POST, upstream::Failure::kConnect, true));
+    CHECK(may_replay(ctx, HTTP_PATCH, upstream::Failure::kConnectTimeout, true));
   }
-  SUBCASE("POST and PATCH are not idempotent") {
-    CHECK_FALSE(may_replay(ctx, HTTP_POST, upstream::Failure::kReset, true));
-    CHECK_FALSE(may_replay(ctx, HTTP_PATCH, upstream::Failure::kReset, true));
-  }
-  SUBCASE("a body cannot be sent twice: it is streamed, not kept") {
+  SUBCASE("a reset after sending: idempotent and without a body only") {
+    CHECK(may_replay(ctx, HTTP_GET, upstream::Failure::kReset, false));
+    CHECK(may_replay(ctx, HTTP_PUT, upstream::Failure::kReset, false));
+    CHECK_FALSE(may_replay(ctx, HTTP_POST, upstream::Failure::kReset, false));
     ctx.has_body = true;
-    CHECK_FALSE(may_replay(ctx, HTTP_PUT, upstream::Failure::kReset, true));
+    CHECK_FALSE(may_replay(ctx, HTTP_PUT, upstream::Failure::kReset, false));
   }
-  SUBCASE("once only") {
-    ctx.retried = true;
-    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kReset, true));
+  SUBCASE("timeouts and bad responses after sending are the upstream's answer") {
+    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kTimeout, false));
+    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kBadResponse, false));
   }
-  SUBCASE("timeouts and bad responses are answers, not a dead pooled connection") {
-    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kTimeout, true));
-    CHECK_FALSE(may_replay(ctx, HTTP_GET, upstream::Failure::kBadResponse, true));
-  }
+}
+
+TEST_CASE("the retry budget counts attempts and the time since the request began") {
+  routing::Version v;
+  v.retries = 2;
+  v.retry_timeout_ms = 100;
+  RequestContext ctx;
+  ctx.start_ns = 1'000'000'000;
+  ctx.attempts = 1;
+  CHECK(retry_budget_left(ctx, v, ctx.start_ns + 50'000'000));
+  ctx.attempts = 3;  // the first attempt and two retries
+  CHECK_FALSE(retry_budget_left(ctx, v, ctx.start_ns + 50'000'000));
+  ctx.attempts = 2;
+  CHECK_FALSE(retry_budget_left(ctx, v, ctx.start_ns + 100'000'000));
 }
 
 TEST_CASE("the access record of a request carries its own id, or the client's") {
