@@ -9,6 +9,7 @@
 #include "app/server.h"
 #include "control/control.h"
 #include "control/shift_manager.h"
+#include "upstream/health_check.h"
 
 namespace sluice::app {
 
@@ -20,8 +21,13 @@ int serve(const ServeOptions& options) {
   auto table = control.init();
   if (!table) return 1;
   Server server(table);
-  control.set_publisher(
-      [&server](std::shared_ptr<const routing::RoutingTable> t) { server.publish(std::move(t)); });
+  // Active health checks run on the control loop (created once it exists) and follow every
+  // published table.
+  std::unique_ptr<upstream::HealthChecker> checker;
+  control.set_publisher([&server, &checker](std::shared_ptr<const routing::RoutingTable> t) {
+    if (checker) checker->update(*t);
+    server.publish(std::move(t));
+  });
   server.set_reloader([&control] { control.reload("sighup"); });
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
@@ -29,6 +35,7 @@ int serve(const ServeOptions& options) {
   control::ShiftManager shifts(
       control, [&server] { return server.stats(); }, table->config().state_dir);
   shifts.set_health(&server.health());
+  control.set_health(&server.health());
   admin.attach_shifts(shifts);
   // GET /readyz: the config is loaded (init() above) and every listener accepts (on_ready), and
   // no stop has begun. TODO(issue 14): once the etcd store exists, also require it to be
@@ -48,12 +55,15 @@ int serve(const ServeOptions& options) {
       std::fprintf(stderr, "sluice: name resolution: %s\n", uv_err_name(rc));
       return false;
     }
+    checker = std::make_unique<upstream::HealthChecker>(s.control_context(), s.health());
+    checker->update(*s.table());
     if (control.start_watch(s.control_loop()) != 0)
       std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
     return true;
   });
   server.set_on_stop([&]() {
     accepting = false;
+    if (checker) checker->close();
     shifts.close();
     admin.close();
     control.close();

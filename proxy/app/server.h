@@ -41,6 +41,7 @@ class Server {
   void publish(std::shared_ptr<const routing::RoutingTable> table);
   std::shared_ptr<const routing::RoutingTable> table() const { return shared_.table.load(); }
   uv_loop_t* control_loop() { return &loop_; }
+  net::LoopContext& control_context() { return control_ctx_; }
   // The bound listener addresses ("127.0.0.1:8080"), known after binding.
   const std::vector<std::string>& bound() const { return bound_; }
   // Per-version figures of every worker (merged on read) and the access log; set once run()

@@ -750,6 +750,29 @@ ApiResult Control::publish_version_impl(const std::string& f, const std::string&
   return {200, {{"function", f}, {"version", std::to_string(n)}, {"endpoints", eps}}};
 }
 
+json Control::endpoint_health_json(const std::string& function, const std::string& number) const {
+  json out = json::array();
+  if (!health_) return out;
+  const routing::Function* f = current_->find_function(function);
+  const routing::Version* v = f ? f->find_version(number) : nullptr;
+  if (!v) return out;
+  const uint64_t now = uv_hrtime() / 1000000;
+  for (const routing::Endpoint& ep : v->endpoints) {
+    const routing::EndpointHealth& h = health_->get(v->label, ep.resolved);
+    json e = {{"endpoint", ep.address},
+              {"state", routing::admin_state_name(h.admin_state())},
+              {"checks", !v->health            ? "none"
+                         : h.checked_up.load() ? "up"
+                                               : "down"},
+              {"ejected", h.ejected(now)},
+              {"ejections", h.ejections_total.load()},
+              {"usable", h.usable(now)}};
+    if (h.ejected(now)) e["ejected_for_ms"] = h.ejected_until_ms.load() - now;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 json Control::status(const observe::Snapshot* live) const {
   json fns = json::array();
   const config::Config& cfg = current_->config();
@@ -763,6 +786,7 @@ json Control::status(const observe::Snapshot* live) const {
       for (const config::Endpoint& e : v.endpoints) eps.push_back(e.address.text);
       json out = {{"number", number}, {"source", source}, {"endpoints", eps}};
       for (const auto& [k, val] : fingerprint_of(v)) out[k] = val;
+      if (json h = endpoint_health_json(fn.name, number); !h.empty()) out["health"] = h;
       versions.push_back(out);
     };
     const config::FunctionSpec* ff = nullptr;  // the file's own definition
@@ -844,6 +868,24 @@ void Control::write_metrics(observe::PrometheusWriter& w) const {
       for (const auto& [v, weight] : traffic_of(al))
         w.sample("sluice_alias_weight", {{"function", fn.name}, {"alias", al.name}, {"version", v}},
                  weight);
+  if (health_) {
+    // Every endpoint of the running table: usable now (1) or not (0), and how often it was ejected.
+    const uint64_t now = uv_hrtime() / 1000000;
+    w.family("sluice_endpoint_up", "gauge",
+             "1 if the endpoint takes new requests (ready, passing its checks, not ejected).");
+    for (const auto& v : current_->versions())
+      for (const routing::Endpoint& ep : v->endpoints)
+        w.sample("sluice_endpoint_up",
+                 {{"function", v->function}, {"version", v->number}, {"endpoint", ep.address}},
+                 uint64_t(health_->get(v->label, ep.resolved).usable(now)));
+    w.family("sluice_upstream_ejections_total", "counter",
+             "Passive-health ejections of an endpoint (consecutive failures or 5xx).");
+    for (const auto& v : current_->versions())
+      for (const routing::Endpoint& ep : v->endpoints)
+        w.sample("sluice_upstream_ejections_total",
+                 {{"function", v->function}, {"version", v->number}, {"endpoint", ep.address}},
+                 health_->get(v->label, ep.resolved).ejections_total.load());
+  }
   w.family("sluice_build_info", "gauge", "Build information.");
   w.sample("sluice_build_info", {{"version", SLUICE_VERSION}}, uint64_t{1});
 }

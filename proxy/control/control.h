@@ -19,6 +19,7 @@
 #include "control/state.h"
 #include "observe/prometheus.h"
 #include "observe/stats.h"
+#include "routing/health.h"
 #include "routing/table.h"
 
 namespace sluice::control {
@@ -88,6 +89,10 @@ class Control {
   // Publishes $LATEST as the function's next version number.
   ApiResult publish_version(const std::string& function, const std::string& actor);
 
+  // Endpoint health (the workers' shared registry) for /admin/status and /metrics; it outlives
+  // this. Without it, neither shows health.
+  void set_health(routing::HealthRegistry* health) { health_ = health; }
+
   // GET /admin/status. `live`: merged observe figures, or nullptr when not available.
   nlohmann::json status(const observe::Snapshot* live) const;
   // Families the control plane owns for GET /metrics: reloads, alias weights, build info.
@@ -140,6 +145,8 @@ class Control {
   const config::FunctionSpec* file_function(const std::string& name) const;
   const config::AliasSpec* file_alias(const std::string& function, const std::string& alias) const;
   TrafficMap effective(const std::string& function, const std::string& alias) const;
+  // [{endpoint, state, checks, ejected, ejections, usable}] of a version of the running table.
+  nlohmann::json endpoint_health_json(const std::string& function, const std::string& number) const;
   bool read_config_text(std::string& text, std::string* error) const;
 
   static void on_fs_event(uv_fs_event_t* h, const char* filename, int events, int status);
@@ -154,6 +161,7 @@ class Control {
   Store store_;
   std::shared_ptr<const routing::RoutingTable> current_;
   Publisher publish_;
+  routing::HealthRegistry* health_ = nullptr;  // see set_health()
 
   uint64_t reloads_ok_ = 0, reloads_error_ = 0;
   nlohmann::json last_reload_;  // {time, cause, result, errors, needs_restart}

@@ -185,9 +185,9 @@ std::string render_prometheus(const Snapshot& snapshot,
              {{"function", s.key.function}, {"alias", s.key.alias}, {"version", s.key.version}},
              s.total.throttles);
 
-  w.family("sluice_retries_total", "counter", "Extra upstream attempts made by retries.");
+  w.family("sluice_upstream_retries_total", "counter", "Extra upstream attempts made by retries.");
   for (const auto& s : series)
-    w.sample("sluice_retries_total",
+    w.sample("sluice_upstream_retries_total",
              {{"function", s.key.function}, {"alias", s.key.alias}, {"version", s.key.version}},
              s.total.retries);
 

@@ -283,8 +283,8 @@ void ClientConn::record_request() {
           : observe::kNoUpstream;
   const int status = ctx_.status ? ctx_.status : 499;  // 499: the client left before an answer
   if (ctx_.series) {
-    ctx_.series->end(status, duration_us, upstream_us, ctx_.failure, ctx_.retried ? 1 : 0,
-                     now_ms());
+    ctx_.series->end(status, duration_us, upstream_us, ctx_.failure,
+                     ctx_.attempts > 1 ? ctx_.attempts - 1u : 0u, now_ms());
     ctx_.series = nullptr;
   }
   if (log && parser_.head_complete())

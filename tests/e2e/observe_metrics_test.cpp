@@ -253,7 +253,7 @@ TEST_CASE("per-version counts in /metrics equal exactly what concurrent clients 
                {{"alias", "odd"}, {"version", "1"}, {"kind", "bad_response"}}) ==
         static_cast<double>(tally[{"odd", "1", "5xx"}]));
   CHECK(sum_of(m, "sluice_upstream_failures_total", {{"alias", "live"}}) ==
-        sum_of(m, "sluice_retries_total", {{"alias", "live"}}));
+        sum_of(m, "sluice_upstream_retries_total", {{"alias", "live"}}));
   // Throttles: exactly the 429s, all on the narrow version.
   CHECK(sum_of(m, "sluice_throttles_total", {{"alias", "narrow"}, {"version", "4"}}) ==
         static_cast<double>(throttled));
@@ -264,7 +264,7 @@ TEST_CASE("per-version counts in /metrics equal exactly what concurrent clients 
   // What reached the upstreams agrees: narrow's upstream saw every non-throttled request.
   CHECK(n.requests() == static_cast<size_t>(tally[{"narrow", "4", "2xx"}]));
   MESSAGE(sent << " requests: " << throttled << " throttled, retries "
-               << sum_of(m, "sluice_retries_total", {}));
+               << sum_of(m, "sluice_upstream_retries_total", {}));
   CHECK_CLEAN_STOP(s);
 }
 

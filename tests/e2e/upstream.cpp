@@ -29,7 +29,7 @@ int make_loopback_socket(uint16_t* port_out, int backlog) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(*port_out);  // 0: the kernel picks
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       (backlog >= 0 && ::listen(fd, backlog) != 0)) {
     ::close(fd);
@@ -204,7 +204,7 @@ const char* reason_for(int status) {
 
 }  // namespace
 
-Upstream::Upstream(std::string name) : name_(std::move(name)) {
+Upstream::Upstream(std::string name, uint16_t port) : name_(std::move(name)), port_(port) {
   listen_fd_ = make_loopback_socket(&port_, 1024);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
   acceptor_ = std::thread([this] { accept_loop(); });

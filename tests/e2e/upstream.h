@@ -56,8 +56,9 @@ struct ReceivedRequest {
 
 class Upstream {
  public:
-  // Binds 127.0.0.1:0 and starts accepting. `name` goes into every x-upstream header.
-  explicit Upstream(std::string name);
+  // Binds 127.0.0.1:`port` (0: a free one) and starts accepting. `name` goes into every
+  // x-upstream header. A given port lets a test bring a stopped upstream back where it was.
+  explicit Upstream(std::string name, uint16_t port = 0);
   // Stops accepting, shuts every open connection down, joins all threads.
   ~Upstream();
   Upstream(const Upstream&) = delete;
