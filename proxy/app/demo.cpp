@@ -253,21 +253,7 @@ void Upstreams::stop() {
   impl_->thread.join();
 }
 
-int run_demo_command(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: sluice demo\n\n"
-          "Starts three demo upstreams on 127.0.0.1:9101-9103 (function `hello`, versions 1, 2\n"
-          "and a flaky version 3 that fails 20%% of requests and adds latency) and the proxy on\n"
-          "127.0.0.1:8080 with alias hello:prod = 1 at 90%%, 2 at 10%% (config/demo.toml,\n"
-          "embedded). Stop with Ctrl-C.\n");
-      return 0;
-    }
-    std::fprintf(stderr, "sluice demo: unknown option %s (see sluice demo --help)\n", a.c_str());
-    return 2;
-  }
+int run_demo() {
   Upstreams upstreams;
   std::string error;
   if (!upstreams.start({{"v1", 9101, 0, 0}, {"v2", 9102, 0, 0}, {"v3", 9103, 20, 120}}, &error)) {

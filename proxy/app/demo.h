@@ -35,7 +35,8 @@ class Upstreams {
   std::unique_ptr<Impl> impl_;
 };
 
-// `sluice demo [--help]`: the whole demo. Returns the exit code.
-int run_demo_command(int argc, char** argv);
+// `sluice demo` (its arguments are read by cli/commands.cpp): the whole demo. Returns the exit
+// code.
+int run_demo();
 
 }  // namespace sluice::app

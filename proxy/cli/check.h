@@ -1,13 +1,17 @@
 // `sluice check`: validate and lint a config file without starting anything.
 #pragma once
 
+#include <string>
+
 namespace sluice::cli {
 
-// `sluice check -c FILE [--strict]`; argv[0] is "check". Prints a one-line summary and any lint
-// warnings (exit 0), every error on stderr (exit 1), or usage problems (exit 2).
-int run_check_command(int argc, char** argv);
+// `sluice check -c FILE [--strict]`, as read by cli/commands.cpp.
+struct CheckArgs {
+  std::string config_path;
+  bool strict = false;
+};
 
-// The text `sluice check --help` prints.
-const char* check_command_help();
+// Prints a one-line summary and any lint warnings (exit 0), or every error on stderr (exit 1).
+int run_check(const CheckArgs& args);
 
 }  // namespace sluice::cli

@@ -1,4 +1,5 @@
-// The admin CLI client: argument parsing, one blocking HTTP call, human or JSON output.
+// The admin CLI client: a call from the command's arguments, one blocking HTTP call, human or JSON
+// output.
 #include "cli/client.h"
 
 #include <netdb.h>
@@ -17,7 +18,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/shift.h"
 #include "config/loader.h"
 #include "http/parser.h"
 
@@ -25,24 +25,6 @@ namespace sluice::cli {
 namespace {
 
 using nlohmann::json;
-
-const char* kClientUsage =
-    "client commands (talk to a running sluice's admin API):\n"
-    "  status                          functions, versions, aliases, traffic, last reload\n"
-    "  alias set FN:ALIAS V=W [V=W..]  set an alias's traffic map, e.g. checkout:prod 3=90 4=10\n"
-    "  rollback FN:ALIAS               move an alias back to its previous traffic map\n"
-    "  publish FN                      publish FN's $LATEST as its next version number\n"
-    "  reload                          re-read the config file now\n"
-    "  shift FN:ALIAS --to V [...]     progressive shift with automatic rollback (shift --help)\n"
-    "  top                             live view of every alias: split, req/s, errors, p50/p99\n"
-    "  health [ready]                  exit 0 if GET /healthz (/readyz) answers 200: for probes\n"
-    "\n"
-    "client options:\n"
-    "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
-    "127.0.0.1:9901)\n"
-    "  -c, --config FILE   take the admin address and token_file from FILE\n"
-    "  --token-file FILE   bearer token for mutating calls (else $SLUICE_TOKEN)\n"
-    "  --json              print the API's JSON answer instead of text\n";
 
 bool read_token_file(const std::string& path, std::string& token, std::string* error) {
   std::ifstream in(path, std::ios::binary);
@@ -156,6 +138,8 @@ void print_status(const json& s) {
     std::printf("state: %s\n", st.value("note", "in memory only").c_str());
 }
 
+}  // namespace
+
 bool split_target(const std::string& s, std::string& f, std::string& a) {
   size_t colon = s.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
@@ -164,70 +148,35 @@ bool split_target(const std::string& s, std::string& f, std::string& a) {
   return true;
 }
 
-}  // namespace
-
-const char* client_usage() {
-  return kClientUsage;
-}
-
-bool is_client_command(const std::string& c) {
-  return c == "status" || c == "alias" || c == "rollback" || c == "publish" || c == "reload" ||
-         c == "shift" /* proxy/shift/cli.h */ || c == "health";
-}
-
-int run_client_command(int argc, char** argv) {
-  std::string cmd = argv[0];
-  if (cmd == "shift") return cli::run_shift_command(argc, argv);  // proxy/shift/cli.h
-  std::vector<std::string> args;
-  ClientOptions options;
-  bool as_json = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::printf("usage: sluice %s [options]\n\n%s", cmd.c_str(), kClientUsage);
-      return 0;
-    }
-    if (a == "--json") {
-      as_json = true;
-    } else if (options.take(argc, argv, i)) {
-    } else if (a.size() > 1 && a[0] == '-') {
-      std::fprintf(stderr, "sluice %s: unknown option %s\n", cmd.c_str(), a.c_str());
-      return 2;
-    } else {
-      args.push_back(a);
-    }
-  }
-
-  std::string admin, token, err;
-  if (!options.resolve(&admin, &token, &err)) {
-    std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
-    return 1;
-  }
-
-  std::string method = "GET", target, body;
-  std::string f, a;
-  auto usage = [&](const char* msg) {
-    std::fprintf(stderr, "sluice %s: %s\n\n%s", cmd.c_str(), msg, kClientUsage);
-    return 2;
+std::optional<ClientCall> make_client_call(const std::string& command,
+                                           const std::vector<std::string>& args,
+                                           std::string* error) {
+  ClientCall call;
+  call.command = command;
+  auto usage = [&](const std::string& message) -> std::optional<ClientCall> {
+    *error = message;
+    return std::nullopt;
   };
-  if (cmd == "status") {
+  std::string& f = call.function;
+  std::string& a = call.alias;
+  if (command == "status") {
     if (!args.empty()) return usage("takes no arguments");
-    target = "/admin/status";
-  } else if (cmd == "reload") {
+    call.target = "/admin/status";
+  } else if (command == "reload") {
     if (!args.empty()) return usage("takes no arguments");
-    method = "POST";
-    target = "/admin/reload";
-  } else if (cmd == "publish") {
+    call.method = "POST";
+    call.target = "/admin/reload";
+  } else if (command == "publish") {
     if (args.size() != 1) return usage("expected: publish FUNCTION");
     f = args[0];
-    method = "POST";
-    target = "/admin/functions/" + f + "/versions";
-  } else if (cmd == "rollback") {
+    call.method = "POST";
+    call.target = "/admin/functions/" + f + "/versions";
+  } else if (command == "rollback") {
     if (args.size() != 1 || !split_target(args[0], f, a))
       return usage("expected: rollback FUNCTION:ALIAS");
-    method = "POST";
-    target = "/admin/functions/" + f + "/aliases/" + a + "/rollback";
-  } else if (cmd == "alias") {
+    call.method = "POST";
+    call.target = "/admin/functions/" + f + "/aliases/" + a + "/rollback";
+  } else if (command == "alias") {
     if (args.size() < 3 || args[0] != "set" || !split_target(args[1], f, a))
       return usage("expected: alias set FUNCTION:ALIAS VERSION=WEIGHT [VERSION=WEIGHT ...]");
     json traffic = json::object();
@@ -236,7 +185,7 @@ int run_client_command(int argc, char** argv) {
       char* end = nullptr;
       double w = eq == std::string::npos ? 0 : std::strtod(args[i].c_str() + eq + 1, &end);
       if (eq == std::string::npos || eq == 0 || !end || *end != '\0' || eq + 1 == args[i].size())
-        return usage(("bad share '" + args[i] + "' (expected VERSION=WEIGHT, e.g. 3=90)").c_str());
+        return usage("bad share '" + args[i] + "' (expected VERSION=WEIGHT, e.g. 3=90)");
       std::string v = args[i].substr(0, eq);
       if (v == "LATEST" || v == "latest") v = "$LATEST";
       if (std::floor(w) == w && std::fabs(w) < 1e15)
@@ -244,18 +193,30 @@ int run_client_command(int argc, char** argv) {
       else
         traffic[v] = w;
     }
-    method = "PUT";
-    target = "/admin/functions/" + f + "/aliases/" + a;
-    body = json{{"traffic", traffic}}.dump();
-  } else if (cmd == "health") {
+    call.method = "PUT";
+    call.target = "/admin/functions/" + f + "/aliases/" + a;
+    call.body = json{{"traffic", traffic}}.dump();
+  } else if (command == "health") {
     if (args.size() > 1 || (args.size() == 1 && args[0] != "ready"))
       return usage("expected: health [ready]");
-    target = args.empty() ? "/healthz" : "/readyz";
+    call.target = args.empty() ? "/healthz" : "/readyz";
   } else {
     return usage("unknown command");
   }
+  return call;
+}
 
-  std::optional<ClientResponse> resp = http_call(admin, method, target, token, body, &err);
+int run_client(const ClientCall& call, const ClientOptions& options) {
+  const std::string& cmd = call.command;
+  const std::string& f = call.function;
+  const std::string& a = call.alias;
+  std::string admin, token, err;
+  if (!options.resolve(&admin, &token, &err)) {
+    std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
+    return 1;
+  }
+  std::optional<ClientResponse> resp =
+      http_call(admin, call.method, call.target, token, call.body, &err);
   if (!resp) {
     std::fprintf(stderr, "sluice %s: %s\n", cmd.c_str(), err.c_str());
     return 1;
@@ -265,6 +226,7 @@ int run_client_command(int argc, char** argv) {
     std::fprintf(ok ? stdout : stderr, "%s", resp->body.c_str());
     return ok ? 0 : 1;
   }
+  const bool as_json = options.json;
   json doc = json::parse(resp->body, nullptr, false);
   if (as_json) std::printf("%s\n", doc.is_discarded() ? resp->body.c_str() : doc.dump(2).c_str());
   if (!ok) {
@@ -293,26 +255,6 @@ int run_client_command(int argc, char** argv) {
                 map_text(doc["old"]).c_str());
   }
   return 0;
-}
-
-bool take_value(int argc, char** argv, int& i, const std::string& name, std::string& out) {
-  const std::string a = argv[i];
-  if (a == name && i + 1 < argc) {
-    out = argv[++i];
-    return true;
-  }
-  if (a.size() > name.size() && a.compare(0, name.size(), name) == 0 && a[name.size()] == '=') {
-    out = a.substr(name.size() + 1);
-    return true;
-  }
-  return false;
-}
-
-bool ClientOptions::take(int argc, char** argv, int& i) {
-  return take_value(argc, argv, i, "--admin", admin) ||
-         take_value(argc, argv, i, "--token-file", token_file) ||
-         take_value(argc, argv, i, "--config", config_path) ||
-         take_value(argc, argv, i, "-c", config_path);
 }
 
 bool ClientOptions::resolve(std::string* admin_out, std::string* token_out,

@@ -1,9 +1,10 @@
-// The admin CLI client in the sluice binary: status, alias set, rollback, publish, reload, each
-// one blocking HTTP/1.1 call to the admin API.
+// The admin CLI client in the sluice binary: status, alias set, rollback, publish, reload, health,
+// each one blocking HTTP/1.1 call to the admin API. Their arguments are read by cli/commands.cpp.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "net/http_call.h"
 
@@ -13,30 +14,37 @@ namespace sluice::cli {
 using net::ClientResponse;
 using net::http_call;
 
-// True for the commands run_client_command() handles ("status", "alias", ...).
-bool is_client_command(const std::string& command);
-
-// argv[0] is the command. Exit codes: 0 success, 1 the call failed (one-line reason on stderr),
-// 2 usage error.
-int run_client_command(int argc, char** argv);
-
 // The options every client command takes (status, alias, ..., shift, top): --admin HOST:PORT,
-// -c/--config FILE (its [admin] address and token_file), --token-file FILE, else $SLUICE_TOKEN.
+// -c/--config FILE (its [admin] address and token_file), --token-file FILE, else $SLUICE_TOKEN;
+// and --json where the command prints the API's answer.
 struct ClientOptions {
   std::string admin, config_path, token_file;
+  bool json = false;
 
-  // If argv[i] is one of these options, stores its value (advancing i past it) and returns true.
-  bool take(int argc, char** argv, int& i);
   // The admin address and bearer token to use: explicit options first, then -c FILE's [admin]
   // section (a relative token_file is relative to FILE), then 127.0.0.1:9901 and $SLUICE_TOKEN.
   // False with *error if FILE does not load or the token file cannot be read.
   bool resolve(std::string* admin_out, std::string* token_out, std::string* error) const;
 };
 
-// Matches "NAME VALUE" or "NAME=VALUE" at argv[i]; on a match stores VALUE and advances i.
-bool take_value(int argc, char** argv, int& i, const std::string& name, std::string& out);
+// Splits "FN:ALIAS" into its two halves, each non-empty; false (nothing set) otherwise.
+bool split_target(const std::string& target, std::string& function, std::string& alias);
 
-// Help text for `sluice --help`: the client commands and their options.
-const char* client_usage();
+// One call of a client command, read from its positional arguments.
+struct ClientCall {
+  std::string command;  // "status", "alias", "rollback", "publish", "reload", "health"
+  std::string method = "GET", target, body;
+  std::string function, alias;  // as named on the command line, for the answer's text
+};
+
+// The call for `command` with its positional arguments (e.g. "alias", {"set", "checkout:prod",
+// "3=90", "4=10"}), or nullopt with *error saying what was expected (a usage error).
+std::optional<ClientCall> make_client_call(const std::string& command,
+                                           const std::vector<std::string>& args,
+                                           std::string* error);
+
+// Makes the call and prints the answer. Exit codes: 0 success, 1 the call failed (one-line reason
+// on stderr).
+int run_client(const ClientCall& call, const ClientOptions& options);
 
 }  // namespace sluice::cli

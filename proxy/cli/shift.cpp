@@ -1,4 +1,4 @@
-// `sluice shift` client (see cli.h).
+// `sluice shift` client (see shift.h).
 #include "cli/shift.h"
 
 #include <poll.h>
@@ -20,45 +20,6 @@ namespace sluice::cli {
 namespace {
 
 using nlohmann::json;
-
-const char* kUsage =
-    "usage:\n"
-    "  sluice shift FN:ALIAS --to VERSION [--steps 10,50,100] [--every 1m]\n"
-    "               [--max-error-rate 1%] [--max-p99 300ms] [--max-throttle-rate 1%]\n"
-    "               [--min-requests 100] [--compare-to-stable [--margin 10%]]\n"
-    "               [--pre-traffic URL] [--post-traffic URL] [--wait]\n"
-    "  sluice shift status FN:ALIAS\n"
-    "  sluice shift abort FN:ALIAS\n"
-    "\n"
-    "Walks the alias from its stable version (the one with the most traffic) to VERSION in\n"
-    "steps, judging the candidate's own figures every second; a guard breach rolls back at once,\n"
-    "passing every step promotes VERSION to 100%. Only the stable version and VERSION change:\n"
-    "a shift is refused while the alias sends traffic to any other version.\n"
-    "\n"
-    "  --steps P,P,...         the candidate's percent of traffic per step, increasing\n"
-    "  --every DURATION        how long each step lasts at least (300ms, 1m)\n"
-    "  --max-error-rate RATE   roll back above this share of 5xx, connect failures and timeouts\n"
-    "                          (default 1%); --max-p99 DURATION and --max-throttle-rate RATE too\n"
-    "  --min-requests N        no verdict (advance, promotion or rollback) until the candidate\n"
-    "                          has N requests in the judged window (default 100)\n"
-    "  --compare-to-stable     forgive a breach unless the candidate is worse than the stable\n"
-    "                          version by more than --margin (default 10%)\n"
-    "  --pre-traffic URL       POSTed the plan first; must answer 2xx for the shift to start\n"
-    "  --post-traffic URL      POSTed the outcome\n"
-    "  --wait                  follow the shift; exit 0 on promotion, 1 on rollback (with why)\n"
-    "\n"
-    "RATE and --margin are percentages (1%, 0.5%) or fractions below 1 (0.01): a bare 1 is\n"
-    "refused as ambiguous.\n"
-    "\n"
-    "client options: --admin HOST:PORT, -c FILE, --token-file FILE (else $SLUICE_TOKEN), --json\n";
-
-bool split_target(const std::string& s, std::string& f, std::string& a) {
-  size_t colon = s.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
-  f = s.substr(0, colon);
-  a = s.substr(colon + 1);
-  return true;
-}
 
 std::string num_text(double v) {
   char buf[32];
@@ -172,154 +133,113 @@ int follow(const Call& call, const std::string& target, bool as_json) {
 
 }  // namespace
 
-const char* shift_usage() {
-  return kUsage;
+std::string shift_value_error(const std::string& name, const std::string& v) {
+  if (name == "--steps") {
+    std::stringstream ss(v);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      if (!part.empty() && part.back() == '%') part.pop_back();
+      char* end = nullptr;
+      std::strtod(part.c_str(), &end);
+      if (part.empty() || !end || *end != '\0')
+        return "expected percentages such as 10,50,100 (got " + v + ")";
+    }
+    return "";
+  }
+  if (name == "--every" || name == "--hook-timeout")
+    return config::parse_duration_ms(v) ? ""
+                                        : "expected a duration such as 300ms or 1m (got " + v + ")";
+  if (name == "--max-p99")
+    return config::parse_duration_ms(v) ? "" : "expected a duration such as 300ms (got " + v + ")";
+  if (name == "--min-requests") {
+    char* end = nullptr;
+    std::strtoull(v.c_str(), &end, 10);
+    return v.empty() || !end || *end != '\0' || v[0] == '-' ? "expected a count (got " + v + ")"
+                                                            : "";
+  }
+  if (name == "--max-error-rate" || name == "--max-throttle-rate" || name == "--margin") {
+    std::string why;
+    return config::parse_rate(v, &why, false, name == "--margin" ? config::kMaxMargin : 1.0) ? ""
+                                                                                             : why;
+  }
+  return "";
 }
 
-bool shift_body_from_args(const std::vector<std::string>& args, json& body, bool& wait,
-                          std::string* error) {
+std::optional<ShiftCall> make_shift_call(const ShiftArgs& args, std::string* error) {
+  auto usage = [&](const std::string& message) -> std::optional<ShiftCall> {
+    *error = message;
+    return std::nullopt;
+  };
+  const std::vector<std::string>& words = args.words;
+  ShiftCall call;
+  if (words.empty()) return usage("expected FN:ALIAS, status FN:ALIAS or abort FN:ALIAS");
+  const bool verb = words[0] == "status" || words[0] == "abort";
+  if (verb && words.size() == 2 && split_target(words[1], call.function, call.alias)) {
+    call.verb = words[0];
+  } else if (verb) {
+    return usage("expected: shift " + words[0] + " FN:ALIAS");
+  } else if (split_target(words[0], call.function, call.alias)) {
+    call.verb = "start";
+    if (words.size() > 1) return usage("unexpected argument '" + words[1] + "'");
+  } else {
+    return usage("expected FN:ALIAS (e.g. checkout:prod), got " + words[0]);
+  }
+
+  // Values are checked by shift_value_error as they are read; they are sent as written (the
+  // API reads "1%" and "0.01" the same way).
+  json& body = call.body;
   body = json::object();
   json guard = json::object();
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i], v;
-    size_t eq = a.find('=');
-    bool inline_value = a.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (inline_value) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
+  if (!args.to.empty())
+    body["to"] = args.to == "LATEST" || args.to == "latest" ? "$LATEST" : args.to;
+  if (!args.steps.empty()) {
+    json steps = json::array();
+    std::stringstream ss(args.steps);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      if (!part.empty() && part.back() == '%') part.pop_back();
+      steps.push_back(std::strtod(part.c_str(), nullptr));
     }
-    auto value = [&]() -> bool {
-      if (inline_value) return true;
-      if (i + 1 >= args.size()) {
-        *error = a + " needs a value";
-        return false;
-      }
-      v = args[++i];
-      return true;
-    };
-    // Checked here for a usage error with the flag's name; sent as written (the API reads
-    // "1%" and "0.01" the same way).
-    auto rate = [&](json& into, const char* key, double max_fraction) -> bool {
-      if (!value()) return false;
-      std::string why;
-      if (!config::parse_rate(v, &why, false, max_fraction)) {
-        *error = a + ": " + why;
-        return false;
-      }
-      into[key] = v;
-      return true;
-    };
-    if (a == "--wait") {
-      wait = true;
-    } else if (a == "--compare-to-stable") {
-      body["compare_to_stable"] = true;
-    } else if (a == "--to") {
-      if (!value()) return false;
-      body["to"] = v == "LATEST" || v == "latest" ? "$LATEST" : v;
-    } else if (a == "--steps") {
-      if (!value()) return false;
-      json steps = json::array();
-      std::stringstream ss(v);
-      std::string part;
-      while (std::getline(ss, part, ',')) {
-        if (!part.empty() && part.back() == '%') part.pop_back();
-        char* end = nullptr;
-        double p = std::strtod(part.c_str(), &end);
-        if (part.empty() || !end || *end != '\0') {
-          *error = "--steps: expected percentages such as 10,50,100 (got " + v + ")";
-          return false;
-        }
-        steps.push_back(p);
-      }
-      body["steps"] = steps;
-    } else if (a == "--every" || a == "--hook-timeout") {
-      if (!value()) return false;
-      if (!config::parse_duration_ms(v)) {
-        *error = a + ": expected a duration such as 300ms or 1m (got " + v + ")";
-        return false;
-      }
-      body[a == "--every" ? "every" : "hook_timeout"] = v;
-    } else if (a == "--max-error-rate") {
-      if (!rate(guard, "max_error_rate", 1.0)) return false;
-    } else if (a == "--max-throttle-rate") {
-      if (!rate(guard, "max_throttle_rate", 1.0)) return false;
-    } else if (a == "--max-p99") {
-      if (!value()) return false;
-      if (!config::parse_duration_ms(v)) {
-        *error = "--max-p99: expected a duration such as 300ms (got " + v + ")";
-        return false;
-      }
-      guard["max_p99"] = v;
-    } else if (a == "--min-requests") {
-      if (!value()) return false;
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || !end || *end != '\0' || v[0] == '-') {
-        *error = a + ": expected a count (got " + v + ")";
-        return false;
-      }
-      guard["min_requests"] = n;
-    } else if (a == "--margin") {
-      if (!rate(body, "margin", config::kMaxMargin)) return false;
-    } else if (a == "--pre-traffic" || a == "--post-traffic") {
-      if (!value()) return false;
-      body[a == "--pre-traffic" ? "pre_traffic" : "post_traffic"] = v;
-    } else {
-      *error = "unknown option " + a;
-      return false;
-    }
+    body["steps"] = steps;
   }
+  if (!args.every.empty()) body["every"] = args.every;
+  if (!args.hook_timeout.empty()) body["hook_timeout"] = args.hook_timeout;
+  if (!args.max_error_rate.empty()) guard["max_error_rate"] = args.max_error_rate;
+  if (!args.max_throttle_rate.empty()) guard["max_throttle_rate"] = args.max_throttle_rate;
+  if (!args.max_p99.empty()) guard["max_p99"] = args.max_p99;
+  if (!args.min_requests.empty())
+    guard["min_requests"] = std::strtoull(args.min_requests.c_str(), nullptr, 10);
+  if (!args.margin.empty()) body["margin"] = args.margin;
+  if (args.compare_to_stable) body["compare_to_stable"] = true;
+  if (!args.pre_traffic.empty()) body["pre_traffic"] = args.pre_traffic;
+  if (!args.post_traffic.empty()) body["post_traffic"] = args.post_traffic;
   if (!guard.empty()) body["guard"] = guard;
-  if (!body.contains("to")) {
-    *error = "--to VERSION is required";
-    return false;
+  call.wait = args.wait;
+
+  if (call.verb != "start") {
+    if (!body.empty() || call.wait)
+      return usage("shift " + call.verb + " takes FN:ALIAS and the client options only");
+    return call;
   }
-  return true;
+  if (!body.contains("to")) return usage("--to VERSION is required");
+  return call;
 }
 
-int run_shift_command(int argc, char** argv) {
-  std::vector<std::string> rest;
-  cli::ClientOptions options;
-  bool as_json = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (a == "--json") {
-      as_json = true;
-    } else if (options.take(argc, argv, i)) {
-    } else {
-      rest.push_back(a);
-    }
-  }
-  auto usage = [](const std::string& msg) {
-    std::fprintf(stderr, "sluice shift: %s\n\n%s", msg.c_str(), kUsage);
-    return 2;
-  };
+int run_shift(const ShiftCall& sc, const ClientOptions& options) {
+  const bool as_json = options.json;
+  const std::string& f = sc.function;
+  const std::string& a = sc.alias;
   std::string err;
   Call call;
   if (!options.resolve(&call.admin, &call.token, &err)) {
     std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
     return 1;
   }
-
-  if (rest.empty()) return usage("expected FN:ALIAS, status FN:ALIAS or abort FN:ALIAS");
-  std::string verb, f, a;
-  if ((rest[0] == "status" || rest[0] == "abort") && rest.size() == 2 &&
-      split_target(rest[1], f, a)) {
-    verb = rest[0];
-  } else if (split_target(rest[0], f, a)) {
-    verb = "start";
-  } else {
-    return usage("expected FN:ALIAS (e.g. checkout:prod), got " + rest[0]);
-  }
   const std::string target = "/admin/functions/" + f + "/aliases/" + a + "/shift";
 
-  if (verb == "status" || verb == "abort") {
+  if (sc.verb == "status" || sc.verb == "abort") {
     std::optional<cli::ClientResponse> r =
-        call.run(verb == "status" ? "GET" : "DELETE", target, "", &err);
+        call.run(sc.verb == "status" ? "GET" : "DELETE", target, "", &err);
     if (!r) {
       std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
       return 1;
@@ -333,17 +253,14 @@ int run_shift_command(int argc, char** argv) {
     return 0;
   }
 
-  json body;
-  bool wait = false;
-  if (!shift_body_from_args({rest.begin() + 1, rest.end()}, body, wait, &err)) return usage(err);
-  std::optional<cli::ClientResponse> r = call.run("POST", target, body.dump(), &err);
+  std::optional<cli::ClientResponse> r = call.run("POST", target, sc.body.dump(), &err);
   if (!r) {
     std::fprintf(stderr, "sluice shift: %s\n", err.c_str());
     return 1;
   }
   json doc;
   if (!answer_ok(*r, doc)) return 1;
-  if (!wait) {
+  if (!sc.wait) {
     if (as_json)
       std::printf("%s\n", doc.dump(2).c_str());
     else if (doc.value("state", "") == "pre_traffic")

@@ -33,22 +33,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* kTopUsage =
-    "usage: sluice top [options]\n"
-    "\n"
-    "A live view of every alias: its traffic split as bars, and per version the weight, the\n"
-    "share actually served, requests/s, error %, p50/p99 (over the sliding window) and requests\n"
-    "in flight. Refreshes every second; q or Ctrl-C quits, space refreshes now. When stdout is\n"
-    "not a terminal it prints one snapshot and exits.\n"
-    "\n"
-    "options:\n"
-    "  --admin HOST:PORT   admin address (default: -c FILE's [admin] address, else "
-    "127.0.0.1:9901)\n"
-    "  -c, --config FILE   take the admin address and token_file from FILE\n"
-    "  --token-file FILE   bearer token (else $SLUICE_TOKEN)\n"
-    "  --once              print one snapshot even on a terminal\n"
-    "  --interval-ms N     refresh period (default 1000, at least 100)\n";
-
 constexpr int kFetchTimeoutMs = 2000;
 
 // ANSI pieces; empty strings when colours are off.
@@ -380,35 +364,17 @@ int live_view(const std::string& admin, const std::string& token, int interval_m
 
 }  // namespace
 
-int run_top_command(int argc, char** argv) {
-  ClientOptions options;
-  bool once = false;
-  int interval_ms = 1000;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string interval;
-    if (a == "-h" || a == "--help") {
-      std::fputs(kTopUsage, stdout);
-      return 0;
-    }
-    if (a == "--once") {
-      once = true;
-    } else if (take_value(argc, argv, i, "--interval-ms", interval)) {
-      char* end = nullptr;
-      long v = std::strtol(interval.c_str(), &end, 10);
-      if (interval.empty() || *end != '\0' || v < 100 || v > 60000) {
-        std::fprintf(stderr, "sluice top: --interval-ms wants 100..60000, got '%s'\n",
-                     interval.c_str());
-        return 2;
-      }
-      interval_ms = static_cast<int>(v);
-    } else if (options.take(argc, argv, i)) {
-    } else {
-      std::fprintf(stderr, "sluice top: unexpected argument %s\n\n%s", a.c_str(), kTopUsage);
-      return 2;
-    }
-  }
+std::string top_interval_error(const std::string& value) {
+  char* end = nullptr;
+  const long v = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || v < 100 || v > 60000)
+    return "expected milliseconds from 100 to 60000 (got " + value + ")";
+  return "";
+}
 
+int run_top(const TopArgs& args, const ClientOptions& options) {
+  const bool once = args.once;
+  const int interval_ms = static_cast<int>(std::strtol(args.interval_ms.c_str(), nullptr, 10));
   std::string admin, token, error;
   if (!options.resolve(&admin, &token, &error)) {
     std::fprintf(stderr, "sluice top: %s\n", error.c_str());

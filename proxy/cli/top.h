@@ -4,14 +4,24 @@
 
 #include <string>
 
+#include "cli/client.h"
+
 namespace sluice::cli {
 
-// argv[0] is "top". Options: --admin HOST:PORT, -c/--config FILE, --token-file FILE (else
-// $SLUICE_TOKEN), --once, --interval-ms N. On a terminal it redraws every interval until `q`,
-// Ctrl-C or SIGINT/SIGTERM/SIGHUP, restoring the terminal on every exit path; when stdout is not
-// a terminal (or with --once) it prints one snapshot. Exit codes: 0 success, 1 the admin API could
-// not be read (snapshot mode only; live mode shows the error and keeps retrying), 2 usage error.
-int run_top_command(int argc, char** argv);
+// `sluice top`'s own options (the client options are ClientOptions).
+struct TopArgs {
+  bool once = false;
+  std::string interval_ms = "1000";  // checked by top_interval_error
+};
+
+// What is wrong with --interval-ms `value`, or "" if it is a whole number from 100 to 60000.
+std::string top_interval_error(const std::string& value);
+
+// On a terminal it redraws every interval until `q`, Ctrl-C or SIGINT/SIGTERM/SIGHUP, restoring the
+// terminal on every exit path; when stdout is not a terminal (or with --once) it prints one
+// snapshot. Exit codes: 0 success, 1 the admin API could not be read (snapshot mode only; live
+// mode shows the error and keeps retrying).
+int run_top(const TopArgs& args, const ClientOptions& options);
 
 // One frame of the view from a GET /admin/status body, `columns` wide, ending in '\n'. `ansi`:
 // colours and bold; otherwise plain ASCII. `header` is the first line (address, time, keys).

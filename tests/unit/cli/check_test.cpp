@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/check.h"
+#include "cli/commands.h"
 
 namespace sluice::cli {
 namespace {
@@ -57,13 +57,14 @@ class Silence {
   int saved_err_ = -1;
 };
 
+// `sluice check ARGS...` through the binary's command line: its exit code.
 int run(std::vector<std::string> args) {
   Silence quiet;
-  args.insert(args.begin(), "check");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
+  args.insert(args.begin(), {"sluice", "check"});
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
   argv.push_back(nullptr);
-  return run_check_command(static_cast<int>(args.size()), argv.data());
+  return CommandLine().run(static_cast<int>(args.size()), argv.data());
 }
 
 constexpr const char* kValidWithWarning = R"([functions.f.versions.1]
@@ -105,7 +106,7 @@ TEST_CASE("check exits 2 for usage errors and 0 for --help") {
   CHECK(run({"-c"}) == 2);
   CHECK(run({"--bogus"}) == 2);
   CHECK(run({"--help"}) == 0);
-  const std::string help = check_command_help();
+  const std::string help = CommandLine().help("check");
   for (const char* option : {"-c, --config FILE", "--strict", "-h, --help"}) {
     const std::string shown = option;
     CAPTURE(shown);
