@@ -189,7 +189,7 @@ void add_client_options(CLI::App& app, ClientOptions& o, bool json) {
                 "take the admin address and token_file from FILE")
       ->group(group);
   Parser::value(app, "--token-file", o.token_file, "FILE",
-                "bearer token for mutating calls (else $SLUICE_TOKEN)")
+                "bearer token (else $SLUICE_TOKEN; see docs/admin-api.md)")
       ->group(group);
   if (json)
     Parser::flag(app, "--json", o.json, "print the API's JSON answer instead of text")

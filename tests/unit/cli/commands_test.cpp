@@ -98,7 +98,7 @@ TEST_CASE("sluice --help lists every command, the options and the client options
         "\n  shift FN:ALIAS --to V [...]  ", "\n  top  ", "\n  health [ready]  ",
         "\nclient options:\n  --admin HOST:PORT  admin address (default: -c FILE's [admin] "
         "address, else 127.0.0.1:9901)\n",
-        "\n  --token-file FILE  bearer token for mutating calls (else $SLUICE_TOKEN)\n",
+        "\n  --token-file FILE  bearer token (else $SLUICE_TOKEN; see docs/admin-api.md)\n",
         "\n  --json             print the API's JSON answer instead of text\n",
         "\n  -h, --help         show help (also: sluice <command> --help)\n",
         "\n  --version          print the version\n"}) {
