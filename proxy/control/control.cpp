@@ -14,6 +14,8 @@
 #include "config/loader.h"
 #include "config/traffic.h"
 #include "config/values.h"
+#include "control/local_store.h"
+#include "control/memory_store.h"
 
 namespace sluice::control {
 namespace {
@@ -91,6 +93,23 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+// What an alias change or a rollback answers once committed.
+json alias_answer(const std::string& f, const std::string& a, const TrafficMap& old_map,
+                  const TrafficMap& new_map, size_t history_depth) {
+  return {{"function", f},
+          {"alias", a},
+          {"old", traffic_json(old_map)},
+          {"new", traffic_json(new_map)},
+          {"history_depth", history_depth}};
+}
+
+// A mutator's continuation after its commit: `answer` once committed, else the refusal.
+Control::ApiDone when_committed(json answer, Control::ApiDone done) {
+  return [answer = std::move(answer), done = std::move(done)](ApiResult c) {
+    done(c.status == 200 ? ApiResult{200, answer} : std::move(c));
+  };
+}
+
 }  // namespace
 
 ApiResult api_error(int status, std::string message, std::string field) {
@@ -99,7 +118,33 @@ ApiResult api_error(int status, std::string message, std::string field) {
   return {status, std::move(body)};
 }
 
-Control::Control(std::string config_path) : path_(std::move(config_path)), store_("") {
+ApiResult store_refusal(const CommitResult& r, const Subject& subject) {
+  ApiResult out;
+  switch (r.status) {
+    case CommitResult::Status::kCommitted:
+      return {200, json::object()};
+    case CommitResult::Status::kConflict:
+      out = api_error(409,
+                      subject.text() + " was not changed: another writer changed the state since " +
+                          "this sluice read it (" + r.error + "); read it again and retry",
+                      subject.field);
+      out.body["code"] = "conflict";
+      break;
+    case CommitResult::Status::kUnavailable:
+      out = api_error(503,
+                      subject.text() + " was not changed: the state store is unavailable (" +
+                          r.error + "); retry when it is back",
+                      subject.field);
+      out.body["code"] = "store-unavailable";
+      break;
+    case CommitResult::Status::kFailed:
+      return api_error(500, "cannot save state: " + r.error);
+  }
+  if (!subject.name.empty()) out.body[subject.field] = subject.name;
+  return out;
+}
+
+Control::Control(std::string config_path) : path_(std::move(config_path)) {
   std::filesystem::path p(path_);
   dir_ = p.parent_path().string();
   if (dir_.empty()) dir_ = ".";
@@ -107,7 +152,7 @@ Control::Control(std::string config_path) : path_(std::move(config_path)), store
 }
 
 Control::Control(std::string source_name, std::string config_text)
-    : path_(std::move(source_name)), text_(std::move(config_text)), store_("") {}
+    : path_(std::move(source_name)), text_(std::move(config_text)) {}
 
 Control::~Control() = default;
 
@@ -152,17 +197,27 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
              " error(s); configuration not loaded");
     return nullptr;
   }
-  store_ = Store(r.config->state_dir);
-  State loaded;
-  size_t repaired = 0;
-  if (!store_.load(loaded, &err, &repaired)) {
+  if (!store_) {
+    if (r.config->state_dir.empty())
+      store_ = std::make_unique<MemoryStore>();
+    else
+      store_ = std::make_unique<LocalStore>(r.config->state_dir);
+  }
+  std::vector<std::string> notes;
+  const bool store_loaded = store_->load(&err, &notes);
+  for (const std::string& n : notes) log_line("sluice: audit: " + n);
+  if (!store_loaded) {
     log_line("sluice: state: " + err);
     return nullptr;
   }
-  if (repaired)
-    log_line("sluice: audit: appended " + std::to_string(repaired) +
-             " record(s) of a change applied just before the last stop (the process ended "
-             "between the state write and the audit append)");
+  State loaded;
+  const Document doc = store_->get(kStateDoc);
+  if (!doc.unreadable.empty() || (!doc.value.is_null() && !from_json(doc.value, loaded, &err))) {
+    log_line("sluice: state: " + doc.origin + ": " +
+             (doc.unreadable.empty() ? err : doc.unreadable));
+    return nullptr;
+  }
+  state_version_ = doc.version;
   State next = loaded;
   std::vector<config::Diagnostic> diags;
   check_immutable(*r.config, next, &diags);
@@ -186,14 +241,21 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
     audits.push_back(
         {"file", "file", d.function, d.alias, traffic_json(d.old_map), traffic_json(d.new_map)});
   }
-  std::string audit_err;
-  if ((!(next == loaded) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
-    log_line("sluice: state: " + err);
-    return nullptr;
+  if (!(next == loaded) || !audits.empty()) {
+    // Before the loop runs, every store answers before commit() returns (store.h).
+    std::optional<CommitResult> done;
+    store_->commit({{{kStateDoc, to_json(next), state_version_}}, audits},
+                   [&done](CommitResult c) { done = std::move(c); });
+    if (!done || !done->committed()) {
+      log_line("sluice: state: " + (done ? done->error : "the store did not answer"));
+      return nullptr;
+    }
+    if (!done->audit_lag.empty())
+      log_line("sluice: audit: " + done->audit_lag + " (retried with the next change)");
+    state_version_ = done->versions[kStateDoc];
   }
-  if (!audit_err.empty())
-    log_line("sluice: audit: " + audit_err + " (retried with the next change)");
-  if (!store_.durable()) log_line("sluice: no [state] dir: API changes are kept in memory only");
+  if (!store_->durable()) log_line("sluice: no [state] dir: API changes are kept in memory only");
+  store_->watch(kStateDoc, [this](const Document& changed) { apply_stored(changed); });
   file_ = std::move(*r.config);
   state_ = std::move(next);
   current_ = b.table;
@@ -281,20 +343,51 @@ void Control::on_debounce(uv_timer_t* t) {
 // signals, the file watch and the shift engine's timer, and an exception escaping any of them
 // would end the process (data plane included). A failure answers 500 and changes nothing
 // the caller can see beyond what was already durable.
-ApiResult Control::guard(const std::string& what, const std::function<ApiResult()>& f) noexcept {
+void Control::guard(const std::string& what, ApiDone done, const std::function<void(ApiDone)>& body,
+                    const std::string& field) noexcept {
+  struct Once {  // answers once, whoever asks first: the body, its commit, or this boundary
+    ApiDone done;
+    bool answered = false;
+    void operator()(ApiResult r) {
+      if (std::exchange(answered, true)) return;
+      if (done) done(std::move(r));
+    }
+  };
+  std::shared_ptr<Once> once;
+  auto fail = [&](ApiResult r) {
+    if (once)
+      (*once)(std::move(r));
+    else if (done)
+      done(std::move(r));
+  };
   try {
-    return f();
+    once = std::make_shared<Once>();
+    once->done = std::move(done);
+    body([once](ApiResult r) { (*once)(std::move(r)); });
+    return;
   } catch (const std::exception& e) {
     try {
       log_line("sluice: " + what + " failed: " + e.what());
-      return api_error(500, what + " failed: " + e.what());
+      fail(api_error(500, what + " failed: " + e.what(), field));
+      return;
     } catch (...) {
     }
   } catch (...) {
   }
-  ApiResult r;
-  r.status = 500;
-  return r;
+  try {  // out of memory, or `done` itself threw: a bare 500 if nobody answered yet
+    ApiResult r;
+    r.status = 500;
+    fail(std::move(r));
+  } catch (...) {
+  }
+}
+
+ApiResult Control::answer_now(const std::function<void(ApiDone)>& start) {
+  // Shared with `done`, which may run after this returns (a store that answers later).
+  auto result = std::make_shared<std::optional<ApiResult>>();
+  start([result](ApiResult r) { *result = std::move(r); });
+  if (*result) return **result;
+  return {202, {{"result", "committing"}}};
 }
 
 ApiResult Control::reload(const std::string& cause) {
@@ -316,17 +409,37 @@ void Control::reload(const std::string& cause, ReloadDone done) {
   start_reload(cause, std::move(waiters));
 }
 
+void Control::set_alias(const std::string& f, const std::string& a, const json& body,
+                        const std::string& actor, const std::string& cause, ApiDone done) {
+  guard("alias change", std::move(done), [&](ApiDone d) {
+    if (std::optional<ApiResult> now = set_alias_impl(f, a, body, actor, cause, d)) d(*now);
+  });
+}
+
 ApiResult Control::set_alias(const std::string& f, const std::string& a, const json& body,
                              const std::string& actor, const std::string& cause) {
-  return guard("alias change", [&] { return set_alias_impl(f, a, body, actor, cause); });
+  return answer_now([&](ApiDone d) { set_alias(f, a, body, actor, cause, std::move(d)); });
+}
+
+void Control::rollback(const std::string& f, const std::string& a, const std::string& actor,
+                       ApiDone done) {
+  guard("rollback", std::move(done), [&](ApiDone d) {
+    if (std::optional<ApiResult> now = rollback_impl(f, a, actor, d)) d(*now);
+  });
 }
 
 ApiResult Control::rollback(const std::string& f, const std::string& a, const std::string& actor) {
-  return guard("rollback", [&] { return rollback_impl(f, a, actor); });
+  return answer_now([&](ApiDone d) { rollback(f, a, actor, std::move(d)); });
+}
+
+void Control::publish_version(const std::string& f, const std::string& actor, ApiDone done) {
+  guard("publish", std::move(done), [&](ApiDone d) {
+    if (std::optional<ApiResult> now = publish_version_impl(f, actor, d)) d(*now);
+  });
 }
 
 ApiResult Control::publish_version(const std::string& f, const std::string& actor) {
-  return guard("publish", [&] { return publish_version_impl(f, actor); });
+  return answer_now([&](ApiDone d) { publish_version(f, actor, std::move(d)); });
 }
 
 void Control::start_reload(const std::string& cause, std::vector<ReloadDone> waiters) {
@@ -404,31 +517,32 @@ routing::HostAddresses Control::merge_hosts(const routing::HostAddresses& fresh)
 void Control::finish_reload(const std::string& cause, std::optional<config::Config> loaded,
                             routing::HostAddresses resolved, std::vector<std::string> errors,
                             uint64_t start_ns, std::vector<ReloadDone> waiters) noexcept {
-  ApiResult result;
-  try {
-    result = apply_reload(cause, std::move(loaded), resolved, std::move(errors), start_ns);
-  } catch (const std::exception& e) {
-    result = api_error(500, std::string("reload failed: ") + e.what(), "config");
-  } catch (...) {
-    result = api_error(500, "reload failed", "config");
-  }
-  reload_running_ = false;
-  for (ReloadDone& w : waiters) {
-    try {
-      if (w) w(result);
-    } catch (...) {  // a waiter's own failure must not stop the others or the queue
+  auto finished = [this, waiters = std::move(waiters)](ApiResult result) {
+    reload_running_ = false;
+    for (const ReloadDone& w : waiters) {
+      try {
+        if (w) w(result);
+      } catch (...) {  // a waiter's own failure must not stop the others or the queue
+      }
     }
-  }
-  if (queued_reload_) {
-    QueuedReload next = std::move(*queued_reload_);
-    queued_reload_.reset();
-    start_reload(next.cause, std::move(next.waiters));
-  }
+    if (queued_reload_) {
+      QueuedReload next = std::move(*queued_reload_);
+      queued_reload_.reset();
+      start_reload(next.cause, std::move(next.waiters));
+    }
+  };
+  guard(
+      "reload", std::move(finished),
+      [&](ApiDone done) {
+        apply_reload(cause, std::move(loaded), resolved, std::move(errors), start_ns,
+                     std::move(done));
+      },
+      "config");
 }
 
-ApiResult Control::apply_reload(const std::string& cause, std::optional<config::Config> loaded,
-                                const routing::HostAddresses& resolved,
-                                std::vector<std::string> errors, uint64_t start_ns) {
+void Control::apply_reload(const std::string& cause, std::optional<config::Config> loaded,
+                           const routing::HostAddresses& resolved, std::vector<std::string> errors,
+                           uint64_t start_ns, ApiDone done) {
   std::optional<config::Config> cfg;
   // The state as it is now: alias changes may have landed while the names resolved.
   State next = state_;
@@ -444,34 +558,45 @@ ApiResult Control::apply_reload(const std::string& cause, std::optional<config::
       if (b.table) cfg = std::move(loaded);
     }
   }
+  if (!errors.empty()) return done(conclude_reload(cause, std::move(errors), {}, 0, start_ns));
+  // Aliases whose effective map the new file changes: history + audit (cause: file).
   std::vector<AuditEntry> audits;
-  std::vector<std::string> needs_restart;
-  if (errors.empty()) {
-    // Aliases whose effective map the new file changes: history + audit (cause: file).
-    for (const config::FunctionSpec& fn : b.table->config().functions) {
-      for (const config::AliasSpec& al : fn.aliases) {
-        const config::AliasSpec* old = find_alias(current_->config(), fn.name, al.name);
-        if (!old) continue;
-        TrafficMap before = traffic_of(*old), after = traffic_of(al);
-        if (before == after) continue;
-        bool dropped = false;
-        for (const DroppedOverride& d : b.dropped)
-          dropped |= d.function == fn.name && d.alias == al.name;
-        if (!dropped) next.functions[fn.name].aliases[al.name].push_history(before);
-        audits.push_back(
-            {"file", "file", fn.name, al.name, traffic_json(before), traffic_json(after)});
-      }
-    }
-    ApiResult c = commit(std::move(next), b.table, audits);
-    if (c.status != 200) {
-      errors.push_back(c.body.value("error", "cannot save state"));
-    } else {
-      needs_restart = restart_only_changes(started_, *cfg);
-      file_ = std::move(*cfg);
-      adopt_hosts(std::move(hosts));
-      rearm_resolve_timer();
+  for (const config::FunctionSpec& fn : b.table->config().functions) {
+    for (const config::AliasSpec& al : fn.aliases) {
+      const config::AliasSpec* old = find_alias(current_->config(), fn.name, al.name);
+      if (!old) continue;
+      TrafficMap before = traffic_of(*old), after = traffic_of(al);
+      if (before == after) continue;
+      bool dropped = false;
+      for (const DroppedOverride& d : b.dropped)
+        dropped |= d.function == fn.name && d.alias == al.name;
+      if (!dropped) next.functions[fn.name].aliases[al.name].push_history(before);
+      audits.push_back(
+          {"file", "file", fn.name, al.name, traffic_json(before), traffic_json(after)});
     }
   }
+  const size_t changes = audits.size();
+  // Shared: the continuation is copied into a std::function and may run after this returns.
+  auto adopted = std::make_shared<std::pair<config::Config, routing::HostAddresses>>(
+      std::move(*cfg), std::move(hosts));
+  commit(std::move(next), b.table, std::move(audits), {"config", ""},
+         [this, cause, start_ns, changes, adopted, done](ApiResult c) {
+           std::vector<std::string> errors, needs_restart;
+           if (c.status != 200) {
+             errors.push_back(c.body.value("error", "cannot save state"));
+           } else {
+             needs_restart = restart_only_changes(started_, adopted->first);
+             file_ = std::move(adopted->first);
+             adopt_hosts(std::move(adopted->second));
+             rearm_resolve_timer();
+           }
+           done(conclude_reload(cause, std::move(errors), needs_restart, changes, start_ns));
+         });
+}
+
+ApiResult Control::conclude_reload(const std::string& cause, std::vector<std::string> errors,
+                                   const std::vector<std::string>& needs_restart, size_t changes,
+                                   uint64_t start_ns) {
   // File read + validation + build + state write + publish.
   const double duration_ms = static_cast<double>(uv_hrtime() - start_ns) / 1e6;
   last_reload_ = {{"time", now_rfc3339()},
@@ -498,11 +623,9 @@ ApiResult Control::apply_reload(const std::string& cause, std::optional<config::
            (needs_restart.empty() ? ""
                                   : "; needs a restart: " + join(needs_restart) +
                                         " (the running process keeps its values)"));
-  return {200,
-          {{"result", "ok"},
-           {"cause", cause},
-           {"changes", audits.size()},
-           {"needs_restart", needs_restart}}};
+  return {
+      200,
+      {{"result", "ok"}, {"cause", cause}, {"changes", changes}, {"needs_restart", needs_restart}}};
 }
 
 void Control::adopt_hosts(routing::HostAddresses hosts) {
@@ -577,24 +700,72 @@ void Control::apply_refresh(const routing::HostAddresses& fresh) {
     for (const std::string& e : b.errors) log_line("sluice: re-resolution: " + e);
     return;
   }
-  ApiResult c = commit(std::move(next), b.table, {});
-  if (c.status == 200) adopt_hosts(std::move(merged));
+  auto hosts = std::make_shared<routing::HostAddresses>(std::move(merged));
+  commit(std::move(next), b.table, {}, {"config", ""}, [this, hosts](ApiResult c) {
+    if (c.status == 200) adopt_hosts(std::move(*hosts));
+  });
 }
 
-ApiResult Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
-                          const std::vector<AuditEntry>& audits) {
-  std::string err, audit_err;
-  if ((!(next == state_) || !audits.empty()) && !store_.commit(next, audits, &err, &audit_err)) {
-    log_line("sluice: state: " + err);
-    return api_error(500, "cannot save state: " + err);
+void Control::commit(State next, std::shared_ptr<const routing::RoutingTable> table,
+                     std::vector<AuditEntry> audits, Subject subject, ApiDone then) {
+  auto adopt = [this](State&& adopted, std::shared_ptr<const routing::RoutingTable> t) {
+    state_ = std::move(adopted);
+    current_ = t;
+    if (publish_) publish_(std::move(t));
+  };
+  if (next == state_ && audits.empty()) {  // nothing to store: a new snapshot only
+    adopt(std::move(next), std::move(table));
+    return then({200, json::object()});
   }
-  // The change is durable and its records are in state.json; the log catches up later.
-  if (!audit_err.empty())
-    log_line("sluice: audit: " + audit_err + " (kept in state.json, retried with the next change)");
-  state_ = std::move(next);
-  current_ = table;
-  if (publish_) publish_(std::move(table));
-  return {200, json::object()};
+  Change change;
+  change.puts.push_back({kStateDoc, to_json(next), state_version_});
+  change.audits = std::move(audits);
+  // Shared: the store's callback is a copyable std::function and may run after this returns.
+  auto pending = std::make_shared<std::pair<State, std::shared_ptr<const routing::RoutingTable>>>(
+      std::move(next), std::move(table));
+  store_->commit(std::move(change), [this, pending, adopt, subject = std::move(subject),
+                                     then = std::move(then)](CommitResult r) {
+    if (!r.committed()) {
+      log_line("sluice: state: " + subject.text() + " not changed: " + r.error);
+      return then(store_refusal(r, subject));
+    }
+    // The change is durable and its records are with it; the log may catch up later.
+    if (!r.audit_lag.empty())
+      log_line("sluice: audit: " + r.audit_lag +
+               " (kept in the state, retried with the next change)");
+    state_version_ = r.versions[kStateDoc];
+    adopt(std::move(pending->first), std::move(pending->second));
+    then({200, json::object()});
+  });
+}
+
+void Control::apply_stored(const Document& doc) noexcept {
+  try {
+    State next;
+    std::string err = doc.unreadable;
+    if (err.empty() && !doc.value.is_null()) from_json(doc.value, next, &err);
+    Built b;
+    if (err.empty()) {
+      b = build(file_, next, hosts_);
+      if (!b.table) err = b.errors.front();
+    }
+    if (!err.empty()) {
+      // Keep the version read before: this sluice's next write then conflicts instead of
+      // overwriting a change it could not apply.
+      log_line("sluice: state: another writer's change (version " + std::to_string(doc.version) +
+               ") cannot be applied: " + err + "; the running state stays");
+      return;
+    }
+    state_version_ = doc.version;
+    state_ = std::move(next);
+    current_ = b.table;
+    if (publish_) publish_(std::move(b.table));
+    log_line("sluice: state: applied another writer's change (version " +
+             std::to_string(doc.version) + ")");
+  } catch (const std::exception& e) {
+    log_line(std::string("sluice: state: applying another writer's change failed: ") + e.what());
+  } catch (...) {
+  }
 }
 
 const config::FunctionSpec* Control::file_function(const std::string& name) const {
@@ -612,8 +783,9 @@ TrafficMap Control::effective(const std::string& f, const std::string& a) const 
   return al ? traffic_of(*al) : TrafficMap{};
 }
 
-ApiResult Control::set_alias_impl(const std::string& f, const std::string& a, const json& body,
-                                  const std::string& actor, const std::string& cause) {
+std::optional<ApiResult> Control::set_alias_impl(const std::string& f, const std::string& a,
+                                                 const json& body, const std::string& actor,
+                                                 const std::string& cause, const ApiDone& done) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
@@ -675,18 +847,13 @@ ApiResult Control::set_alias_impl(const std::string& f, const std::string& a, co
   std::vector<AuditEntry> audits;
   if (map != old) audits.push_back({actor, cause, f, a, traffic_json(old), traffic_json(map)});
   size_t depth = as.history.size();
-  ApiResult c = commit(std::move(next), b.table, audits);
-  if (c.status != 200) return c;
-  return {200,
-          {{"function", f},
-           {"alias", a},
-           {"old", traffic_json(old)},
-           {"new", traffic_json(map)},
-           {"history_depth", depth}}};
+  commit(std::move(next), b.table, std::move(audits), {"alias", f + ":" + a},
+         when_committed(alias_answer(f, a, old, map, depth), done));
+  return std::nullopt;
 }
 
-ApiResult Control::rollback_impl(const std::string& f, const std::string& a,
-                                 const std::string& actor) {
+std::optional<ApiResult> Control::rollback_impl(const std::string& f, const std::string& a,
+                                                const std::string& actor, const ApiDone& done) {
   if (!file_function(f)) return api_error(404, "no function named " + f, "function");
   const config::AliasSpec* file_al = file_alias(f, a);
   if (!file_al) return api_error(404, "function " + f + " has no alias named " + a, "alias");
@@ -709,18 +876,14 @@ ApiResult Control::rollback_impl(const std::string& f, const std::string& a,
           "cannot roll back alias " + f + ":" + a + " to " + traffic_text(target) + ": " + d.why,
           "alias");
   size_t depth = as.history.size();
-  ApiResult c = commit(std::move(next), b.table,
-                       {{actor, "api", f, a, traffic_json(old), traffic_json(target)}});
-  if (c.status != 200) return c;
-  return {200,
-          {{"function", f},
-           {"alias", a},
-           {"old", traffic_json(old)},
-           {"new", traffic_json(target)},
-           {"history_depth", depth}}};
+  commit(std::move(next), b.table, {{actor, "api", f, a, traffic_json(old), traffic_json(target)}},
+         {"alias", f + ":" + a}, when_committed(alias_answer(f, a, old, target, depth), done));
+  return std::nullopt;
 }
 
-ApiResult Control::publish_version_impl(const std::string& f, const std::string& actor) {
+std::optional<ApiResult> Control::publish_version_impl(const std::string& f,
+                                                       const std::string& actor,
+                                                       const ApiDone& done) {
   const config::FunctionSpec* fn = file_function(f);
   if (!fn) return api_error(404, "no function named " + f, "function");
   if (!fn->latest)
@@ -743,11 +906,12 @@ ApiResult Control::publish_version_impl(const std::string& f, const std::string&
   if (!b.table) return api_error(500, b.errors.front());
   json eps = json::array();
   for (const config::Endpoint& e : fn->latest->endpoints) eps.push_back(e.address.text);
-  ApiResult c = commit(
+  commit(
       std::move(next), b.table,
-      {{actor, "api", f, "", nullptr, {{"version", std::to_string(n)}, {"endpoints", eps}}}});
-  if (c.status != 200) return c;
-  return {200, {{"function", f}, {"version", std::to_string(n)}, {"endpoints", eps}}};
+      {{actor, "api", f, "", nullptr, {{"version", std::to_string(n)}, {"endpoints", eps}}}},
+      {"function", f},
+      when_committed({{"function", f}, {"version", std::to_string(n)}, {"endpoints", eps}}, done));
+  return std::nullopt;
 }
 
 json Control::endpoint_health_json(const std::string& function, const std::string& number) const {
@@ -837,11 +1001,7 @@ json Control::status(const observe::Snapshot* live) const {
     if (ff) f["next_version"] = next_version_number(*ff, fs ? *fs : FunctionState{});
     fns.push_back(f);
   }
-  json state = {{"durable", store_.durable()}};
-  if (store_.durable())
-    state["dir"] = store_.dir();
-  else
-    state["note"] = "no [state] dir: API changes are kept in memory only and lost on restart";
+  json state = store_->describe();
   json hosts = json::object();
   for (const auto& [name, h] : hosts_) {
     json entry = {{"address", host_text(h)}};

@@ -1,6 +1,7 @@
 // The control plane: the config file, the durable runtime state and the published routing
 // snapshot. Reloads (file watch, SIGHUP, API), alias changes, rollbacks and publishes all go
-// through here. Every method runs on the control loop thread only.
+// through here, and everything it keeps goes through one Store (store.h). Every method runs on
+// the control loop thread only.
 #pragma once
 
 #include <uv.h>
@@ -17,6 +18,7 @@
 #include "config/model.h"
 #include "control/resolver.h"
 #include "control/state.h"
+#include "control/store.h"
 #include "observe/prometheus.h"
 #include "observe/stats.h"
 #include "routing/health.h"
@@ -33,6 +35,17 @@ struct ApiResult {
 // {"error": message, "field": field} with `status`.
 ApiResult api_error(int status, std::string message, std::string field = "");
 
+// What a change was about, for the answers a store's refusal becomes: field "alias" and name
+// "checkout:prod", field "function" and name "checkout", field "config" and no name.
+struct Subject {
+  std::string field, name;
+  std::string text() const { return name.empty() ? field : field + " " + name; }
+};
+// The answer to a commit the store did not make: 409 {"error", "code": "conflict", "field",
+// <field>: <name>} when another writer changed the state first, 503 "store-unavailable" when the
+// store cannot be reached, 500 when it failed. Nothing was changed in each case.
+ApiResult store_refusal(const CommitResult& r, const Subject& subject);
+
 class Control {
  public:
   using Publisher = std::function<void(std::shared_ptr<const routing::RoutingTable>)>;
@@ -45,9 +58,15 @@ class Control {
   Control(const Control&) = delete;
   Control& operator=(const Control&) = delete;
 
-  // Loads and validates the file, restores the state directory, checks published versions, and
-  // builds the first snapshot. Prints every diagnostic to stderr; nullptr if sluice cannot start.
+  // Where the state is kept. Before init() only; without it, init() keeps the state in the
+  // file's [state] dir (a LocalStore), or in memory (a MemoryStore) when it names none.
+  void set_store(std::unique_ptr<Store> store) { store_ = std::move(store); }
+  // Loads and validates the file, loads the store (repairing what a crash cut off), checks
+  // published versions, and builds the first snapshot. Prints every diagnostic to stderr;
+  // nullptr if sluice cannot start.
   std::shared_ptr<const routing::RoutingTable> init();
+  // The store init() loaded (the ShiftManager keeps its documents there too). After init() only.
+  Store& store() { return *store_; }
 
   // Where snapshots go (the process's Server::publish, wired by app/serve.cpp).
   void set_publisher(Publisher p) { publish_ = std::move(p); }
@@ -70,7 +89,12 @@ class Control {
   // Closes the watch handles (their close callbacks run on the loop). Safe to call twice.
   void close();
 
-  // The mutators below never throw (an exception inside becomes a logged 500).
+  // The mutators below never throw (an exception inside becomes a logged 500). Each answers once
+  // its change is committed to the store and live (or refused): `done` runs then, before the
+  // call returns when the store completes at once (local, memory), later otherwise. The forms
+  // without `done` return that answer, or 202 {"result": "committing"} when the store answers
+  // later (the change then applies, or not, when it does).
+  using ApiDone = std::function<void(ApiResult)>;
   // Re-reads the file; publishes it if valid, else keeps the running snapshot. `cause`: "watch",
   // "sighup", "api". 200 with the outcome, or 400 with "errors" (file:line:col strings). The
   // file's host names are resolved afresh, off the loop once start_resolving() ran: `done` then
@@ -79,14 +103,19 @@ class Control {
   void reload(const std::string& cause, ReloadDone done);
   // The same, answering at once: the outcome, or 202 {"result": "resolving"} while names resolve.
   ApiResult reload(const std::string& cause);
-  // Body {"traffic": {"3": 90, "4": 10}}. Answers once the change is durable and live.
-  // `cause` goes to the audit line ("api"; "shift" for progressive shifts, proxy/shift/).
+  // Body {"traffic": {"3": 90, "4": 10}}. `cause` goes to the audit record ("api"; "shift" for
+  // progressive shifts, shift_manager.h).
+  void set_alias(const std::string& function, const std::string& alias, const nlohmann::json& body,
+                 const std::string& actor, const std::string& cause, ApiDone done);
   ApiResult set_alias(const std::string& function, const std::string& alias,
                       const nlohmann::json& body, const std::string& actor,
                       const std::string& cause = "api");
+  void rollback(const std::string& function, const std::string& alias, const std::string& actor,
+                ApiDone done);
   ApiResult rollback(const std::string& function, const std::string& alias,
                      const std::string& actor);
   // Publishes $LATEST as the function's next version number.
+  void publish_version(const std::string& function, const std::string& actor, ApiDone done);
   ApiResult publish_version(const std::string& function, const std::string& actor);
 
   // Endpoint health (the workers' shared registry) for /admin/status and /metrics; it outlives
@@ -101,6 +130,8 @@ class Control {
   std::shared_ptr<const routing::RoutingTable> table() const { return current_; }
   const config::Config& file_config() const { return file_; }
   const State& state() const { return state_; }
+  // The store's version of the "state" document this state was read from or committed as.
+  Version state_version() const { return state_version_; }
   uint64_t reloads_ok() const { return reloads_ok_; }
   uint64_t reloads_error() const { return reloads_error_; }
 
@@ -120,9 +151,14 @@ class Control {
   void finish_reload(const std::string& cause, std::optional<config::Config> loaded,
                      routing::HostAddresses resolved, std::vector<std::string> errors,
                      uint64_t start_ns, std::vector<ReloadDone> waiters) noexcept;
-  ApiResult apply_reload(const std::string& cause, std::optional<config::Config> loaded,
-                         const routing::HostAddresses& resolved, std::vector<std::string> errors,
-                         uint64_t start_ns);
+  // Validates and commits a loaded file; `done` gets the reload's answer.
+  void apply_reload(const std::string& cause, std::optional<config::Config> loaded,
+                    const routing::HostAddresses& resolved, std::vector<std::string> errors,
+                    uint64_t start_ns, ApiDone done);
+  // The reload's bookkeeping and answer once its outcome is known.
+  ApiResult conclude_reload(const std::string& cause, std::vector<std::string> errors,
+                            const std::vector<std::string>& needs_restart, size_t changes,
+                            uint64_t start_ns);
   routing::HostAddresses resolve_now(const std::vector<std::string>& names);
   // hosts_ updated by `fresh`: a failed lookup keeps a name's last good address.
   routing::HostAddresses merge_hosts(const routing::HostAddresses& fresh);
@@ -131,17 +167,27 @@ class Control {
   void apply_refresh(const routing::HostAddresses& fresh);
   void rearm_resolve_timer();
   static void on_resolve_timer(uv_timer_t* t);
-  // The public mutators run these inside guard(): an exception becomes a logged 500.
-  static ApiResult guard(const std::string& what, const std::function<ApiResult()>& f) noexcept;
-  ApiResult set_alias_impl(const std::string& function, const std::string& alias,
-                           const nlohmann::json& body, const std::string& actor,
-                           const std::string& cause);
-  ApiResult rollback_impl(const std::string& function, const std::string& alias,
-                          const std::string& actor);
-  ApiResult publish_version_impl(const std::string& function, const std::string& actor);
-  // Saves `next`, appends `audits`, publishes `table`, then adopts them. 500 if not durable.
-  ApiResult commit(State next, std::shared_ptr<const routing::RoutingTable> table,
-                   const std::vector<AuditEntry>& audits);
+  // The public mutators run these inside guard(): an exception before `done` ran becomes a
+  // logged 500 through `done`; `done` runs exactly once.
+  static void guard(const std::string& what, ApiDone done, const std::function<void(ApiDone)>& body,
+                    const std::string& field = "") noexcept;
+  // Runs `start` with a `done` that keeps the answer: the answer, or 202 if none came yet.
+  static ApiResult answer_now(const std::function<void(ApiDone)>& start);
+  // Each answers a refusal at once, or commits and returns nullopt: `done` answers then.
+  std::optional<ApiResult> set_alias_impl(const std::string& function, const std::string& alias,
+                                          const nlohmann::json& body, const std::string& actor,
+                                          const std::string& cause, const ApiDone& done);
+  std::optional<ApiResult> rollback_impl(const std::string& function, const std::string& alias,
+                                         const std::string& actor, const ApiDone& done);
+  std::optional<ApiResult> publish_version_impl(const std::string& function,
+                                                const std::string& actor, const ApiDone& done);
+  // Commits `next` with `audits` to the store; once committed, adopts `next` and publishes
+  // `table`, then `then` gets 200. A refusal (see store_refusal) changes nothing. Nothing to store
+  // (`next` is the running state and no audit): adopts and publishes at once.
+  void commit(State next, std::shared_ptr<const routing::RoutingTable> table,
+              std::vector<AuditEntry> audits, Subject subject, ApiDone then);
+  // Adopts a "state" document another writer committed: a new snapshot, swapped in whole.
+  void apply_stored(const Document& doc) noexcept;
   const config::FunctionSpec* file_function(const std::string& name) const;
   const config::AliasSpec* file_alias(const std::string& function, const std::string& alias) const;
   TrafficMap effective(const std::string& function, const std::string& alias) const;
@@ -158,7 +204,8 @@ class Control {
   config::Config file_;              // the last good file config
   config::Config started_;           // the file config at start: what restart-only keys run
   State state_;
-  Store store_;
+  Version state_version_ = 0;     // the store's version of state_ (what the next write compares)
+  std::unique_ptr<Store> store_;  // set by set_store() or init()
   std::shared_ptr<const routing::RoutingTable> current_;
   Publisher publish_;
   routing::HealthRegistry* health_ = nullptr;  // see set_health()

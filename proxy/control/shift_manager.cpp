@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "config/values.h"
+#include "control/local_store.h"
 #include "net/http_call.h"
 
 namespace sluice::control {

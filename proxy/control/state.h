@@ -1,6 +1,7 @@
 // Runtime-change state kept beside the config file: API alias overrides with their history,
-// API-published versions, fingerprints of every published version, version counters; how they
-// combine with the file's Config; and their durable store (state.json + audit.jsonl). No uv.h.
+// API-published versions, fingerprints of every published version, version counters; and how
+// they combine with the file's Config. It is kept as the store's "state" document (store.h).
+// No uv.h.
 #pragma once
 
 #include <cstdint>
@@ -69,7 +70,7 @@ struct State {
 bool operator==(const State& a, const State& b);
 
 nlohmann::json to_json(const State& state);
-// Fills `out` from a state.json document; false (with `error`) if it does not parse.
+// Fills `out` from a "state" document (state.json); false (with `error`) if it does not parse.
 bool from_json(const nlohmann::json& doc, State& out, std::string* error);
 
 // Checks that every version the file defines keeps the fingerprint it was published with, and
@@ -95,62 +96,5 @@ config::Config compose(const config::Config& file, State& state,
 
 // The next number `publish` would give function `fn` (never reused, even after removal).
 uint32_t next_version_number(const config::FunctionSpec& fn, const FunctionState& fs);
-
-// One line of audit.jsonl.
-struct AuditEntry {
-  std::string actor;  // "api:127.0.0.1", "file", ...
-  std::string cause;  // "api", "file", "shift"
-  std::string function;
-  std::string alias;  // empty for a publish
-  nlohmann::json old_value;
-  nlohmann::json new_value;
-};
-
-// JSON text that never throws on bytes that are not UTF-8 (a config path, a request target, an
-// error message quoting input): they become U+FFFD. Every JSON the control plane writes (API
-// answers, status, state and audit files) goes through this. `indent` as json::dump.
-std::string dump_json(const nlohmann::json& j, int indent = -1);
-
-// RFC 3339 UTC time with milliseconds, now.
-std::string now_rfc3339();
-
-// Durable storage of State in a directory: state.json (temp file + fsync + rename + directory
-// fsync) and audit.jsonl (append + fsync). With an empty dir everything stays in memory.
-//
-// The audit log never misses a change the state shows. Each audit record gets a sequence number,
-// and state.json carries the number of the last record of its change plus every record not yet
-// known to be in audit.jsonl. commit() writes the state first (the change's point of no return),
-// then appends the records; a crash in between leaves the records in state.json, and the next
-// load() appends those missing from audit.jsonl. (Writing the audit first instead would record
-// changes that a crash then never applies.)
-class Store {
- public:
-  explicit Store(std::string dir) : dir_(std::move(dir)) {}
-  bool durable() const { return !dir_.empty(); }
-  const std::string& dir() const { return dir_; }
-  std::string state_path() const { return dir_ + "/state.json"; }
-  std::string audit_path() const { return dir_ + "/audit.jsonl"; }
-
-  // Creates the directory if needed and reads state.json if present (absent: empty state).
-  // Appends to audit.jsonl the records state.json holds that it lacks; `repaired` (optional)
-  // gets how many.
-  bool load(State& out, std::string* error, size_t* repaired = nullptr);
-  // Makes `state` durable with `audits` (see above). false with `error` if the state could not
-  // be written (nothing changed); true otherwise, with `audit_error` set if the records could
-  // not be appended yet (they stay in state.json and are retried with the next commit).
-  bool commit(const State& state, const std::vector<AuditEntry>& audits, std::string* error,
-              std::string* audit_error = nullptr);
-  bool save(const State& state, std::string* error) { return commit(state, {}, error); }
-
- private:
-  bool append(const std::vector<nlohmann::json>& lines, std::string* error) const;
-
-  std::string dir_;
-  uint64_t next_seq_ = 1;                  // the next audit record's number
-  std::vector<nlohmann::json> unaudited_;  // records in state.json but maybe not in the log
-};
-
-// Writes `content` to `path` atomically and durably: temp file, fsync, rename, fsync directory.
-bool write_file_atomic(const std::string& path, std::string_view content, std::string* error);
 
 }  // namespace sluice::control

@@ -1,13 +1,7 @@
-// Tests for the runtime-change state: JSON round trip, atomic writes, history bound, override
-// precedence by file hash, immutability diagnostics, version numbering and the token compare.
-#include <dirent.h>
+// Tests for the runtime-change state: JSON round trip, history bound, override precedence by
+// file hash, immutability diagnostics and version numbering. (Its storage: local_store_test.)
 #include <doctest/doctest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "config/loader.h"
@@ -15,30 +9,6 @@
 
 namespace sluice::control {
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-admin-unit-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> list_dir(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 config::Config load(const std::string& text) {
   config::LoadResult r = config::load_string(text, "sluice.toml");
@@ -105,147 +75,6 @@ TEST_CASE("a state survives a JSON round trip unchanged") {
     CHECK(error.find("malformed state") != std::string::npos);
     CHECK_FALSE(from_json(nlohmann::json::parse(R"({"format":9})"), none, &error));
   }
-}
-
-TEST_CASE("the store writes state atomically and reads it back") {
-  TempDir tmp;
-  Store store(tmp.path + "/state");
-  State s;
-  std::string error;
-  REQUIRE(store.load(s, &error));  // creates the directory; no file yet: empty state
-  CHECK(s.functions.empty());
-  s.functions["checkout"].next_number = 5;
-  s.functions["checkout"].aliases["prod"].override_traffic = TrafficMap{{"4", 100}};
-  REQUIRE(store.save(s, &error));
-  CHECK(list_dir(tmp.path + "/state") == std::vector<std::string>{"state.json"});
-  State back;
-  REQUIRE(store.load(back, &error));
-  CHECK(back == s);
-
-  SUBCASE("a leftover temp file from a crash does not affect the state") {
-    std::ofstream(tmp.path + "/state/state.json.tmp") << "{\"format\": 1, \"functi";
-    State again;
-    REQUIRE(store.load(again, &error));
-    CHECK(again == s);
-    s.functions["checkout"].next_number = 6;
-    REQUIRE(store.save(s, &error));  // replaces the stale temp file and renames it away
-    CHECK(list_dir(tmp.path + "/state") == std::vector<std::string>{"state.json"});
-  }
-  SUBCASE("audit lines are appended one JSON object per line") {
-    REQUIRE(store.commit(s,
-                         {{"api:127.0.0.1", "api", "checkout", "prod", traffic_json({{"3", 100}}),
-                           traffic_json({{"3", 90}, {"4", 10}})},
-                          {"file", "file", "checkout", "prod", traffic_json({{"3", 90}, {"4", 10}}),
-                           traffic_json({{"3", 100}})}},
-                         &error));
-    std::istringstream lines(read(tmp.path + "/state/audit.jsonl"));
-    std::string line;
-    std::vector<nlohmann::json> docs;
-    while (std::getline(lines, line)) docs.push_back(nlohmann::json::parse(line));
-    REQUIRE(docs.size() == 2);
-    CHECK(docs[0]["cause"] == "api");
-    CHECK(docs[0]["actor"] == "api:127.0.0.1");
-    CHECK(docs[0]["old"] == nlohmann::json{{"3", 100}});
-    CHECK(docs[0]["new"] == nlohmann::json{{"3", 90}, {"4", 10}});
-    CHECK(docs[1]["cause"] == "file");
-    CHECK(docs[1]["time"].get<std::string>().size() == 24);
-    CHECK(docs[0]["seq"] == 1);
-    CHECK(docs[1]["seq"] == 2);
-  }
-  SUBCASE("an unparsable state file stops the load with its path") {
-    std::ofstream(tmp.path + "/state/state.json") << "{not json";
-    State broken;
-    CHECK_FALSE(store.load(broken, &error));
-    CHECK(error.find("state.json") != std::string::npos);
-  }
-}
-
-// The records of audit.jsonl as JSON, skipping lines that do not parse.
-std::vector<nlohmann::json> audit_lines(const std::string& path) {
-  std::istringstream lines(read(path));
-  std::string line;
-  std::vector<nlohmann::json> out;
-  while (std::getline(lines, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) out.push_back(j);
-  }
-  return out;
-}
-
-TEST_CASE("a change whose state was written but whose audit record was not is audited at load") {
-  TempDir tmp;
-  const std::string dir = tmp.path + "/state";
-  const std::string audit = dir + "/audit.jsonl";
-  std::string error;
-  State s;
-  {
-    Store store(dir);
-    REQUIRE(store.load(s, &error));
-    for (int w : {10, 20, 30}) {
-      s.functions["checkout"].aliases["prod"].override_traffic = TrafficMap{{"3", w}};
-      REQUIRE(store.commit(
-          s, {{"api:t", "api", "checkout", "prod", nullptr, traffic_json({{"3", w}})}}, &error));
-    }
-  }
-  REQUIRE(audit_lines(audit).size() == 3);
-  // The process died after state.json's rename and before the append: the log lacks the last
-  // record (what SIGKILL did to 2 of 30 applied changes).
-  std::string text = read(audit);
-  const std::string without_last = text.substr(0, text.rfind('\n', text.size() - 2) + 1);
-
-  SUBCASE("the missing record is appended, once") {
-    std::ofstream(audit, std::ios::trunc) << without_last;
-    Store again(dir);
-    State back;
-    size_t repaired = 0;
-    REQUIRE(again.load(back, &error, &repaired));
-    CHECK(repaired == 1);
-    std::vector<nlohmann::json> lines = audit_lines(audit);
-    REQUIRE(lines.size() == 3);
-    CHECK(lines[2]["seq"] == 3);
-    CHECK(lines[2]["new"] == nlohmann::json{{"3", 30}});
-    REQUIRE(again.load(back, &error, &repaired));
-    CHECK(repaired == 0);
-    CHECK(audit_lines(audit).size() == 3);
-    // Numbering continues after the repaired record.
-    REQUIRE(again.commit(back, {{"api:t", "api", "checkout", "prod", nullptr, nullptr}}, &error));
-    CHECK(audit_lines(audit).back()["seq"] == 4);
-  }
-  SUBCASE("a torn last line is ended before the repair, and records without seq are skipped") {
-    std::ofstream(audit, std::ios::trunc)
-        << without_last << R"({"event":"shift step","seq_less":true})"
-        << "\n"
-        << R"({"seq":3,"time":"2026-)";
-    Store again(dir);
-    State back;
-    size_t repaired = 0;
-    REQUIRE(again.load(back, &error, &repaired));
-    CHECK(repaired == 1);
-    std::vector<nlohmann::json> lines = audit_lines(audit);
-    REQUIRE(lines.size() == 4);  // 2 records, the line without seq, the repaired record
-    CHECK(lines[3]["seq"] == 3);
-    CHECK(lines[3]["new"] == nlohmann::json{{"3", 30}});
-  }
-  SUBCASE("nothing is repeated when the log is complete") {
-    Store again(dir);
-    State back;
-    size_t repaired = 9;
-    REQUIRE(again.load(back, &error, &repaired));
-    CHECK(repaired == 0);
-    CHECK(read(audit) == text);
-  }
-}
-
-TEST_CASE("write_file_atomic replaces the whole file and leaves no temp file") {
-  TempDir tmp;
-  std::string error;
-  const std::string path = tmp.path + "/f.json";
-  REQUIRE(write_file_atomic(path, "first", &error));
-  REQUIRE(write_file_atomic(path, "second, longer", &error));
-  CHECK(read(path) == "second, longer");
-  CHECK(list_dir(tmp.path) == std::vector<std::string>{"f.json"});
-  CHECK_FALSE(write_file_atomic(tmp.path + "/missing/f.json", "x", &error));
-  CHECK(error.find("cannot create") != std::string::npos);
 }
 
 TEST_CASE("an alias keeps its last 32 traffic maps, oldest dropped first") {
