@@ -32,8 +32,7 @@ int serve(const ServeOptions& options) {
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
   // Progressive shifts (control/shift_manager): admin routes, status, and the 1 s check timer.
-  control::ShiftManager shifts(
-      control, [&server] { return server.stats(); }, table->config().state_dir);
+  control::ShiftManager shifts(control, [&server] { return server.stats(); });
   shifts.set_health(&server.health());
   control.set_health(&server.health());
   admin.attach_shifts(shifts);

@@ -1,18 +1,10 @@
-// Progressive shifts on the control loop (see manager.h).
+// Progressive shifts on the control loop (see shift_manager.h).
 #include "control/shift_manager.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "config/values.h"
-#include "control/local_store.h"
 #include "net/http_call.h"
 
 namespace sluice::control {
@@ -252,11 +244,11 @@ int post_json(const std::string& url, const json& body, uint64_t timeout_ms, std
 }
 
 ShiftManager::ShiftManager(control::Control& control, RegistryGetter registry,
-                           std::string state_dir, uint64_t check_every_ms)
+                           uint64_t check_every_ms)
     : control_(control),
       registry_(std::move(registry)),
-      state_dir_(std::move(state_dir)),
-      check_every_ms_(check_every_ms ? check_every_ms : kCheckEveryMs) {}
+      check_every_ms_(check_every_ms ? check_every_ms : kCheckEveryMs),
+      shifts_version_(control.store().get(control::kShiftsDoc).version) {}
 
 ShiftManager::~ShiftManager() {
   close();
@@ -382,14 +374,15 @@ bool ShiftManager::apply(const Shift& s, const control::TrafficMap& map, std::st
 void ShiftManager::audit(const Shift& s, const std::string& event, const std::string& actor,
                          const control::TrafficMap& old_map, const control::TrafficMap& new_map,
                          const std::string& reason) {
-  json line = {
-      {"time", control::now_rfc3339()},
-      {"actor", actor},
-      {"cause", "shift"},
-      {"function", s.function},
-      {"alias", s.alias},
-      {"old", control::traffic_json(old_map)},
-      {"new", control::traffic_json(new_map)},
+  log_line("sluice: shift " + alias_name(s) + ": " + event + " (step " +
+           std::to_string(s.step + 1) + "/" + std::to_string(s.plan.steps.size()) + "): " + reason);
+  control::AuditEntry e{actor,
+                        "shift",
+                        s.function,
+                        s.alias,
+                        control::traffic_json(old_map),
+                        control::traffic_json(new_map)};
+  e.extra = {
       {"event", event},
       {"candidate", s.plan.to},
       {"stable", s.stable},
@@ -397,33 +390,31 @@ void ShiftManager::audit(const Shift& s, const std::string& event, const std::st
       {"percent", s.plan.steps[s.step]},
       {"reason", reason},
       {"figures", {{"candidate", to_json(s.last_candidate)}, {"stable", to_json(s.last_stable)}}}};
-  log_line("sluice: shift " + alias_name(s) + ": " + event + " (step " +
-           std::to_string(s.step + 1) + "/" + std::to_string(s.plan.steps.size()) + "): " + reason);
-  if (state_dir_.empty()) return;
-  std::string path = state_dir_ + "/audit.jsonl";
-  std::string text = dump_text(line) + "\n";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  bool ok = fd >= 0;
-  for (size_t off = 0; ok && off < text.size();) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) off += static_cast<size_t>(n);
-  }
-  // fsync: the decision is as durable as the traffic change written before it.
-  ok = ok && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!ok) log_line("sluice: shift: cannot append to " + path + ": " + std::strerror(errno));
+  pending_audits_.push_back(std::move(e));
 }
 
 void ShiftManager::persist() {
-  if (state_dir_.empty()) return;
   json doc = {{"shifts", json::array()}};
   for (const auto& [key, s] : shifts_)
     if (s.state != "pre_traffic") doc["shifts"].push_back(to_json(s, false));  // not started
-  std::string err;
-  if (!control::write_file_atomic(state_dir_ + "/shifts.json", dump_text(doc, 1) + "\n", &err))
-    log_line("sluice: shift: cannot save state: " + err);
+  control::Change change;
+  change.puts.push_back({control::kShiftsDoc, std::move(doc), shifts_version_});
+  change.audits = std::move(pending_audits_);
+  pending_audits_.clear();
+  const size_t records = change.audits.size();
+  // A store that answers later may do so after this manager is gone.
+  std::weak_ptr<int> alive = alive_;
+  control_.store().commit(std::move(change), [this, alive, records](control::CommitResult r) {
+    if (alive.expired()) return;
+    if (r.committed()) {
+      shifts_version_ = r.versions[control::kShiftsDoc];
+      if (!r.audit_lag.empty())
+        log_line("sluice: shift: audit: " + r.audit_lag + " (retried with the next change)");
+      return;
+    }
+    log_line("sluice: shift: cannot save state: " + r.error +
+             (records ? " (" + std::to_string(records) + " audit record(s) not kept)" : ""));
+  });
 }
 
 void ShiftManager::begin_step(Shift& s, size_t step, uint64_t now, const observe::Snapshot* snap) {
@@ -924,14 +915,12 @@ void ShiftManager::check_file_shifts() {
 }
 
 void ShiftManager::load_and_resume(uint64_t now) {
-  if (state_dir_.empty()) return;
-  std::string path = state_dir_ + "/shifts.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return;  // no shift has run yet
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json doc = json::parse(ss.str(), nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
+  const control::Document stored_doc = control_.store().get(control::kShiftsDoc);
+  shifts_version_ = stored_doc.version;
+  if (stored_doc.version == 0) return;  // no shift has run yet
+  const std::string& path = stored_doc.origin;
+  const json& doc = stored_doc.value;
+  if (!stored_doc.unreadable.empty() || !doc.is_object()) {
     log_line("sluice: shift: " + path + " does not parse; shifts in it are ignored");
     return;
   }

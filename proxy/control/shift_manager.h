@@ -1,8 +1,9 @@
 // Runs progressive shifts on the control loop: walks an alias from its stable version to a
 // candidate in weight steps through the Control (audit cause "shift"), judges the candidate's
 // window figures once a second and at each step's end, rolls back (restores the pre-shift map)
-// or promotes (candidate 100%), and persists every shift in <state dir>/shifts.json so a restart
-// resumes it at the same step with a fresh window. Control-loop thread only.
+// or promotes (candidate 100%), and persists every shift, with its audit records, in the
+// Control's store (the "shifts" document: shifts.json in a state directory) so a restart resumes
+// it at the same step with a fresh window. Control-loop thread only.
 #pragma once
 
 #include <uv.h>
@@ -84,9 +85,9 @@ class ShiftManager {
  public:
   using RegistryGetter = std::function<const observe::Registry*()>;
 
-  // `control` outlives this manager. `registry` is asked on each tick (nullptr: no figures yet).
-  // `state_dir`: where shifts.json lives ("" = in memory only).
-  ShiftManager(control::Control& control, RegistryGetter registry, std::string state_dir,
+  // `control` outlives this manager and has run init(): its store keeps the shifts. `registry`
+  // is asked on each tick (nullptr: no figures yet).
+  ShiftManager(control::Control& control, RegistryGetter registry,
                uint64_t check_every_ms = kCheckEveryMs);
   ~ShiftManager();
   ShiftManager(const ShiftManager&) = delete;
@@ -97,8 +98,8 @@ class ShiftManager {
   // is gone or has no endpoints cannot serve. `health` outlives this manager.
   void set_health(routing::HealthRegistry* health) { health_ = health; }
 
-  // Loads shifts.json, resumes running shifts (or rolls back those whose candidate is gone) and
-  // starts the check timer on `loop`. Returns a libuv error code (0 on success).
+  // Loads the shifts document, resumes running shifts (or rolls back those whose candidate is gone)
+  // and starts the check timer on `loop`. Returns a libuv error code (0 on success).
   int start(uv_loop_t* loop);
   // Stops and closes the timer (its close callback frees it). Running shifts stay persisted as
   // running, so the next start resumes them. Safe to call twice.
@@ -154,9 +155,11 @@ class ShiftManager {
   // Why the candidate cannot serve in the running config, or "" if it can.
   std::string cannot_serve(const Shift& s) const;
   control::TrafficMap current_map(const std::string& f, const std::string& a) const;
+  // Logs a shift decision and queues its audit record for the next persist().
   void audit(const Shift& s, const std::string& event, const std::string& actor,
              const control::TrafficMap& old_map, const control::TrafficMap& new_map,
              const std::string& reason);
+  // Commits the shifts document with the queued audit records (one change: both or neither).
   void persist();
   void load_and_resume(uint64_t now_ms);
   void post_hook(const Shift& s);
@@ -191,10 +194,11 @@ class ShiftManager {
   control::Control& control_;  // outlives this manager (see constructor)
   RegistryGetter registry_;
   routing::HealthRegistry* health_ = nullptr;  // see set_health()
-  std::function<uint64_t()> clock_;            // set_clock(); empty = the loop's clock
-  std::string state_dir_;
+  std::function<uint64_t()> clock_;  // set_clock(); empty = the loop's clock
   uint64_t check_every_ms_;
-  std::map<Key, Shift> shifts_;  // latest shift per alias, running or finished
+  control::Version shifts_version_ = 0;  // the store's version this manager last read/wrote
+  std::vector<control::AuditEntry> pending_audits_;  // decisions persist() has not committed yet
+  std::map<Key, Shift> shifts_;                      // latest shift per alias, running or finished
   uv_loop_t* loop_ = nullptr;
   uv_timer_t* timer_ = nullptr;  // freed by its close callback
   // The routing table check_file_shifts() last looked at, held so that no later table can be
@@ -202,7 +206,8 @@ class ShiftManager {
   // the generation it was: counted here, one per distinct table seen.
   std::shared_ptr<const routing::RoutingTable> seen_table_;
   uint64_t table_generation_ = 0;
-  std::shared_ptr<HookInbox> inbox_;  // shared with pre_traffic threads
+  std::shared_ptr<HookInbox> inbox_;                       // shared with pre_traffic threads
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // store callbacks hold it weakly
   uint64_t next_hook_id_ = 1;
 };
 

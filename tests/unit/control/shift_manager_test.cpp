@@ -10,6 +10,7 @@
 #include <string>
 
 #include "control/control.h"
+#include "control/memory_store.h"
 #include "control/shift_manager.h"
 
 namespace sluice::control {
@@ -54,6 +55,14 @@ struct Fixture {
       s->end(i < ok ? 200 : 500, us, us, observe::FailureKind::kNone, 0, t0);
     }
   }
+  // Every record of audit.jsonl.
+  std::vector<json> audit() const {
+    std::vector<json> out;
+    std::ifstream in(state_dir() + "/audit.jsonl");
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line));
+    return out;
+  }
   std::vector<std::string> events() const {
     std::vector<std::string> out;
     std::ifstream in(state_dir() + "/audit.jsonl");
@@ -79,7 +88,7 @@ TEST_CASE("a shift walks every step on enough healthy requests and promotes") {
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   control::ApiResult r = m.begin("shop", "live", kPlan, "api:test");
   REQUIRE(r.status == 200);
@@ -123,7 +132,7 @@ TEST_CASE("a breach rolls back to the pre-shift map mid-step") {
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   fx.serve("2", 16, 4);  // 20% errors
@@ -140,7 +149,7 @@ TEST_CASE("a change to the alias outside the shift interrupts it and leaves traf
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   REQUIRE(control.set_alias("shop", "live", json{{"traffic", {{"1", 70}, {"2", 30}}}}, "api:x")
@@ -155,7 +164,7 @@ TEST_CASE("a restarted manager resumes a running shift at its step with a fresh 
   {
     control::Control control(fx.path);
     REQUIRE(control.init());
-    ShiftManager m(control, fx.getter(), fx.state_dir());
+    ShiftManager m(control, fx.getter());
     m.set_clock([&fx] { return fx.t0; });
     REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
     fx.serve("2", 30, 0);
@@ -168,7 +177,7 @@ TEST_CASE("a restarted manager resumes a running shift at its step with a fresh 
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
   {
-    ShiftManager m(control, fx.getter(), fx.state_dir());
+    ShiftManager m(control, fx.getter());
     m.set_clock([&fx] { return fx.t0; });
     REQUIRE(m.start(&loop) == 0);
     json s = m.get("shop", "live").body;
@@ -186,7 +195,7 @@ TEST_CASE("a start is refused with the field named") {
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   CHECK(m.begin("nope", "live", kPlan, "t").status == 404);
   CHECK(m.begin("shop", "nope", kPlan, "t").status == 404);
@@ -205,7 +214,7 @@ TEST_CASE("a shift is refused, naming them, while a third version has traffic") 
   Fixture fx("{ \"1\" = 80, \"2\" = 10, \"3\" = 10 }");
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   control::ApiResult r = m.begin("shop", "live", kPlan, "api:test");
   CHECK(r.status == 409);
@@ -235,7 +244,7 @@ TEST_CASE("versions at weight 0 stay in the map at 0 through every step and the 
   Fixture fx("{ \"1\" = 100, \"3\" = 0 }");
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   CHECK(traffic(control) == "1=90 2=10 3=0");
@@ -255,7 +264,7 @@ TEST_CASE("below min_requests a failing candidate is held, not rolled back") {
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   fx.serve("2", 0, 19);  // min_requests is 20
@@ -274,7 +283,7 @@ TEST_CASE("each reload is a new table generation even when a new table reuses an
   Fixture fx;
   control::Control control(fx.path);
   REQUIRE(control.init());
-  ShiftManager m(control, fx.getter(), fx.state_dir());
+  ShiftManager m(control, fx.getter());
   m.set_clock([&fx] { return fx.t0; });
   m.check_file_shifts();
   CHECK(m.table_generation() == 1);
@@ -302,13 +311,10 @@ TEST_CASE("an exception while judging a shift rolls it back and never leaves tic
   control::Control control(fx.path);
   REQUIRE(control.init());
   bool fail = false;
-  ShiftManager m(
-      control,
-      [&]() -> const observe::Registry* {
-        if (fail) throw std::runtime_error("figures unavailable");
-        return &fx.registry;
-      },
-      fx.state_dir());
+  ShiftManager m(control, [&]() -> const observe::Registry* {
+    if (fail) throw std::runtime_error("figures unavailable");
+    return &fx.registry;
+  });
   m.set_clock([&fx] { return fx.t0; });
   REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   REQUIRE(traffic(control) == "1=90 2=10");
@@ -322,7 +328,7 @@ TEST_CASE("an exception while judging a shift rolls it back and never leaves tic
   CHECK(traffic(control) == "1=100");
   CHECK(fx.events() == std::vector<std::string>{"start", "rollback"});
   // The outcome is durable: a new manager reads it back as finished.
-  ShiftManager again(control, fx.getter(), fx.state_dir());
+  ShiftManager again(control, fx.getter());
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
   REQUIRE(again.start(&loop) == 0);
@@ -348,7 +354,7 @@ TEST_CASE("a shifts.json with wrong types is reported and skipped, never thrown"
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
   {
-    ShiftManager m(control, fx.getter(), fx.state_dir());
+    ShiftManager m(control, fx.getter());
     int rc = -1;
     CHECK_NOTHROW(rc = m.start(&loop));
     CHECK(rc == 0);
@@ -365,7 +371,7 @@ TEST_CASE("a state file from before min_breach_requests was dropped still resume
   {
     control::Control control(fx.path);
     REQUIRE(control.init());
-    ShiftManager m(control, fx.getter(), fx.state_dir());
+    ShiftManager m(control, fx.getter());
     m.set_clock([&fx] { return fx.t0; });
     REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
   }
@@ -378,7 +384,7 @@ TEST_CASE("a state file from before min_breach_requests was dropped still resume
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
   {
-    ShiftManager m(control, fx.getter(), fx.state_dir());
+    ShiftManager m(control, fx.getter());
     m.set_clock([&fx] { return fx.t0; });
     REQUIRE(m.start(&loop) == 0);
     CHECK(m.get("shop", "live").body["state"] == "running");
@@ -386,6 +392,99 @@ TEST_CASE("a state file from before min_breach_requests was dropped still resume
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+// The records' sequence numbers, and whether each one has the next number.
+std::vector<uint64_t> sequence(const std::vector<json>& records, bool* consecutive) {
+  std::vector<uint64_t> out;
+  *consecutive = true;
+  for (const json& r : records) {
+    REQUIRE(r.contains("seq"));
+    out.push_back(r["seq"].get<uint64_t>());
+    *consecutive = *consecutive && out.back() == out.size() + out.front() - 1;
+  }
+  return out;
+}
+
+TEST_CASE("the Control's records and the shift's decisions share one audit sequence") {
+  Fixture fx;
+  control::Control control(fx.path);
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter());
+  m.set_clock([&fx] { return fx.t0; });
+  REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  fx.serve("2", 30, 0);
+  m.tick(fx.t0 + 10000);
+  REQUIRE(control.set_alias("shop", "live", json{{"traffic", {{"1", 70}, {"2", 30}}}}, "api:x")
+              .status == 200);
+  m.tick(fx.t0 + 11000);  // interrupted
+  REQUIRE(m.get("shop", "live").body["state"] == "interrupted");
+
+  // The alias changes (no "event") and the decisions, in the order they were made.
+  std::vector<json> records = fx.audit();
+  std::vector<std::string> order;
+  for (const json& r : records) order.push_back(r.value("event", r["actor"].get<std::string>()));
+  CHECK(order ==
+        std::vector<std::string>{"shift", "start", "shift", "advance", "api:x", "interrupted"});
+  bool consecutive = false;
+  std::vector<uint64_t> seqs = sequence(records, &consecutive);
+  CAPTURE(seqs.size());
+  CHECK(consecutive);
+  CHECK(seqs.front() == 1);
+
+  SUBCASE("a restart continues the sequence after both kinds of record") {
+    control::Control again(fx.path);
+    REQUIRE(again.init());
+    REQUIRE(again.set_alias("shop", "live", json{{"traffic", {{"1", 100}}}}, "api:y").status ==
+            200);
+    CHECK(fx.audit().back()["seq"] == seqs.back() + 1);
+  }
+}
+
+TEST_CASE("a crash between a decision's shifts.json write and its append is repaired at start") {
+  Fixture fx;
+  {
+    control::Control control(fx.path);
+    REQUIRE(control.init());
+    ShiftManager m(control, fx.getter());
+    m.set_clock([&fx] { return fx.t0; });
+    REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+    REQUIRE(m.abort("shop", "live", "api:test").status == 200);  // its last write: shifts.json
+  }
+  const uint64_t last = fx.audit().back()["seq"];
+  // Cut the decision's record from the log, as a SIGKILL right after the rename would.
+  std::ifstream in(fx.state_dir() + "/audit.jsonl");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::ofstream(fx.state_dir() + "/audit.jsonl", std::ios::trunc)
+      << text.substr(0, text.rfind('\n', text.size() - 2) + 1);
+  REQUIRE(fx.events() == std::vector<std::string>{"start"});
+  control::Control again(fx.path);
+  REQUIRE(again.init());
+  CHECK(fx.events() == std::vector<std::string>{"start", "aborted"});
+  CHECK(fx.audit().back()["seq"] == last);
+}
+
+TEST_CASE("without a state directory the decisions join the memory store's audit sequence") {
+  Fixture fx;
+  control::Control control(fx.path);
+  control.set_store(std::make_unique<control::MemoryStore>());
+  REQUIRE(control.init());
+  ShiftManager m(control, fx.getter());
+  m.set_clock([&fx] { return fx.t0; });
+  REQUIRE(m.begin("shop", "live", kPlan, "api:test").status == 200);
+  REQUIRE(m.abort("shop", "live", "api:test").status == 200);
+  CHECK_FALSE(std::filesystem::exists(fx.state_dir() + "/audit.jsonl"));
+  const auto& log = static_cast<const control::MemoryStore&>(control.store()).audit_log();
+  std::vector<json> records(log.begin(), log.end());
+  std::vector<std::string> order;
+  for (const json& r : records) order.push_back(r.value("event", r["actor"].get<std::string>()));
+  CHECK(order == std::vector<std::string>{"shift", "start", "shift", "aborted"});
+  bool consecutive = false;
+  sequence(records, &consecutive);
+  CHECK(consecutive);
+  CHECK(control.store().get(control::kShiftsDoc).value["shifts"][0]["state"] == "aborted");
 }
 
 }  // namespace sluice::control
