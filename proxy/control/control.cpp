@@ -16,6 +16,7 @@
 #include "config/values.h"
 #include "control/local_store.h"
 #include "control/memory_store.h"
+#include "observe/summary.h"
 
 namespace sluice::control {
 namespace {
@@ -975,14 +976,8 @@ json Control::status(const observe::Snapshot* live) const {
                    {"weight", traffic_json({{v, w}})[v]},
                    {"share", sum > 0 ? w / sum : 0.0}};
         if (live) {
-          if (const observe::SeriesSnapshot* s = live->find(fn.name, al.name, v)) {
-            pv["requests_per_second"] = s->window_requests_per_second();
-            pv["error_rate"] = s->window_error_rate();
-            pv["p50_ms"] = s->window_duration.quantile_us(0.5) / 1000.0;
-            pv["p99_ms"] = s->window_duration.quantile_us(0.99) / 1000.0;
-            pv["requests_total"] = s->total.requests();
-            pv["in_flight"] = s->in_flight;
-          }
+          if (const observe::SeriesSnapshot* s = live->find(fn.name, al.name, v))
+            pv.update(json(observe::summarize(*s)));
         }
         per_version.push_back(pv);
       }
