@@ -26,9 +26,14 @@ struct LoopContext {
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
 };
 
-// Recovers the LoopContext from any handle of a worker's loop.
+// Recovers the LoopContext of a loop whose `data` is one (a worker's loop, the control loop): a
+// loop that runs streams must have one, since their reads land in its buffer (on_alloc).
+inline LoopContext& context_of(uv_loop_t* loop) {
+  return *static_cast<LoopContext*>(loop->data);
+}
+// The same, from any handle of such a loop.
 inline LoopContext& context_of(uv_handle_t* h) {
-  return *static_cast<LoopContext*>(h->loop->data);
+  return context_of(h->loop);
 }
 
 inline void LoopContext::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {

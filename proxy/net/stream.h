@@ -36,7 +36,8 @@ class Stream {
  public:
   virtual ~Stream() = default;
 
-  virtual void start_reading() = 0;
+  // Returns 0 (also when already reading), or a libuv error if reading could not start.
+  virtual int start_reading() = 0;
   virtual void stop_reading() = 0;
   virtual bool reading() const = 0;
   // Sends what `out` gathered: what the kernel takes at once goes without a copy, the rest is
@@ -74,7 +75,11 @@ class TcpStream final : public Stream {
   // only, such as which connection to shed.
   size_t unread_bytes() const;
 
-  void start_reading() override;
+  // Sends TCP keep-alive probes after `delay_s` idle seconds, so a peer that vanished without a
+  // FIN still ends the stream (on_stream_end). Returns a libuv error.
+  int keepalive(unsigned delay_s);
+
+  int start_reading() override;
   void stop_reading() override;
   bool reading() const override { return reading_; }
   int write(Outbox& out) override;

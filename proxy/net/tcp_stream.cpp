@@ -56,13 +56,25 @@ size_t unread_bytes(const uv_tcp_t* tcp) {
 }
 
 size_t TcpStream::unread_bytes() const {
-  return open_ ? net::unread_bytes(&tcp_) : 0;
+  uv_os_fd_t fd;
+  int n = 0;
+  if (!open_ || uv_fileno(as_handle(const_cast<uv_tcp_t*>(&tcp_)), &fd) != 0 ||
+      ::ioctl(fd, FIONREAD, &n) != 0)
+    return 0;
+  return n > 0 ? size_t(n) : 0;
 }
 
-void TcpStream::start_reading() {
-  if (reading_ || closing_ || !open_) return;
-  if (uv_read_start(as_stream(&tcp_), &LoopContext::on_alloc, &TcpStream::on_read) == 0)
-    reading_ = true;
+int TcpStream::keepalive(unsigned delay_s) {
+  if (closing_ || !open_) return UV_EBADF;
+  return uv_tcp_keepalive(&tcp_, 1, delay_s);
+}
+
+int TcpStream::start_reading() {
+  if (reading_) return 0;
+  if (closing_ || !open_) return UV_EBADF;
+  const int rc = uv_read_start(as_stream(&tcp_), &LoopContext::on_alloc, &TcpStream::on_read);
+  if (rc == 0) reading_ = true;
+  return rc;
 }
 
 void TcpStream::stop_reading() {
