@@ -12,6 +12,7 @@
 #include "config/values.h"
 #include "http/parser.h"
 #include "http/rewrite.h"
+#include "net/listener.h"
 #include "net/loop_context.h"
 #include "net/stream.h"
 #include "observe/prometheus.h"
@@ -37,11 +38,6 @@ constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
 constexpr size_t kMaxJsonDepth = 32;  // request bodies; a shift plan needs 3
 
-struct WriteOp {
-  uv_write_t req{};
-  std::string bytes;
-};
-
 std::vector<std::string> split_path(std::string_view path) {
   std::vector<std::string> parts;
   size_t i = 0;
@@ -52,18 +48,6 @@ std::vector<std::string> split_path(std::string_view path) {
     i = j + 1;
   }
   return parts;
-}
-
-std::string peer_ip(uv_tcp_t* tcp) {
-  sockaddr_storage a{};
-  int len = sizeof a;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "?";
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (a.ss_family == AF_INET)
-    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&a), buf, sizeof buf);
-  else
-    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&a), buf, sizeof buf);
-  return buf;
 }
 
 AdminServer::Reply json_reply(const ApiResult& r) {
@@ -184,29 +168,46 @@ bool is_loopback_host(std::string_view host) {
   return config::is_loopback_host(host);  // one definition for the loader and the listener
 }
 
-// One admin client connection. Owned by AdminServer::conns_; freed by erase() from the close
-// callback. Requests are answered synchronously as each message ends, in order. One timer bounds
-// each wait: the whole head within kHeadTimeoutMs of the accept or of the previous answer, then
-// the whole body within kBodyTimeoutMs of the head.
-class AdminConn final : public http::Sink {
+// One admin client connection. Owned by AdminServer::conns_; freed by erase() from the last close
+// callback (its stream's or its timer's). Requests are answered synchronously as each message
+// ends, in order. One timer bounds each wait: the whole head within kHeadTimeoutMs of the accept
+// or of the previous answer, then the whole body within kBodyTimeoutMs of the head.
+class AdminConn final : public http::Sink, public net::StreamEvents {
  public:
   enum class Phase { kHead, kBody };
 
-  AdminConn(AdminServer& server, uint64_t now_ms)
+  AdminConn(AdminServer& server, net::LoopContext& ctx)
       : server_(server),
+        ctx_(ctx),
+        stream_(ctx, *this),
         parser_(HTTP_REQUEST, *this, kMaxHeadBytes, kMaxHeaders),
-        wait_started_ms_(now_ms) {}
+        wait_started_ms_(uv_now(ctx.loop)) {}
 
-  uv_tcp_t tcp_{};
-  uv_timer_t timer_{};  // the head or body deadline
+  // Takes the listener's pending connection. false: it failed and close() ran; the close
+  // callback still frees this if has_handles(), else the caller must.
+  bool accept(net::Listener& listener) {
+    const int rc = listener.accept(stream_);
+    if (stream_.open()) ++open_handles_;
+    if (rc != 0) {
+      close();
+      return false;
+    }
+    return true;
+  }
+  bool has_handles() const { return open_handles_ > 0; }
+  // The client's IP address as text ("?" if unknown).
+  std::string peer_ip() const {
+    std::string ip;
+    return stream_.peer(&ip, nullptr) ? ip : "?";
+  }
 
   void start(std::string peer) {
     peer_ = std::move(peer);
-    int rc = uv_timer_init(tcp_.loop, &timer_);
+    int rc = uv_timer_init(ctx_.loop, &timer_);
     if (rc == 0) {
       timer_.data = this;
       ++open_handles_;
-      rc = uv_read_start(net::as_stream(&tcp_), &net::LoopContext::on_alloc, &on_read);
+      rc = stream_.start_reading();
     }
     if (rc == 0) rc = arm(Phase::kHead, kHeadTimeoutMs);
     if (rc != 0) close();
@@ -219,8 +220,10 @@ class AdminConn final : public http::Sink {
     if (std::exchange(closing_, true)) return;
     *alive_ = false;  // a deferred answer arriving later finds nobody
     server_.forget(this);
-    for (uv_handle_t* h : {net::as_handle(&tcp_), net::as_handle(&timer_)})
-      if (h->data && !uv_is_closing(h)) uv_close(h, &AdminConn::on_closed);
+    stream_.close();
+    if (timer_.data && !uv_is_closing(net::as_handle(&timer_)))
+      uv_close(net::as_handle(&timer_),
+               [](uv_handle_t* h) { static_cast<AdminConn*>(h->data)->handle_closed(); });
   }
 
   bool closing() const { return closing_; }
@@ -229,8 +232,10 @@ class AdminConn final : public http::Sink {
   // When the current wait (for a head or a body) began, in loop milliseconds.
   uint64_t wait_started_ms() const { return wait_started_ms_; }
   // Sheddable: waiting for bytes, with no answer still being written.
-  bool idle_or_incomplete() const { return !closing_ && !waiting_ && pending_writes_ == 0; }
-  bool has_unread_input() const { return net::unread_bytes(&tcp_) > 0; }
+  bool idle_or_incomplete() const {
+    return !closing_ && !waiting_ && out_.empty() && stream_.queued_bytes() == 0;
+  }
+  bool has_unread_input() const { return stream_.unread_bytes() > 0; }
 
   int on_head(http::Parser& p) override {
     request_ = {};
@@ -268,30 +273,38 @@ class AdminConn final : public http::Sink {
     return waiting_;  // still waiting: pause the parser (pipelined bytes wait in held_)
   }
 
+  // net::StreamEvents
+  void on_stream_data(const char* data, size_t len) override {
+    if (close_after_write_ || closing_) return;  // lingering: discard
+    try {  // a libuv callback: nothing may escape it (handle() already answers 500 itself)
+      if (waiting_) {  // read before the stop took effect: keep it for later
+        held_.append(data, len);
+        return;
+      }
+      consume(data, len);
+      flush();
+    } catch (...) {
+      close();
+    }
+  }
+  void on_stream_end(int) override {
+    close();  // also the end of a lingering close
+  }
+  void on_stream_written(int status) override {
+    if (closing_) return;
+    if (status < 0) {  // a write, or the FIN of a lingering close, failed
+      close();
+      return;
+    }
+    if (close_after_write_ && stream_.queued_bytes() == 0) linger();
+  }
+  void on_stream_closed() override { handle_closed(); }
+
  private:
   int arm(Phase phase, uint64_t timeout_ms) {
     phase_ = phase;
-    wait_started_ms_ = uv_now(tcp_.loop);
+    wait_started_ms_ = uv_now(ctx_.loop);
     return uv_timer_start(&timer_, &AdminConn::on_timer, timeout_ms, 0);
-  }
-
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-    auto* self = static_cast<AdminConn*>(s->data);
-    if (nread < 0) {
-      self->close();  // also the end of a lingering close
-      return;
-    }
-    if (nread == 0 || self->close_after_write_ || self->closing_) return;  // lingering: discard
-    try {  // a libuv callback: nothing may escape it (handle() already answers 500 itself)
-      if (self->waiting_) {  // read before the stop took effect: keep it for later
-        self->held_.append(buf->base, static_cast<size_t>(nread));
-        return;
-      }
-      self->consume(buf->base, static_cast<size_t>(nread));
-      self->flush();
-    } catch (...) {
-      self->close();
-    }
   }
 
   // Parses `len` bytes; on a pause (an answer still to come) keeps the rest and stops reading.
@@ -299,7 +312,7 @@ class AdminConn final : public http::Sink {
     http::Parser::Result r = parser_.feed(data, len);
     if (r.status == http::Parser::Status::kPaused) {
       held_.append(data + r.consumed, len - r.consumed);
-      uv_read_stop(net::as_stream(&tcp_));
+      stream_.stop_reading();
     } else if (r.status == http::Parser::Status::kError) {
       reject_malformed();
     } else if (r.status == http::Parser::Status::kUpgrade) {
@@ -312,7 +325,7 @@ class AdminConn final : public http::Sink {
     waiting_ = false;
     respond(reply, !keep_alive_);
     arm(Phase::kHead, kHeadTimeoutMs);  // the next head is due from this answer on
-    if (in_message_end_) return;        // on_read goes on parsing, then flushes
+    if (in_message_end_) return;        // on_stream_data goes on parsing, then flushes
     // A deferred answer: send it, parse what arrived meanwhile, and read again.
     try {
       flush();
@@ -322,9 +335,7 @@ class AdminConn final : public http::Sink {
       held_.clear();
       if (!held.empty()) consume(held.data(), held.size());
       flush();
-      if (!waiting_ && !closing_ && !close_after_write_ &&
-          uv_read_start(net::as_stream(&tcp_), &net::LoopContext::on_alloc, &on_read) != 0)
-        close();
+      if (!waiting_ && !closing_ && !close_after_write_ && stream_.start_reading() != 0) close();
     } catch (...) {
       close();
     }
@@ -362,67 +373,44 @@ class AdminConn final : public http::Sink {
   }
 
   void respond(const AdminServer::Reply& reply, bool close_after) {
-    out_ += "HTTP/1.1 " + std::to_string(reply.status) + " " +
-            std::string(http::status_text(reply.status)) + "\r\n";
-    out_ += "Content-Type: " + reply.content_type + "\r\n";
-    out_ += "Content-Length: " + std::to_string(reply.body.size()) + "\r\n";
-    out_ += "Cache-Control: no-store\r\n";
-    if (reply.unauthorized) out_ += "WWW-Authenticate: Bearer realm=\"sluice\"\r\n";
-    if (close_after) out_ += "Connection: close\r\n";
-    out_ += "\r\n";
-    if (!head_request_) out_ += reply.body;  // HEAD: same head, no body
+    std::string head = "HTTP/1.1 " + std::to_string(reply.status) + " " +
+                       std::string(http::status_text(reply.status)) + "\r\n";
+    head += "Content-Type: " + reply.content_type + "\r\n";
+    head += "Content-Length: " + std::to_string(reply.body.size()) + "\r\n";
+    head += "Cache-Control: no-store\r\n";
+    if (reply.unauthorized) head += "WWW-Authenticate: Bearer realm=\"sluice\"\r\n";
+    if (close_after) head += "Connection: close\r\n";
+    head += "\r\n";
+    out_.copy(head);
+    if (!head_request_) out_.copy(reply.body);  // HEAD: same head, no body
     if (close_after) close_after_write_ = true;
   }
 
+  // Sends what respond() gathered; after a closing answer has left, lingers.
   void flush() {
-    if (out_.empty()) {
-      if (close_after_write_ && pending_writes_ == 0) close();
-      return;
-    }
-    auto op = std::make_unique<WriteOp>();
-    op->bytes = std::move(out_);
-    out_.clear();
-    op->req.data = op.get();
-    uv_buf_t b = uv_buf_init(op->bytes.data(), static_cast<unsigned>(op->bytes.size()));
-    int rc = uv_write(&op->req, net::as_stream(&tcp_), &b, 1, &AdminConn::on_written);
-    if (rc != 0) {
+    if (closing_) return;
+    if (!out_.empty() && stream_.write(out_) != 0) {
       close();
       return;
     }
-    op.release();
-    ++pending_writes_;
+    if (close_after_write_ && stream_.queued_bytes() == 0) linger();
   }
 
-  static void on_written(uv_write_t* req, int status) {
-    std::unique_ptr<WriteOp> op(static_cast<WriteOp*>(req->data));
-    auto* self = static_cast<AdminConn*>(req->handle->data);
-    --self->pending_writes_;
-    if (status < 0) {
-      self->close();
+  // A lingering close: FIN after the answer, then read and discard what the client still sends
+  // (a refused 2 MiB body, say) until it closes or kLingerMs pass. Closing with unread bytes
+  // would send a reset that can destroy the answer before the client reads it.
+  void linger() {
+    if (std::exchange(lingering_, true)) return;
+    if (stream_.shutdown() != 0) {  // a failure later arrives as on_stream_written(< 0)
+      close();
       return;
     }
-    if (self->close_after_write_ && self->pending_writes_ == 0 && !self->closing_) {
-      // A lingering close: FIN after the answer, then read and discard what the client still
-      // sends (a refused 2 MiB body, say) until it closes or kLingerMs pass. Closing with unread
-      // bytes would send a reset that can destroy the answer before the client reads it.
-      uv_shutdown_t* sd = new uv_shutdown_t{};
-      if (uv_shutdown(sd, net::as_stream(&self->tcp_), [](uv_shutdown_t* r, int status) {
-            auto* c = static_cast<AdminConn*>(r->handle->data);
-            delete r;
-            if (status < 0 && status != UV_ECANCELED) c->close();
-          }) != 0) {
-        delete sd;
-        self->close();
-        return;
-      }
-      uv_read_start(net::as_stream(&self->tcp_), &net::LoopContext::on_alloc, &on_read);
-      uv_timer_start(&self->timer_, &AdminConn::on_timer, kLingerMs, 0);
-    }
+    stream_.start_reading();
+    uv_timer_start(&timer_, &AdminConn::on_timer, kLingerMs, 0);
   }
 
-  static void on_closed(uv_handle_t* h) {
-    auto* self = static_cast<AdminConn*>(h->data);
-    if (--self->open_handles_ == 0) self->server_.erase(self);  // last use of self
+  void handle_closed() {
+    if (--open_handles_ == 0) server_.erase(this);  // last use of this
   }
 
   // The head or the body did not arrive in time. A connection that sent nothing is closed
@@ -455,11 +443,14 @@ class AdminConn final : public http::Sink {
     }
   }
 
-  AdminServer& server_;  // outlives its connections (close() closes them first)
+  AdminServer& server_;    // outlives its connections (close() closes them first)
+  net::LoopContext& ctx_;  // the control loop's
+  net::TcpStream stream_;
+  uv_timer_t timer_{};  // the head or body deadline, then the lingering close's
   http::Parser parser_;
   AdminServer::Request request_;
   std::string peer_;
-  std::string out_;
+  net::Outbox out_;
   Phase phase_ = Phase::kHead;
   uint64_t wait_started_ms_ = 0;
   std::string held_;  // bytes after a request whose answer is deferred, parsed once it is sent
@@ -470,9 +461,9 @@ class AdminConn final : public http::Sink {
   bool head_request_ = false;
   bool too_large_ = false;
   bool close_after_write_ = false;
+  bool lingering_ = false;
   bool closing_ = false;
-  int pending_writes_ = 0;
-  int open_handles_ = 1;  // tcp_ (initialised by AdminServer::on_connection), then the timer
+  int open_handles_ = 0;  // the stream once accepted, then the timer
 };
 
 AdminServer::AdminServer(Control& control, config::AdminSpec spec, std::string config_dir)
@@ -489,28 +480,15 @@ bool AdminServer::start(uv_loop_t* loop, std::string* error) {
     *error = "admin address " + spec_.address.text + " is not an IP address";
     return false;
   }
-  listener_ = new uv_tcp_t{};
-  int rc = uv_tcp_init(loop, listener_);
-  if (rc != 0) {
-    delete listener_;
-    listener_ = nullptr;
-    *error = std::string("admin listener: uv_tcp_init: ") + uv_err_name(rc);
-    return false;
-  }
-  listener_->data = this;
-  rc = uv_tcp_bind(listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(net::as_stream(listener_), 128, &AdminServer::on_connection);
-  if (rc != 0) {
+  ctx_ = &net::context_of(loop);
+  listener_ = new net::Listener(
+      *ctx_, 0, [this](net::Listener& from, int status) { on_connection(from, status); });
+  if (int rc = listener_->bind(reinterpret_cast<sockaddr*>(&addr), 128); rc != 0) {
     *error = "cannot listen on admin address " + spec_.address.text + ": " + uv_strerror(rc);
     close();
     return false;
   }
-  sockaddr_storage got{};
-  int len = sizeof got;
-  uv_tcp_getsockname(listener_, reinterpret_cast<sockaddr*>(&got), &len);
-  uint16_t port =
-      ntohs(got.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&got)->sin_port
-                                     : reinterpret_cast<sockaddr_in6*>(&got)->sin6_port);
+  const uint16_t port = listener_->port();
   bound_ =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   std::fprintf(stderr, "sluice: admin on %s\n", bound_.c_str());
@@ -520,11 +498,7 @@ bool AdminServer::start(uv_loop_t* loop, std::string* error) {
 
 void AdminServer::close() {
   if (std::exchange(closed_, true)) return;
-  if (listener_) {
-    uv_close(net::as_handle(listener_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-    listener_ = nullptr;
-  }
+  if (net::Listener* l = std::exchange(listener_, nullptr)) l->close([l] { delete l; });
   std::vector<AdminConn*> open;
   for (auto& [raw, owned] : conns_) open.push_back(raw);
   for (AdminConn* c : open) c->close();
@@ -566,39 +540,35 @@ AdminConn* AdminServer::least_useful(const std::string* peer) const {
   return best;
 }
 
-void AdminServer::on_connection(uv_stream_t* s, int status) {
-  auto* self = static_cast<AdminServer*>(s->data);
-  if (status < 0 || self->closed_) return;
-  auto conn = std::make_unique<AdminConn>(*self, uv_now(s->loop));
-  if (uv_tcp_init(s->loop, &conn->tcp_) != 0) return;
-  conn->tcp_.data = conn.get();
+void AdminServer::on_connection(net::Listener& from, int status) {
+  if (status < 0 || closed_) return;
+  auto conn = std::make_unique<AdminConn>(*this, *ctx_);
   AdminConn* raw = conn.get();
-  self->conns_[raw] = std::move(conn);
+  conns_[raw] = std::move(conn);
   // Always accepted, so that it leaves the backlog; then it either gets a slot or is closed.
-  if (uv_accept(s, net::as_stream(&raw->tcp_)) != 0) {
-    raw->close();
-    return;
+  if (!raw->accept(from)) {
+    if (!raw->has_handles()) conns_.erase(raw);  // nothing to close: free it now
+    return;                                      // else its close callback frees it
   }
-  std::string peer = peer_ip(&raw->tcp_);
+  std::string peer = raw->peer_ip();
   // At a cap, shed rather than refuse: a slow or idle client must not lock the operator out
   // (256 connections dribbling one byte every 5 s once made every call fail for 22 s). The
   // newcomer is refused only when every slot is busy answering.
   auto make_room = [&](const std::string* same_peer) {
-    AdminConn* victim = self->least_useful(same_peer);
+    AdminConn* victim = least_useful(same_peer);
     if (!victim) return false;
     victim->close();
     return true;
   };
-  auto count = self->per_peer_.find(peer);
-  const size_t mine = count == self->per_peer_.end() ? 0 : count->second;
+  auto count = per_peer_.find(peer);
+  const size_t mine = count == per_peer_.end() ? 0 : count->second;
   if ((mine >= kMaxConnectionsPerClient && !make_room(&peer)) ||
-      (self->open_ >= kMaxConnections && !make_room(nullptr))) {
+      (open_ >= kMaxConnections && !make_room(nullptr))) {
     raw->close();
     return;
   }
-  ++self->per_peer_[peer];
-  ++self->open_;
-  uv_tcp_nodelay(&raw->tcp_, 1);
+  ++per_peer_[peer];
+  ++open_;
   raw->start(std::move(peer));
 }
 

@@ -17,6 +17,11 @@
 #include "control/shift_manager.h"
 #include "observe/stats.h"
 
+namespace sluice::net {
+class Listener;
+struct LoopContext;
+}  // namespace sluice::net
+
 namespace sluice::admin {
 
 using control::ApiResult;
@@ -46,7 +51,8 @@ class AdminServer {
   void set_ready(std::function<bool()> ready) { ready_ = std::move(ready); }
 
   // Reads the token files (if any), refuses a non-loopback address without a token, binds,
-  // listens and prints `sluice: admin on HOST:PORT`. false with `error` on failure.
+  // listens and prints `sluice: admin on HOST:PORT`. false with `error` on failure. `loop`'s
+  // data must be its net::LoopContext (as on the control loop: app/server.cpp).
   bool start(uv_loop_t* loop, std::string* error);
   // The token part of start(), on its own (tests call handle() without a listener). Off
   // loopback, or with read_token_file, every endpoint needs a token; mutating ones need
@@ -101,7 +107,7 @@ class AdminServer {
   void erase(AdminConn* conn);
 
  private:
-  static void on_connection(uv_stream_t* server, int status);
+  void on_connection(net::Listener& from, int status);
   // The connection to close so a newcomer fits: waiting for a head before waiting for a body,
   // longest wait first; only those of `peer` when given. nullptr if every one is answering.
   AdminConn* least_useful(const std::string* peer) const;
@@ -119,7 +125,8 @@ class AdminServer {
   std::string read_token_;                       // empty: none; allows GET/HEAD only
   bool reads_need_token_ = false;                // off loopback, or with a read token
   const observe::Registry* registry_ = nullptr;  // kept alive by the caller
-  uv_tcp_t* listener_ = nullptr;                 // freed by its close callback
+  net::LoopContext* ctx_ = nullptr;              // the loop's, from start()
+  net::Listener* listener_ = nullptr;            // freed by its close callback
   std::string bound_;
   std::unordered_map<AdminConn*, std::unique_ptr<AdminConn>> conns_;  // open and closing
   std::unordered_map<std::string, size_t> per_peer_;  // open connections per client IP

@@ -107,7 +107,4 @@ class TcpStream final : public Stream {
   bool shutdown_started_ = false;
 };
 
-// FIONREAD on a libuv TCP handle (0 if unknown). Until the admin listener moves onto TcpStream.
-size_t unread_bytes(const uv_tcp_t* tcp);
-
 }  // namespace sluice::net

@@ -47,14 +47,6 @@ bool TcpStream::peer(std::string* ip, sockaddr_storage* addr) const {
   return true;
 }
 
-size_t unread_bytes(const uv_tcp_t* tcp) {
-  uv_os_fd_t fd;
-  int n = 0;
-  if (uv_fileno(as_handle(const_cast<uv_tcp_t*>(tcp)), &fd) != 0 || ::ioctl(fd, FIONREAD, &n) != 0)
-    return 0;
-  return n > 0 ? size_t(n) : 0;
-}
-
 size_t TcpStream::unread_bytes() const {
   uv_os_fd_t fd;
   int n = 0;

@@ -11,6 +11,7 @@
 #include "admin/server.h"
 #include "control_fixture.h"
 #include "fake_dns.h"
+#include "net/loop_context.h"
 
 namespace sluice::admin {
 namespace {
@@ -31,6 +32,9 @@ TEST_CASE("every mutating admin endpoint answers 401 without the right token") {
   AdminServer admin(c, spec, fx.dir);
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
+  net::LoopContext ctx;  // as on the control loop: the listener's streams find it in loop.data
+  ctx.loop = &loop;
+  loop.data = &ctx;
   std::string error;
   REQUIRE(admin.start(&loop, &error));
 
@@ -76,6 +80,9 @@ TEST_CASE("a non-loopback admin address without a token refuses to start") {
   AdminServer admin(c, config::AdminSpec{{"0.0.0.0:0", "0.0.0.0", 0}, ""}, fx.dir);
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
+  net::LoopContext ctx;  // as on the control loop: the listener's streams find it in loop.data
+  ctx.loop = &loop;
+  loop.data = &ctx;
   std::string error;
   CHECK_FALSE(admin.start(&loop, &error));
   CHECK(error.find("not loopback") != std::string::npos);

@@ -8,8 +8,9 @@
 #include <fstream>
 #include <string>
 
-#include "control/control.h"
 #include "admin/server.h"
+#include "control/control.h"
+#include "net/loop_context.h"
 
 namespace sluice::admin {
 
@@ -27,6 +28,9 @@ TEST_CASE("readyz follows the readiness signal and healthz answers ok without a 
   AdminServer admin(control, config::AdminSpec{{"127.0.0.1:0", "127.0.0.1", 0}, "token"}, dir);
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
+  net::LoopContext ctx;  // as on the control loop: the listener's streams find it in loop.data
+  ctx.loop = &loop;
+  loop.data = &ctx;
   std::string error;
   REQUIRE(admin.start(&loop, &error));  // reads the token: mutating calls would now need it
   auto get = [&](const std::string& target) {
