@@ -16,22 +16,25 @@
 #include "config/loader.h"
 #include "demo_config.h"
 #include "http/parser.h"
+#include "net/listener.h"
 #include "net/loop_context.h"
+#include "net/stream.h"
 #include "routing/table.h"
 
 namespace sluice::app {
 namespace {
 
 using net::as_handle;
-using net::as_stream;
 
-struct Listener;
+struct DemoListener;
 
-// One connection to a demo upstream. Answers one request at a time, in order.
-class DemoConn final : public http::Sink {
+// One connection to a demo upstream. Answers one request at a time, in order. Owned by its
+// listener's `conns`; freed by the last close callback (its stream's or its timer's).
+class DemoConn final : public http::Sink, public net::StreamEvents {
  public:
-  explicit DemoConn(Listener& l);
-  bool accept(uv_stream_t* server);
+  DemoConn(DemoListener& l, net::LoopContext& ctx);
+  bool accept(net::Listener& from);
+  bool has_handles() const { return open_handles_ > 0; }
   void close();
 
  private:
@@ -39,17 +42,21 @@ class DemoConn final : public http::Sink {
   int on_head(http::Parser&) override { return 0; }
   int on_body(http::Parser&, const char*, size_t) override { return 0; }
   bool on_message_end(http::Parser& p) override;
-  void respond();
+  void on_stream_data(const char* data, size_t len) override { feed(data, len); }
+  void on_stream_end(int) override { close(); }
+  void on_stream_written(int status) override;
+  void on_stream_closed() override { handle_closed(); }
+  void answer();
   void feed(const char* data, size_t len);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  void handle_closed();
   static void on_timer(uv_timer_t* t);
-  static void on_write(uv_write_t* req, int status);
-  static void on_closed(uv_handle_t* h);
 
-  Listener& listener_;
-  uv_tcp_t socket_{};
+  DemoListener& listener_;
+  net::LoopContext& ctx_;
+  net::TcpStream stream_;
   uv_timer_t timer_{};
   http::Parser parser_;
+  net::Outbox out_;
   int open_handles_ = 0;
   bool closing_ = false;
   bool busy_ = false;  // a response is pending (delayed)
@@ -58,62 +65,55 @@ class DemoConn final : public http::Sink {
   std::string pending_;
 };
 
-struct Listener {
+struct DemoListener {
+  DemoListener(net::LoopContext& c, UpstreamSpec s)
+      : ctx(c),
+        spec(std::move(s)),
+        listener(c, 0, [this](net::Listener& from, int status) { on_connection(from, status); }) {}
+  net::LoopContext& ctx;
   UpstreamSpec spec;
-  uv_tcp_t tcp{};
+  net::Listener listener;
   std::mt19937 rng{std::random_device{}()};
   std::unordered_map<DemoConn*, std::unique_ptr<DemoConn>> conns;
-  static void on_connection(uv_stream_t* s, int status) {
-    auto* self = static_cast<Listener*>(s->data);
+
+  void on_connection(net::Listener& from, int status) {
     if (status < 0) return;
-    auto c = std::make_unique<DemoConn>(*self);
+    auto c = std::make_unique<DemoConn>(*this, ctx);
     DemoConn* raw = c.get();
-    self->conns.emplace(raw, std::move(c));
-    raw->accept(s);
+    conns.emplace(raw, std::move(c));
+    if (!raw->accept(from) && !raw->has_handles()) conns.erase(raw);
   }
 };
 
-struct DemoWrite {
-  uv_write_t req{};
-  std::string bytes;
-};
+DemoConn::DemoConn(DemoListener& l, net::LoopContext& ctx)
+    : listener_(l), ctx_(ctx), stream_(ctx, *this), parser_(HTTP_REQUEST, *this, 65536, 100) {}
 
-DemoConn::DemoConn(Listener& l) : listener_(l), parser_(HTTP_REQUEST, *this, 65536, 100) {}
-
-bool DemoConn::accept(uv_stream_t* server) {
-  uv_tcp_init(server->loop, &socket_);
-  socket_.data = this;
-  ++open_handles_;
-  uv_timer_init(server->loop, &timer_);
-  timer_.data = this;
-  ++open_handles_;
-  if (uv_accept(server, as_stream(&socket_)) != 0) {
+bool DemoConn::accept(net::Listener& from) {
+  if (uv_timer_init(ctx_.loop, &timer_) == 0) {
+    timer_.data = this;
+    ++open_handles_;
+  }
+  int rc = from.accept(stream_);
+  if (stream_.open()) ++open_handles_;
+  if (rc == 0 && !timer_.data) rc = UV_ENOMEM;
+  if (rc == 0) rc = stream_.start_reading();
+  if (rc != 0) {
     close();
     return false;
   }
-  uv_tcp_nodelay(&socket_, 1);
-  uv_read_start(as_stream(&socket_), &net::LoopContext::on_alloc, &DemoConn::on_read);
   return true;
 }
 
 void DemoConn::close() {
   if (std::exchange(closing_, true)) return;
-  for (uv_handle_t* h : {as_handle(&socket_), as_handle(&timer_)})
-    if (!uv_is_closing(h)) uv_close(h, &DemoConn::on_closed);
+  stream_.close();
+  if (timer_.data && !uv_is_closing(as_handle(&timer_)))
+    uv_close(as_handle(&timer_),
+             [](uv_handle_t* h) { static_cast<DemoConn*>(h->data)->handle_closed(); });
 }
 
-void DemoConn::on_closed(uv_handle_t* h) {
-  auto* self = static_cast<DemoConn*>(h->data);
-  if (--self->open_handles_ == 0) self->listener_.conns.erase(self);  // last use of self
-}
-
-void DemoConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<DemoConn*>(s->data);
-  if (nread < 0) {
-    self->close();
-    return;
-  }
-  if (nread > 0) self->feed(buf->base, size_t(nread));
+void DemoConn::handle_closed() {
+  if (--open_handles_ == 0) listener_.conns.erase(this);  // last use of this
 }
 
 void DemoConn::feed(const char* data, size_t len) {
@@ -132,54 +132,49 @@ void DemoConn::feed(const char* data, size_t len) {
 bool DemoConn::on_message_end(http::Parser& p) {
   keep_alive_ = p.keep_alive();
   head_ = p.method() == HTTP_HEAD;
-  busy_ = true;
   const uint32_t delay = listener_.spec.max_delay_ms
                              ? uint32_t(listener_.rng() % (listener_.spec.max_delay_ms + 1))
                              : 0;
-  if (delay)
+  if (delay) {
+    busy_ = true;  // what arrives meanwhile waits in pending_
     uv_timer_start(&timer_, &DemoConn::on_timer, delay, 0);
-  else
-    respond();
-  return true;
+    return true;  // pause: the parser resumes once the answer is out
+  }
+  answer();
+  return closing_ || !keep_alive_;  // answered: parse what was pipelined behind it, if anything
 }
 
 void DemoConn::on_timer(uv_timer_t* t) {
-  static_cast<DemoConn*>(t->data)->respond();
+  auto* self = static_cast<DemoConn*>(t->data);
+  if (self->closing_) return;
+  self->busy_ = false;
+  self->answer();
+  if (self->closing_ || !self->keep_alive_) return;
+  self->parser_.resume();
+  if (!self->pending_.empty()) {
+    std::string more;
+    more.swap(self->pending_);
+    self->feed(more.data(), more.size());
+  }
 }
 
-void DemoConn::respond() {
-  if (closing_) return;
+void DemoConn::answer() {
   const UpstreamSpec& spec = listener_.spec;
   const bool fail = spec.fail_percent && listener_.rng() % 100 < spec.fail_percent;
   std::string body =
       fail ? "hello from " + spec.name + ": simulated failure\n" : "hello from " + spec.name + "\n";
-  auto* w = new DemoWrite;
-  w->bytes = std::string("HTTP/1.1 ") + (fail ? "500 Internal Server Error" : "200 OK") +
-             "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-             "\r\nx-demo-upstream: " + spec.name + (keep_alive_ ? "" : "\r\nConnection: close") +
-             "\r\n\r\n" + (head_ ? "" : body);
-  uv_buf_t buf = uv_buf_init(w->bytes.data(), unsigned(w->bytes.size()));
-  w->req.data = w;
-  if (uv_write(&w->req, as_stream(&socket_), &buf, 1, &DemoConn::on_write) != 0) {
-    delete w;
+  out_.copy(std::string("HTTP/1.1 ") + (fail ? "500 Internal Server Error" : "200 OK") +
+            "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\nx-demo-upstream: " + spec.name + (keep_alive_ ? "" : "\r\nConnection: close") +
+            "\r\n\r\n" + (head_ ? "" : body));
+  if (stream_.write(out_) != 0)
     close();
-    return;
-  }
-  busy_ = false;
-  if (!keep_alive_) return;  // closed after the write completes
-  parser_.resume();
-  if (!pending_.empty()) {
-    std::string more;
-    more.swap(pending_);
-    feed(more.data(), more.size());
-  }
+  else if (!keep_alive_ && stream_.queued_bytes() == 0)
+    close();  // else once the answer has left (on_stream_written)
 }
 
-void DemoConn::on_write(uv_write_t* req, int status) {
-  auto* w = static_cast<DemoWrite*>(req->data);
-  auto* self = static_cast<DemoConn*>(req->handle->data);
-  delete w;
-  if (status < 0 || (!self->keep_alive_ && !self->busy_)) self->close();
+void DemoConn::on_stream_written(int status) {
+  if (status < 0 || (!keep_alive_ && !busy_ && stream_.queued_bytes() == 0)) close();
 }
 
 }  // namespace
@@ -188,7 +183,7 @@ struct Upstreams::Impl {
   uv_loop_t loop{};
   net::LoopContext ctx;
   uv_async_t stop_async{};
-  std::vector<std::unique_ptr<Listener>> listeners;
+  std::vector<std::unique_ptr<DemoListener>> listeners;
   std::thread thread;
   bool running = false;
 
@@ -198,7 +193,7 @@ struct Upstreams::Impl {
       std::vector<DemoConn*> all;
       for (auto& [c, owned] : l->conns) all.push_back(c);
       for (DemoConn* c : all) c->close();
-      uv_close(as_handle(&l->tcp), nullptr);
+      l->listener.close();
     }
     uv_close(as_handle(&self->stop_async), nullptr);
   }
@@ -217,22 +212,16 @@ bool Upstreams::start(const std::vector<UpstreamSpec>& specs, std::string* error
   uv_async_init(&m.loop, &m.stop_async, &Impl::on_stop);
   m.stop_async.data = &m;
   for (const UpstreamSpec& spec : specs) {
-    auto l = std::make_unique<Listener>();
-    l->spec = spec;
-    uv_tcp_init(&m.loop, &l->tcp);
-    l->tcp.data = l.get();
+    auto l = std::make_unique<DemoListener>(m.ctx, spec);
     sockaddr_in addr{};
     uv_ip4_addr("127.0.0.1", spec.port, &addr);
-    int rc = uv_tcp_bind(&l->tcp, reinterpret_cast<const sockaddr*>(&addr), 0);
-    if (rc == 0) rc = uv_listen(as_stream(&l->tcp), 512, &Listener::on_connection);
-    if (rc != 0) {
+    if (int rc = l->listener.bind(reinterpret_cast<const sockaddr*>(&addr), 512); rc != 0) {
       *error = "demo upstream " + spec.name +
                " cannot listen on 127.0.0.1:" + std::to_string(spec.port) + ": " + uv_strerror(rc);
-      uv_close(as_handle(&l->tcp), nullptr);
       m.listeners.push_back(std::move(l));
-      Impl::on_stop(&m.stop_async);
+      Impl::on_stop(&m.stop_async);     // closes every listener, this one too
+      uv_run(&m.loop, UV_RUN_DEFAULT);  // the close callbacks, before the listeners go
       m.listeners.clear();
-      uv_run(&m.loop, UV_RUN_DEFAULT);
       uv_loop_close(&m.loop);
       return false;
     }
