@@ -6,9 +6,9 @@
 // returns to the idle pool after a keep-alive answer. Conns own themselves: they are freed by
 // their last close callback, so the client can be destroyed while they close.
 //
-// TLS (issue 14) slots into Conn: a handshake after on_connect, encryption in send_request and
-// decryption in on_read before the parser sees the bytes (net/ from issue 10 will give the
-// interface). Auth tokens would be one more header in send_request.
+// A Conn reads and writes through a net::TcpStream on the control loop (its reads land in the
+// loop's shared buffer). TLS (issue 14) slots in there: a net/ TLS stream over the TCP one, the
+// handshake before on_stream_connected. Auth tokens would be one more header in send_request.
 #include "control/etcd_client.h"
 
 #include <algorithm>
@@ -19,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "http/parser.h"
+#include "net/loop_context.h"
+#include "net/stream.h"
 
 namespace sluice::control {
 namespace {
@@ -27,24 +29,7 @@ using nlohmann::json;
 
 constexpr uint32_t kMaxHeadBytes = 64 * 1024;
 constexpr uint32_t kMaxHeaders = 100;
-constexpr size_t kReadBufferBytes = 64 * 1024;
-
-// Every read of every connection on this thread lands here; the read callback consumes or
-// copies the bytes before it returns (the parser copies heads, bodies are appended).
-thread_local std::array<char, kReadBufferBytes> read_buffer;
-
-template <typename T>
-uv_handle_t* as_handle(T* h) {
-  return reinterpret_cast<uv_handle_t*>(h);
-}
-template <typename T>
-uv_stream_t* as_stream(T* h) {
-  return reinterpret_cast<uv_stream_t*>(h);
-}
-
-void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-  *buf = uv_buf_init(read_buffer.data(), static_cast<unsigned>(read_buffer.size()));
-}
+using net::as_handle;
 
 EtcdError make_error(EtcdError::Kind kind, std::string message) {
   EtcdError e;
@@ -176,13 +161,16 @@ struct EtcdClient::Watch {
 // last close callback deletes it. Teardown starts from: a failed connect/write/read, a timeout,
 // an answer that forbids reuse, the idle pool being full or idle too long, a watch ending or
 // being cancelled, EtcdClient::close().
-class EtcdClient::Conn final : public http::Sink {
+class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
  public:
   enum class State { kConnecting, kIdle, kBusy, kStreaming };
 
-  Conn(EtcdClient* client, size_t endpoint)
+  // `ctx`: the loop's; the stream's reads land in its buffer, consumed or copied at once (the
+  // parser copies heads, bodies are appended).
+  Conn(EtcdClient* client, size_t endpoint, net::LoopContext& ctx)
       : client_(client),
         endpoint_(endpoint),
+        stream_(ctx, *this),
         parser_(HTTP_RESPONSE, *this, kMaxHeadBytes, kMaxHeaders),
         splitter_(client->options_.max_response_bytes) {}
   Conn(const Conn&) = delete;
@@ -196,24 +184,18 @@ class EtcdClient::Conn final : public http::Sink {
   // Starts the connect. false: the connection is closed already (and frees itself) and `error`
   // says why; the caller must not touch it.
   bool connect(const sockaddr* addr, std::string* error) {
-    uv_loop_t* loop = client_->loop_;
-    int rc = uv_tcp_init(loop, &tcp_);
+    int rc = uv_timer_init(client_->loop_, &timer_);
     if (rc == 0) {
-      tcp_.data = this;
+      timer_.data = this;
       ++open_handles_;
-      rc = uv_timer_init(loop, &timer_);
-      if (rc == 0) {
-        timer_.data = this;
-        ++open_handles_;
-      }
+      rc = stream_.connect(addr);
+      if (stream_.open()) ++open_handles_;
     }
-    if (rc == 0) rc = uv_tcp_connect(&connect_req_, &tcp_, addr, &Conn::on_connect);
     if (rc != 0) {
       *error = std::string("connect: ") + uv_strerror(rc);
       close();
       return false;
     }
-    uv_tcp_nodelay(&tcp_, 1);
     arm(client_->now_ms() + client_->options_.connect_timeout_ms);
     return true;
   }
@@ -234,7 +216,7 @@ class EtcdClient::Conn final : public http::Sink {
   void start_watch(Watch* watch) {
     watch_ = watch;
     watch->conn = this;
-    uv_tcp_keepalive(&tcp_, 1, 30);  // a peer that vanished without a FIN still ends the stream
+    stream_.keepalive(30);  // a peer that vanished without a FIN still ends the stream
   }
 
   void detach_watch() {
@@ -256,8 +238,10 @@ class EtcdClient::Conn final : public http::Sink {
       delete this;
       return;
     }
-    for (uv_handle_t* h : {as_handle(&tcp_), as_handle(&timer_)})
-      if (h->data && !uv_is_closing(h)) uv_close(h, &Conn::on_closed);
+    stream_.close();
+    if (timer_.data && !uv_is_closing(as_handle(&timer_)))
+      uv_close(as_handle(&timer_),
+               [](uv_handle_t* h) { static_cast<Conn*>(h->data)->handle_closed(); });
   }
 
   // http::Sink
@@ -322,27 +306,24 @@ class EtcdClient::Conn final : public http::Sink {
     const char* path = watch_ ? "/v3/watch" : call_->path;
     const bool leader = watch_ ? true : call_->require_leader;
     std::string body = watch_ ? etcd::encode(watch_->request) : call_->body;
-    out_.clear();
-    out_ += "POST ";
-    out_ += path;
-    out_ += " HTTP/1.1\r\nHost: ";
-    out_ += ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host;
-    out_ += ":" + std::to_string(ep.port);
-    out_ += "\r\nContent-Type: application/json\r\nContent-Length: ";
-    out_ += std::to_string(body.size());
+    std::string request = "POST ";
+    request += path;
+    request += " HTTP/1.1\r\nHost: ";
+    request += ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host;
+    request += ":" + std::to_string(ep.port);
+    request += "\r\nContent-Type: application/json\r\nContent-Length: ";
+    request += std::to_string(body.size());
     // gRPC metadata "hasleader": a member that lost its leader fails the request (and ends a
     // watch) at once instead of holding it until etcd's own timeout.
-    if (leader) out_ += "\r\nGrpc-Metadata-hasleader: true";
-    out_ += "\r\n\r\n";
-    out_ += body;
-    uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-    int rc = uv_write(&write_req_, as_stream(&tcp_), &buf, 1, &Conn::on_written);
-    if (rc != 0) {
+    if (leader) request += "\r\nGrpc-Metadata-hasleader: true";
+    request += "\r\n\r\n";
+    request += body;
+    out_.borrow(request);  // what the kernel does not take at once is copied
+    if (int rc = stream_.write(out_); rc != 0) {
       fail(make_error(EtcdError::Kind::kUnavailable, where() + ": write: " + uv_strerror(rc)),
            true);
       return;
     }
-    write_pending_ = true;
     sent_ = true;
     arm(answer_deadline());
   }
@@ -371,7 +352,9 @@ class EtcdClient::Conn final : public http::Sink {
     uv_timer_stop(&timer_);
     std::unique_ptr<Call> call = std::move(call_);
     --client->busy_;
-    bool reusable = keep_alive_ && !write_pending_ && extra_bytes_note == nullptr &&
+    // Not while the request is still going out: the answer came early, the connection is out
+    // of step.
+    bool reusable = keep_alive_ && stream_.queued_bytes() == 0 && extra_bytes_note == nullptr &&
                     client->idle_on(endpoint_) < client->options_.max_idle_per_endpoint;
     const int status = status_;
     std::string body = std::move(body_);
@@ -385,54 +368,57 @@ class EtcdClient::Conn final : public http::Sink {
     client->on_call_response(endpoint_, std::move(call), status, std::move(body));
   }
 
-  static void on_connect(uv_connect_t* req, int status) {
-    auto* self = static_cast<Conn*>(req->handle->data);
-    if (status == UV_ECANCELED || self->closing_) return;
-    EtcdClient* client = self->client_;
+  // net::StreamEvents. Each is a libuv callback of this connection: it ends with dispatch().
+  void on_stream_connected(int status) override {
+    if (closing_) return;
+    EtcdClient* client = client_;
     if (status < 0) {
-      self->fail(make_error(EtcdError::Kind::kUnavailable,
-                            self->where() + ": connect: " + uv_strerror(status)),
-                 true);
-    } else if (int rc = uv_read_start(as_stream(&self->tcp_), &on_alloc, &Conn::on_read); rc != 0) {
-      self->fail(
-          make_error(EtcdError::Kind::kUnavailable, self->where() + ": read: " + uv_strerror(rc)),
-          true);
+      fail(make_error(EtcdError::Kind::kUnavailable, where() + ": connect: " + uv_strerror(status)),
+           true);
+    } else if (int rc = stream_.start_reading(); rc != 0) {
+      fail(make_error(EtcdError::Kind::kUnavailable, where() + ": read: " + uv_strerror(rc)), true);
     } else {
-      self->state_ = self->watch_ ? State::kStreaming : State::kBusy;
-      self->send_request();
+      state_ = watch_ ? State::kStreaming : State::kBusy;
+      send_request();
     }
     client->dispatch();  // last: a callback may destroy the client
   }
 
-  static void on_written(uv_write_t* req, int status) {
-    auto* self = static_cast<Conn*>(req->handle->data);
-    self->write_pending_ = false;
-    if (status == 0 || status == UV_ECANCELED || self->closing_) return;
-    EtcdClient* client = self->client_;
-    if (self->state_ == State::kIdle) {  // the answer came before the write finished failing
-      self->close();
+  void on_stream_written(int status) override {
+    if (status == 0 || status == UV_ECANCELED || closing_) return;
+    EtcdClient* client = client_;
+    if (state_ == State::kIdle) {  // the answer came before the write finished failing
+      close();
       return;
     }
-    self->fail(make_error(EtcdError::Kind::kUnavailable,
-                          self->where() + ": write: " + uv_strerror(status)),
-               true);
+    fail(make_error(EtcdError::Kind::kUnavailable, where() + ": write: " + uv_strerror(status)),
+         true);
     client->dispatch();
   }
 
-  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-    auto* self = static_cast<Conn*>(stream->data);
-    if (self->closing_ || nread == 0) return;
-    EtcdClient* client = self->client_;
+  void on_stream_data(const char* data, size_t len) override {
+    if (closing_) return;
+    EtcdClient* client = client_;
     try {
-      if (nread < 0)
-        self->on_eof(static_cast<int>(nread));
-      else
-        self->on_bytes(buf->base, static_cast<size_t>(nread));
+      on_bytes(data, len);
     } catch (const std::exception& e) {  // bad_alloc: give the exchange up, keep the process
-      if (!self->closing_) self->fail(make_error(EtcdError::Kind::kBadResponse, e.what()), false);
+      if (!closing_) fail(make_error(EtcdError::Kind::kBadResponse, e.what()), false);
     }
     client->dispatch();
   }
+
+  void on_stream_end(int status) override {
+    if (closing_) return;
+    EtcdClient* client = client_;
+    try {
+      on_eof(status);
+    } catch (const std::exception& e) {
+      if (!closing_) fail(make_error(EtcdError::Kind::kBadResponse, e.what()), false);
+    }
+    client->dispatch();
+  }
+
+  void on_stream_closed() override { handle_closed(); }
 
   void on_bytes(const char* data, size_t len) {
     if (state_ == State::kIdle) {  // nothing was asked: the connection is out of step
@@ -534,19 +520,16 @@ class EtcdClient::Conn final : public http::Sink {
   void watch_confirmed() { uv_timer_stop(&timer_); }
 
  private:
-  static void on_closed(uv_handle_t* h) {
-    auto* self = static_cast<Conn*>(h->data);
-    if (--self->open_handles_ == 0) delete self;  // last use of self
+  void handle_closed() {
+    if (--open_handles_ == 0) delete this;  // last use of this
   }
 
   EtcdClient* client_;  // null once closing: the client may be gone by then
   const size_t endpoint_;
   State state_ = State::kConnecting;
-  uv_tcp_t tcp_{};
-  uv_timer_t timer_{};          // connect timeout, answer deadline, idle timeout
-  uv_connect_t connect_req_{};  // its callback runs (UV_ECANCELED at worst) before on_closed
-  uv_write_t write_req_{};      // likewise; one write at a time (write_pending_)
-  std::string out_;             // the bytes of the write in flight
+  net::TcpStream stream_;  // calls nothing after close() but on_stream_closed()
+  uv_timer_t timer_{};     // connect timeout, answer deadline, idle timeout
+  net::Outbox out_;        // the request, until the stream takes it (at once)
   http::Parser parser_;
   etcd::StreamSplitter splitter_;
   std::unique_ptr<Call> call_;
@@ -557,7 +540,6 @@ class EtcdClient::Conn final : public http::Sink {
   int open_handles_ = 0;
   bool closing_ = false;
   bool sent_ = false;
-  bool write_pending_ = false;
   bool message_done_ = false;
   bool keep_alive_ = false;
   bool too_large_ = false;
@@ -865,7 +847,7 @@ EtcdClient::Conn* EtcdClient::open_conn(size_t endpoint, std::string* error) {
     *error = ep.text + ": not an IP address";
     return nullptr;
   }
-  auto* conn = new Conn(this, endpoint);
+  auto* conn = new Conn(this, endpoint, net::context_of(loop_));
   conns_.insert(conn);
   std::string why;
   if (!conn->connect(reinterpret_cast<const sockaddr*>(&addr), &why)) {  // closed and detached

@@ -89,7 +89,9 @@ class EtcdClient {
   template <typename T>
   using Callback = std::function<void(EtcdResult<T>)>;
 
-  // `loop` must outlive the client's handles (run it after close() until they are closed).
+  // `loop` must outlive the client's handles (run it after close() until they are closed). Its
+  // data must be its net::LoopContext (as on the control loop: app/server.cpp), whose read
+  // buffer the connections share.
   EtcdClient(uv_loop_t* loop, EtcdOptions options);
   ~EtcdClient();
   EtcdClient(const EtcdClient&) = delete;

@@ -15,6 +15,7 @@
 
 #include "control/etcd_client.h"
 #include "etcd_cluster.h"
+#include "net/loop_context.h"
 
 namespace sluice::e2e {
 
@@ -33,6 +34,8 @@ class TestLoop {
  public:
   TestLoop() {
     uv_loop_init(&loop_);
+    ctx_.loop = &loop_;
+    loop_.data = &ctx_;  // as on the control loop: the client's streams read into its buffer
     uv_timer_init(&loop_, &wake_);
   }
   ~TestLoop() {
@@ -72,6 +75,7 @@ class TestLoop {
 
  private:
   uv_loop_t loop_;
+  net::LoopContext ctx_;
   uv_timer_t wake_;
 };
 

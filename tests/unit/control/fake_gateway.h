@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "net/loop_context.h"
+
 namespace sluice::control::test {
 
 struct FakeRequest {
@@ -173,6 +175,8 @@ class TestLoop {
  public:
   TestLoop() {
     uv_loop_init(&loop_);
+    ctx_.loop = &loop_;
+    loop_.data = &ctx_;  // as on the control loop: the client's streams read into its buffer
     uv_timer_init(&loop_, &wake_);
   }
   ~TestLoop() {
@@ -201,6 +205,7 @@ class TestLoop {
 
  private:
   uv_loop_t loop_;
+  net::LoopContext ctx_;
   uv_timer_t wake_;
 };
 
