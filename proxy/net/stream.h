@@ -1,6 +1,7 @@
 // The transport seen from above: a byte stream with back-pressure, implemented over plain TCP
-// here (TcpStream) and over TLS on top of it. Connections (worker/, upstream/, admin/) talk to a
-// Stream and never touch a uv_tcp_t; everything runs on the stream's loop.
+// here (TcpStream) and over TLS on top of it. Connections (worker/, upstream/, admin/, the etcd
+// client in control/, the demo upstreams in app/) talk to a Stream and never touch a uv_tcp_t;
+// everything runs on the stream's loop.
 #pragma once
 
 #include <uv.h>
