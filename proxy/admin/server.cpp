@@ -775,6 +775,14 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
       if (!takes_no_body("rollback")) return json_reply(bad_body);
       return json_reply(control_.rollback(f, p[4], actor));
     }
+    // /admin/functions/{f}/versions/{v}/endpoints/{host:port}: drain, maint, ready
+    if (p.size() == 7 && p[3] == "versions" && p[5] == "endpoints") {
+      if (m != "PUT") return method_not_allowed("PUT");
+      if (!body)
+        return json_reply(
+            api_error(400, "the body is empty (expected {\"state\": \"drain\"})", "body"));
+      return json_reply(control_.set_endpoint_state(f, p[4], p[6], *body, actor));
+    }
   }
   if (extension_)
     if (std::optional<ApiResult> x = extension_(r, p, actor)) return json_reply(*x);

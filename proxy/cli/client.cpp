@@ -96,6 +96,15 @@ void print_status(const json& s) {
     std::printf("function %s: versions %s", f.value("name", "?").c_str(), versions.c_str());
     if (f.contains("next_version")) std::printf("; next %s", f["next_version"].dump().c_str());
     std::printf("\n");
+    // Endpoints that take no new requests, and why (all ready and healthy: nothing printed).
+    for (const json& v : f.value("versions", json::array()))
+      for (const json& e : v.value("health", json::array())) {
+        if (e.value("usable", true)) continue;
+        std::string why = e.value("state", "ready");
+        if (why == "ready") why = e.value("ejected", false) ? "ejected" : "failing its checks";
+        std::printf("  endpoint %s:%s %s: %s\n", f.value("name", "?").c_str(),
+                    v.value("number", "?").c_str(), e.value("endpoint", "?").c_str(), why.c_str());
+      }
     for (const json& a : f.value("aliases", json::array())) {
       std::printf("  %s:%s  %s  (%s, history %s)\n", f.value("name", "?").c_str(),
                   a.value("name", "?").c_str(), map_text(a["traffic"]).c_str(),
@@ -196,6 +205,18 @@ std::optional<ClientCall> make_client_call(const std::string& command,
     call.method = "PUT";
     call.target = "/admin/functions/" + f + "/aliases/" + a;
     call.body = json{{"traffic", traffic}}.dump();
+  } else if (command == "endpoint") {
+    // endpoint drain|maint|ready FUNCTION:VERSION HOST:PORT
+    const bool known =
+        !args.empty() && (args[0] == "drain" || args[0] == "maint" || args[0] == "ready");
+    if (args.size() != 3 || !known || !split_target(args[1], f, a) || args[2].empty() ||
+        args[2].find('/') != std::string::npos)
+      return usage("expected: endpoint drain|maint|ready FUNCTION:VERSION HOST:PORT");
+    if (a == "LATEST" || a == "latest") a = "$LATEST";
+    call.endpoint = args[2];
+    call.method = "PUT";
+    call.target = "/admin/functions/" + f + "/versions/" + a + "/endpoints/" + args[2];
+    call.body = json{{"state", args[0]}}.dump();
   } else if (command == "health") {
     if (args.size() > 1 || (args.size() == 1 && args[0] != "ready"))
       return usage("expected: health [ready]");
@@ -250,6 +271,9 @@ int run_client(const ClientCall& call, const ClientOptions& options) {
   } else if (cmd == "rollback") {
     std::printf("%s:%s rolled back to %s (was %s)\n", f.c_str(), a.c_str(),
                 map_text(doc["new"]).c_str(), map_text(doc["old"]).c_str());
+  } else if (cmd == "endpoint") {
+    std::printf("%s:%s %s now %s (was %s)\n", f.c_str(), a.c_str(), call.endpoint.c_str(),
+                doc.value("new", "?").c_str(), doc.value("old", "?").c_str());
   } else {
     std::printf("%s:%s now %s (was %s)\n", f.c_str(), a.c_str(), map_text(doc["new"]).c_str(),
                 map_text(doc["old"]).c_str());

@@ -35,6 +35,7 @@ struct ClientCall {
   std::string command;  // "status", "alias", "rollback", "publish", "reload", "health"
   std::string method = "GET", target, body;
   std::string function, alias;  // as named on the command line, for the answer's text
+  std::string endpoint;         // `endpoint`: HOST:PORT (alias holds the version)
 };
 
 // The call for `command` with its positional arguments (e.g. "alias", {"set", "checkout:prod",

@@ -121,6 +121,22 @@ send traffic to.)",
   };
 }
 
+Page endpoint_page() {
+  return {
+      .usage = "sluice endpoint drain|maint|ready FN:VERSION HOST:PORT [options]",
+      .synopsis = "endpoint STATE FN:V HOST:PORT",
+      .summary = "drain, maint or ready an endpoint of a version",
+      .description =
+          R"(Sets an endpoint of a version (as written in its endpoints list) to drain (no new
+requests; those in flight finish; its keep-alive connections close after their current
+request), maint (the same, for maintenance) or ready (back in rotation). Persisted like an
+alias change. A version with no ready endpoint gives its share of an alias to the others.)",
+      .footer = R"(example:
+  sluice endpoint drain checkout:3 10.0.0.5:8080    # before restarting that instance
+  sluice endpoint ready checkout:3 10.0.0.5:8080)",
+  };
+}
+
 Page reload_page() {
   return {
       .usage = "sluice reload [options]",
@@ -249,6 +265,7 @@ CommandLine::CommandLine(AppCommands app)
   client_command("rollback", rollback_page());
   client_command("publish", publish_page());
   client_command("reload", reload_page());
+  client_command("endpoint", endpoint_page());
 
   CLI::App& shift_app = p.add(
       "shift", kClientGroup, shift_page(), [this] { return run_shift(shift_call, client); },

@@ -433,6 +433,90 @@ ApiResult Control::rollback(const std::string& f, const std::string& a, const st
   return answer_now([&](ApiDone d) { rollback(f, a, actor, std::move(d)); });
 }
 
+void Control::set_endpoint_state(const std::string& f, const std::string& v,
+                                 const std::string& endpoint, const json& body,
+                                 const std::string& actor, ApiDone done) {
+  guard("endpoint state", std::move(done), [&](ApiDone d) {
+    if (std::optional<ApiResult> now = set_endpoint_state_impl(f, v, endpoint, body, actor, d))
+      d(*now);
+  });
+}
+
+ApiResult Control::set_endpoint_state(const std::string& f, const std::string& v,
+                                      const std::string& endpoint, const json& body,
+                                      const std::string& actor) {
+  return answer_now(
+      [&](ApiDone d) { set_endpoint_state(f, v, endpoint, body, actor, std::move(d)); });
+}
+
+std::optional<ApiResult> Control::set_endpoint_state_impl(
+    const std::string& f, const std::string& v, const std::string& endpoint, const json& body,
+    const std::string& actor, const ApiDone& done) {
+  if (!health_) return api_error(503, "endpoint states are not available here", "state");
+  if (!body.is_object()) return api_error(400, "expected a JSON object {\"state\": ...}", "body");
+  for (auto it = body.begin(); it != body.end(); ++it)
+    if (it.key() != "state") return api_error(400, "unknown field \"" + it.key() + "\"", it.key());
+  const json* s = body.contains("state") ? &body["state"] : nullptr;
+  routing::AdminState wanted;
+  if (!s || !s->is_string() || !routing::parse_admin_state(s->get<std::string>(), &wanted))
+    return api_error(400, "state must be \"drain\", \"maint\" or \"ready\"", "state");
+  const routing::Function* fn = current_->find_function(f);
+  if (!fn) return api_error(404, "no function named " + f, "function");
+  const routing::Version* ver = fn->find_version(v);
+  if (!ver) return api_error(404, "function " + f + " has no version " + v, "version");
+  const bool listed =
+      std::any_of(ver->endpoints.begin(), ver->endpoints.end(),
+                  [&](const routing::Endpoint& e) { return e.address == endpoint; });
+  if (!listed) {
+    std::string names;
+    for (const routing::Endpoint& e : ver->endpoints)
+      names += (names.empty() ? "" : ", ") + e.address;
+    return api_error(
+        404, "version " + ver->label + " has no endpoint " + endpoint + " (it has: " + names + ")",
+        "endpoint");
+  }
+  State next = state_;
+  auto& states = next.functions[f].endpoint_states;
+  auto& of_version = states[ver->number];
+  const std::string old = of_version.count(endpoint) ? of_version[endpoint] : "ready";
+  const std::string now = routing::admin_state_name(wanted);
+  if (wanted == routing::AdminState::kReady)
+    of_version.erase(endpoint);
+  else
+    of_version[endpoint] = now;
+  if (of_version.empty()) states.erase(ver->number);
+  json answer = {{"function", f},
+                 {"version", ver->number},
+                 {"endpoint", endpoint},
+                 {"old", old},
+                 {"new", now}};
+  AuditEntry audit{actor, "api", f, "", old, now};
+  audit.extra = {{"event", "endpoint"}, {"version", ver->number}, {"endpoint", endpoint}};
+  commit(std::move(next), current_, {audit}, {"endpoint", ver->label + " " + endpoint},
+         when_committed(answer, done));
+  return std::nullopt;
+}
+
+void Control::apply_endpoint_states() {
+  if (!health_ || !current_) return;
+  for (const auto& v : current_->versions()) {
+    const std::map<std::string, std::string>* states = nullptr;
+    auto fit = state_.functions.find(v->function);
+    if (fit != state_.functions.end()) {
+      auto vit = fit->second.endpoint_states.find(v->number);
+      if (vit != fit->second.endpoint_states.end()) states = &vit->second;
+    }
+    for (const routing::Endpoint& ep : v->endpoints) {
+      routing::AdminState s = routing::AdminState::kReady;
+      if (states) {
+        auto it = states->find(ep.address);
+        if (it != states->end()) routing::parse_admin_state(it->second, &s);
+      }
+      health_->get(v->label, ep.resolved).admin.store(uint8_t(s), std::memory_order_relaxed);
+    }
+  }
+}
+
 void Control::publish_version(const std::string& f, const std::string& actor, ApiDone done) {
   guard("publish", std::move(done), [&](ApiDone d) {
     if (std::optional<ApiResult> now = publish_version_impl(f, actor, d)) d(*now);
@@ -712,6 +796,7 @@ void Control::commit(State next, std::shared_ptr<const routing::RoutingTable> ta
   auto adopt = [this](State&& adopted, std::shared_ptr<const routing::RoutingTable> t) {
     state_ = std::move(adopted);
     current_ = t;
+    apply_endpoint_states();
     if (publish_) publish_(std::move(t));
   };
   if (next == state_ && audits.empty()) {  // nothing to store: a new snapshot only

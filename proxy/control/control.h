@@ -118,9 +118,23 @@ class Control {
   void publish_version(const std::string& function, const std::string& actor, ApiDone done);
   ApiResult publish_version(const std::string& function, const std::string& actor);
 
-  // Endpoint health (the workers' shared registry) for /admin/status and /metrics; it outlives
-  // this. Without it, neither shows health.
-  void set_health(routing::HealthRegistry* health) { health_ = health; }
+  // Sets an endpoint of a version to drain, maint or ready (body {"state": "drain"}): persisted
+  // and audited like an alias change, then applied to the workers' shared endpoint health.
+  // `endpoint` is as written in the version's endpoints list ("10.0.0.5:8080").
+  void set_endpoint_state(const std::string& function, const std::string& version,
+                          const std::string& endpoint, const nlohmann::json& body,
+                          const std::string& actor, ApiDone done);
+  ApiResult set_endpoint_state(const std::string& function, const std::string& version,
+                               const std::string& endpoint, const nlohmann::json& body,
+                               const std::string& actor);
+
+  // Endpoint health (the workers' shared registry): the operator states kept in the state go
+  // there (now and after every change), and /admin/status and /metrics show it. It outlives
+  // this. Without it, neither shows health and endpoint states cannot be set.
+  void set_health(routing::HealthRegistry* health) {
+    health_ = health;
+    apply_endpoint_states();
+  }
 
   // GET /admin/status. `live`: merged observe figures, or nullptr when not available.
   nlohmann::json status(const observe::Snapshot* live) const;
@@ -181,6 +195,14 @@ class Control {
                                          const std::string& actor, const ApiDone& done);
   std::optional<ApiResult> publish_version_impl(const std::string& function,
                                                 const std::string& actor, const ApiDone& done);
+  std::optional<ApiResult> set_endpoint_state_impl(const std::string& function,
+                                                   const std::string& version,
+                                                   const std::string& endpoint,
+                                                   const nlohmann::json& body,
+                                                   const std::string& actor, const ApiDone& done);
+  // Copies the operator states of the running state onto the endpoints of the running table
+  // (an endpoint the state does not name is ready).
+  void apply_endpoint_states();
   // Commits `next` with `audits` to the store; once committed, adopts `next` and publishes
   // `table`, then `then` gets 200. A refusal (see store_refusal) changes nothing. Nothing to store
   // (`next` is the running state and no audit): adopts and publishes at once.

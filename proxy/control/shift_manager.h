@@ -194,7 +194,7 @@ class ShiftManager {
   control::Control& control_;  // outlives this manager (see constructor)
   RegistryGetter registry_;
   routing::HealthRegistry* health_ = nullptr;  // see set_health()
-  std::function<uint64_t()> clock_;  // set_clock(); empty = the loop's clock
+  std::function<uint64_t()> clock_;            // set_clock(); empty = the loop's clock
   uint64_t check_every_ms_;
   control::Version shifts_version_ = 0;  // the store's version this manager last read/wrote
   std::vector<control::AuditEntry> pending_audits_;  // decisions persist() has not committed yet

@@ -48,6 +48,22 @@ json settings_json(const config::UpstreamSettings& s) {
   if (s.connect_timeout_ms) j["connect_timeout_ms"] = *s.connect_timeout_ms;
   if (s.response_timeout_ms) j["response_timeout_ms"] = *s.response_timeout_ms;
   if (s.max_concurrency) j["max_concurrency"] = *s.max_concurrency;
+  if (s.retries) j["retries"] = *s.retries;
+  if (s.retry_timeout_ms) j["retry_timeout_ms"] = *s.retry_timeout_ms;
+  if (s.outlier)
+    j["outlier"] = {{"consecutive_failures", s.outlier->consecutive_failures},
+                    {"consecutive_5xx", s.outlier->consecutive_5xx},
+                    {"base_ejection_ms", s.outlier->base_ejection_ms},
+                    {"max_ejection_ms", s.outlier->max_ejection_ms},
+                    {"max_ejection_percent", s.outlier->max_ejection_percent}};
+  if (s.health)
+    j["health"] = {{"path", s.health->path},
+                   {"interval_ms", s.health->interval_ms},
+                   {"timeout_ms", s.health->timeout_ms},
+                   {"healthy", s.health->healthy},
+                   {"unhealthy", s.health->unhealthy},
+                   {"expect", s.health->expect},
+                   {"start_unhealthy", s.health->start_unhealthy}};
   return j;
 }
 
@@ -58,6 +74,30 @@ config::UpstreamSettings settings_from(const json& j) {
   if (j.contains("response_timeout_ms"))
     s.response_timeout_ms = j["response_timeout_ms"].get<uint32_t>();
   if (j.contains("max_concurrency")) s.max_concurrency = j["max_concurrency"].get<uint32_t>();
+  if (j.contains("retries")) s.retries = j["retries"].get<uint32_t>();
+  if (j.contains("retry_timeout_ms")) s.retry_timeout_ms = j["retry_timeout_ms"].get<uint32_t>();
+  if (j.contains("outlier")) {
+    const json& o = j["outlier"];
+    config::OutlierSpec spec;
+    spec.consecutive_failures = o.value("consecutive_failures", spec.consecutive_failures);
+    spec.consecutive_5xx = o.value("consecutive_5xx", spec.consecutive_5xx);
+    spec.base_ejection_ms = o.value("base_ejection_ms", spec.base_ejection_ms);
+    spec.max_ejection_ms = o.value("max_ejection_ms", spec.max_ejection_ms);
+    spec.max_ejection_percent = o.value("max_ejection_percent", spec.max_ejection_percent);
+    s.outlier = spec;
+  }
+  if (j.contains("health")) {
+    const json& h = j["health"];
+    config::HealthCheckSpec spec;
+    spec.path = h.value("path", spec.path);
+    spec.interval_ms = h.value("interval_ms", spec.interval_ms);
+    spec.timeout_ms = h.value("timeout_ms", spec.timeout_ms);
+    spec.healthy = h.value("healthy", spec.healthy);
+    spec.unhealthy = h.value("unhealthy", spec.unhealthy);
+    spec.expect = h.value("expect", spec.expect);
+    spec.start_unhealthy = h.value("start_unhealthy", spec.start_unhealthy);
+    s.health = spec;
+  }
   return s;
 }
 
@@ -162,6 +202,7 @@ json to_json(const State& state) {
       aliases[an] = a;
     }
     f["aliases"] = aliases;
+    if (!fs.endpoint_states.empty()) f["endpoint_states"] = fs.endpoint_states;
     fns[name] = f;
   }
   return {{"format", 1}, {"functions", fns}};
@@ -197,6 +238,9 @@ bool from_json(const json& doc, State& out, std::string* error) {
       for (auto it = f.at("fingerprints").begin(); it != f.at("fingerprints").end(); ++it)
         fs.fingerprints[static_cast<uint32_t>(std::stoul(it.key()))] =
             it.value().get<Fingerprint>();
+      if (f.contains("endpoint_states"))
+        fs.endpoint_states =
+            f["endpoint_states"].get<std::map<std::string, std::map<std::string, std::string>>>();
       for (auto it = f.at("aliases").begin(); it != f.at("aliases").end(); ++it) {
         AliasState as;
         const json& a = it.value();

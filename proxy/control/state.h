@@ -61,6 +61,9 @@ struct FunctionState {
   std::map<uint32_t, PublishedVersion> published;  // through the API
   std::map<uint32_t, Fingerprint> fingerprints;    // every published version, file or API
   std::map<std::string, AliasState> aliases;
+  // Operator states of endpoints: version number -> endpoint (as written in its endpoints list)
+  // -> "drain" or "maint". Absent: ready.
+  std::map<std::string, std::map<std::string, std::string>> endpoint_states;
 };
 
 struct State {

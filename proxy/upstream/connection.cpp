@@ -374,6 +374,10 @@ bool Connection::on_message_end(http::Parser& p) {
 
 Pool::~Pool() = default;
 
+void Pool::close_idle() {
+  while (!idle_.empty()) idle_.front()->close();  // close() unlists it
+}
+
 void Pool::configure(uint32_t max_idle, uint32_t idle_timeout_ms) {
   max_idle_ = max_idle;
   idle_timeout_ms_ = idle_timeout_ms;

@@ -159,7 +159,8 @@ class Pool {
   Connection* take_idle();
   const routing::Endpoint& endpoint() const { return endpoint_; }
   net::LoopContext& context() { return ctx_; }
-  void close_all();  // closes idle connections (at shutdown)
+  void close_all();   // closes every connection (at shutdown)
+  void close_idle();  // closes the idle ones (the endpoint was drained)
   size_t idle_count() const { return idle_.size(); }
   uint32_t busy_count() const { return busy_; }
   // Applies a reloaded [upstream] section: idle connections over the new cap close now, and idle

@@ -284,6 +284,15 @@ void Worker::refresh_snapshot() {
     }
     if (v->max_concurrency) snap->concurrency[v->id] = shared_.concurrency_counter(v->label);
   }
+  // An endpoint an operator drained (or put in maint) keeps no idle connection: nothing will
+  // take one, and the instance behind it is about to go. A pool may serve several versions.
+  std::unordered_map<upstream::Pool*, bool> ready;
+  for (const auto& v : table.versions())
+    for (size_t i = 0; i < v->endpoints.size(); ++i)
+      ready[snap->pools[v->id][i]] |=
+          snap->health[v->id][i]->admin_state() == routing::AdminState::kReady;
+  for (auto& [pool, any_ready] : ready)
+    if (!any_ready) pool->close_idle();
   if (current_ && current_->users == 0) {
     for (auto it = snapshots_.begin(); it != snapshots_.end(); ++it)
       if (it->get() == current_) {

@@ -3,6 +3,8 @@
 // active checks that take an endpoint out and bring it back, and a progressive shift that rolls
 // back when its candidate has no healthy endpoint.
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -255,4 +257,79 @@ TEST_CASE("a shift whose candidate dies rolls back on its health within 2 s") {
   CHECK(took_ms < 2000);
   CHECK(load.errors() == 0);
   CHECK_CLEAN_STOP(s);
+}
+
+TEST_CASE(
+    "drain: an endpoint gets no new requests, finishes its own, and no client sees an error") {
+  Upstream a("a"), b("b");
+  TempDir state;
+  ConfigText cfg;
+  cfg.workers = 2;
+  cfg.body = "[state]\ndir = \"" + state.path() + "\"\n\n";
+  cfg.function("shop", {{"1", {a.address(), b.address()}, ""}})
+      .alias("shop", "prod", R"({ "1" = 100 })")
+      .route("shop:prod");
+  const std::string config_text = cfg.str();
+  auto s = std::make_unique<Sluice>(config_text);
+  REQUIRE_STARTED(*s);
+  const std::string admin = " --admin 127.0.0.1:" + std::to_string(admin_port(*s));
+  Load load(*s);
+  // Requests in flight on b when it is drained: they finish with their answers.
+  std::vector<std::unique_ptr<RawClient>> slow;
+  for (int i = 0; i < 4; ++i) {
+    slow.push_back(std::make_unique<RawClient>(s->port()));
+    REQUIRE(slow.back()->send(raw_request("GET", "/slow?ms=800")));
+  }
+  REQUIRE(poll_until([&] { return b.count_target("/slow") >= 1; }, 5000));
+  const std::string b_endpoint = b.address();
+
+  admin::CliRun drained = admin::run_cli("endpoint drain shop:1 " + b_endpoint + admin);
+  CAPTURE(drained.err);
+  REQUIRE(drained.exit_code == 0);
+  CHECK(drained.out == "shop:1 " + b_endpoint + " now drain (was ready)\n");
+  ::poll(nullptr, 0, 200);
+  const size_t b_after_drain = b.requests();
+  ::poll(nullptr, 0, 1000);
+  CHECK(b.requests() == b_after_drain);  // nothing new reaches it
+  for (auto& c : slow) {
+    auto r = c->read_response(5000);
+    REQUIRE(r);
+    CHECK(r->status == 200);  // the ones it had finished
+  }
+  CHECK(poll_until([&] { return b.open_connections() == 0; }, 5000));  // no keep-alive kept
+  admin::CliRun status = admin::run_cli("status" + admin);
+  CHECK(status.out.find("endpoint shop:1 " + b_endpoint + ": drain") != std::string::npos);
+  CHECK(metric(metrics(*s), "sluice_endpoint_up", {endpoint_label(b.port())}) == 0);
+  load.stop();
+  MESSAGE("drained under load: " << load.errors() << " errors in " << load.total()
+                                 << " requests; b took " << b_after_drain << " in all");
+  CHECK(load.errors() == 0);
+
+  SUBCASE("the state survives a restart, and ready puts it back") {
+    REQUIRE(s->stop() == 0);
+    s = std::make_unique<Sluice>(config_text);
+    REQUIRE_STARTED(*s);
+    const std::string admin2 = " --admin 127.0.0.1:" + std::to_string(admin_port(*s));
+    CurlClient curl;
+    for (int i = 0; i < 20; ++i) REQUIRE(curl.get(s->url("/")).status == 200);
+    CHECK(b.requests() == b_after_drain);  // still drained
+    admin::CliRun ready = admin::run_cli("endpoint ready shop:1 " + b_endpoint + admin2);
+    CHECK(ready.exit_code == 0);
+    for (int i = 0; i < 20; ++i) REQUIRE(curl.get(s->url("/")).status == 200);
+    CHECK(b.requests() > b_after_drain);
+    std::string audit;
+    {
+      std::ifstream in(state.path() + "/audit.jsonl");
+      audit.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    CHECK(audit.find("\"event\":\"endpoint\"") != std::string::npos);
+  }
+  SUBCASE("a bad call names what is wrong") {
+    admin::CliRun bad = admin::run_cli("endpoint drain shop:1 10.9.9.9:1" + admin);
+    CHECK(bad.exit_code == 1);
+    CHECK(bad.err.find("has no endpoint 10.9.9.9:1") != std::string::npos);
+    admin::CliRun usage = admin::run_cli("endpoint off shop:1 " + b_endpoint + admin);
+    CHECK(usage.exit_code == 2);
+  }
+  CHECK_CLEAN_STOP(*s);
 }
