@@ -28,6 +28,10 @@ int serve(const ServeOptions& options) {
     if (checker) checker->update(*t);
     server.publish(std::move(t));
   });
+  server.publish_tls(control.listener_tls());
+  control.set_tls_publisher([&server](std::shared_ptr<const net::ListenerTls> tls) {
+    server.publish_tls(std::move(tls));
+  });
   server.set_reloader([&control] { control.reload("sighup"); });
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);

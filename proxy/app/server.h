@@ -39,6 +39,10 @@ class Server {
   int run();
   // Thread-safe: makes `table` the snapshot every next request sees.
   void publish(std::shared_ptr<const routing::RoutingTable> table);
+  // New connections of TLS listeners use these contexts from now on.
+  void publish_tls(std::shared_ptr<const net::ListenerTls> tls) {
+    shared_.tls.store(std::move(tls), std::memory_order_release);
+  }
   std::shared_ptr<const routing::RoutingTable> table() const { return shared_.table.load(); }
   uv_loop_t* control_loop() { return &loop_; }
   net::LoopContext& control_context() { return control_ctx_; }

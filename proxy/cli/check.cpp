@@ -5,6 +5,7 @@
 #include <string>
 
 #include "config/loader.h"
+#include "control/listener_tls.h"
 #include "routing/table.h"
 
 namespace sluice::cli {
@@ -28,6 +29,13 @@ int run_check(const CheckArgs& args) {
   std::shared_ptr<const routing::RoutingTable> table;
   if (errors.empty() && result.config) {
     table = routing::RoutingTable::build(*result.config, &errors);
+    // Certificates and keys are read and checked as `sluice run` would (a warning, such as a
+    // certificate expiring within 14 days, is an error under --strict).
+    control::ListenerTlsBuild tls =
+        control::build_listener_tls(*result.config, nullptr, net::unix_now_s());
+    errors.insert(errors.end(), tls.errors.begin(), tls.errors.end());
+    auto& warned = strict ? errors : result.warnings;
+    warned.insert(warned.end(), tls.warnings.begin(), tls.warnings.end());
   }
   if (!errors.empty() || !table) {
     for (const Diagnostic& d : errors) std::fprintf(stderr, "%s\n", d.to_string().c_str());

@@ -168,6 +168,9 @@ class Loader {
 
   void load_listen(const toml::table& root);
   void load_trusted_proxies(const toml::table& t, ListenSpec& spec);
+  void load_tls(const toml::node& n, SourcePos key_pos, ListenSpec& spec);
+  std::optional<TlsPairSpec> load_tls_pair(const toml::table& t, const std::string& where);
+  std::string resolve_path(const std::string& path) const;
   void load_admin(const toml::table& root);
   void load_limits(const toml::table& root);
   void load_functions(const toml::table& root);
@@ -377,13 +380,7 @@ void Loader::load_listen(const toml::table& root) {
         ok = false;
       }
     }
-    if (t->get("tls")) {
-      // Refused, not ignored: accepting it would serve plain HTTP on a port the operator
-      // believes is encrypted. The model keeps TlsSpec for when TLS is built.
-      error(pos_of(t->find("tls")->first),
-            "listen.tls: TLS is not supported yet, so this listener would serve plain HTTP "
-            "(expected no tls key: terminate TLS in front of sluice until it supports it)");
-    }
+    if (const toml::node* tls = t->get("tls")) load_tls(*tls, pos_of(t->find("tls")->first), spec);
     load_trusted_proxies(*t, spec);
     if (ok) {
       auto [it, inserted] = seen.emplace(spec.address.text, spec.pos);
@@ -395,6 +392,101 @@ void Loader::load_listen(const toml::table& root) {
     }
     cfg_.listen.push_back(std::move(spec));
   }
+}
+
+std::string Loader::resolve_path(const std::string& path) const {
+  if (path.empty() || path[0] == '/') return path;
+  const size_t slash = source_.rfind('/');
+  if (slash == std::string::npos) return path;
+  return source_.substr(0, slash + 1) + path;
+}
+
+std::optional<TlsPairSpec> Loader::load_tls_pair(const toml::table& t, const std::string& where) {
+  TlsPairSpec pair;
+  bool ok = true;
+  for (const char* key : {"cert", "key"}) {
+    const toml::node* n = t.get(key);
+    std::string& out = key[0] == 'c' ? pair.cert : pair.key;
+    SourcePos& pos = key[0] == 'c' ? pair.cert_pos : pair.key_pos;
+    if (!n) {
+      error(pos_of(t), where + "." + key + " is missing (expected " + where +
+                           " = { cert = \"server.pem\", key = \"server.key\" })");
+      ok = false;
+      continue;
+    }
+    if (!n->is_string() || n->as_string()->get().empty()) {
+      wrong_type(*n, where + "." + key, "a non-empty file path");
+      ok = false;
+      continue;
+    }
+    out = resolve_path(n->as_string()->get());
+    pos = pos_of(*n);
+  }
+  if (!ok) return std::nullopt;
+  return pair;
+}
+
+void Loader::load_tls(const toml::node& n, SourcePos key_pos, ListenSpec& spec) {
+  constexpr const char* kExpected =
+      "a table: tls = { cert = \"server.pem\", key = \"server.key\" } or tls = { certificates = "
+      "[ { cert = ..., key = ... }, ... ] }";
+  if (!n.is_table()) {
+    wrong_type(n, "listen.tls", kExpected);
+    return;
+  }
+  const toml::table& t = *n.as_table();
+  check_keys(t, {"cert", "key", "certificates", "min_version", "ciphers", "ciphersuites"},
+             "listen.tls");
+  TlsSpec tls;
+  tls.pos = key_pos;
+  bool ok = true;
+  if (const toml::node* list = t.get("certificates")) {
+    if (t.get("cert") || t.get("key")) {
+      error(pos_of(*list), "listen.tls has both certificates and cert/key (expected one of them)");
+      ok = false;
+    }
+    if (!list->is_array() || list->as_array()->empty()) {
+      wrong_type(*list, "listen.tls.certificates",
+                 "a non-empty array of { cert = ..., key = ... } tables");
+      ok = false;
+    } else {
+      size_t i = 0;
+      for (const toml::node& e : *list->as_array()) {
+        const std::string where = "listen.tls.certificates[" + std::to_string(i++) + "]";
+        if (!e.is_table()) {
+          wrong_type(e, where, "a table { cert = ..., key = ... }");
+          ok = false;
+          continue;
+        }
+        check_keys(*e.as_table(), {"cert", "key"}, where);
+        if (auto pair = load_tls_pair(*e.as_table(), where))
+          tls.certificates.push_back(std::move(*pair));
+        else
+          ok = false;
+      }
+    }
+  } else if (auto pair = load_tls_pair(t, "listen.tls")) {
+    tls.certificates.push_back(std::move(*pair));
+  } else {
+    ok = false;
+  }
+  if (const toml::node* v = t.get("min_version")) {
+    if (!v->is_string() ||
+        (v->as_string()->get() != "TLSv1.2" && v->as_string()->get() != "TLSv1.3")) {
+      error(pos_of(*v),
+            "bad listen.tls.min_version (expected \"TLSv1.2\" or \"TLSv1.3\"; older "
+            "versions are not offered)");
+      ok = false;
+    } else {
+      tls.min_version = v->as_string()->get();
+      tls.min_version_pos = pos_of(*v);
+    }
+  }
+  if (read_string(t, "ciphers", "listen.tls.ciphers", &tls.ciphers))
+    tls.ciphers_pos = pos_of(*t.get("ciphers"));
+  if (read_string(t, "ciphersuites", "listen.tls.ciphersuites", &tls.ciphersuites))
+    tls.ciphersuites_pos = pos_of(*t.get("ciphersuites"));
+  if (ok) spec.tls = std::move(tls);
 }
 
 void Loader::load_trusted_proxies(const toml::table& t, ListenSpec& spec) {
@@ -451,12 +543,14 @@ void Loader::load_limits(const toml::table& root) {
   const toml::table* l = table_at(root, "limits", "[limits]");
   if (!l) return;
   check_keys(*l,
-             {"header_timeout", "idle_timeout", "body_timeout", "send_timeout",
+             {"header_timeout", "handshake_timeout", "idle_timeout", "body_timeout", "send_timeout",
               "tunnel_idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
               "max_connections", "max_connections_per_client", "drain_timeout"},
              "[limits]");
   LimitsSpec& s = cfg_.limits;
   read_duration(*l, "header_timeout", "limits.header_timeout", false, &s.header_timeout_ms);
+  read_duration(*l, "handshake_timeout", "limits.handshake_timeout", false,
+                &s.handshake_timeout_ms);
   read_duration(*l, "idle_timeout", "limits.idle_timeout", false, &s.idle_timeout_ms);
   read_duration(*l, "body_timeout", "limits.body_timeout", false, &s.body_timeout_ms);
   read_duration(*l, "send_timeout", "limits.send_timeout", false, &s.send_timeout_ms);

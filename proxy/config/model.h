@@ -129,14 +129,29 @@ struct RouteSpec {
   SourcePos pos;
 };
 
-struct TlsSpec {
+// One certificate and its key (PEM files; relative paths are relative to the config file).
+struct TlsPairSpec {
   std::string cert;
   std::string key;
+  SourcePos cert_pos;
+  SourcePos key_pos;
+};
+
+// A listener's `tls = { ... }`.
+struct TlsSpec {
+  // Chosen by SNI from each certificate's names; [0] also serves clients without SNI or with a
+  // name no certificate has.
+  std::vector<TlsPairSpec> certificates;
+  std::string min_version = "TLSv1.2";  // "TLSv1.2" or "TLSv1.3"
+  std::string ciphers;                  // TLS 1.2 list (OpenSSL syntax); empty = the default
+  std::string ciphersuites;             // TLS 1.3 suites; empty = the default
+  SourcePos pos;                        // the tls key
+  SourcePos min_version_pos, ciphers_pos, ciphersuites_pos;
 };
 
 struct ListenSpec {
   SocketAddress address;
-  std::optional<TlsSpec> tls;  // never set yet: the loader refuses `tls` until TLS is built
+  std::optional<TlsSpec> tls;  // set: the listener speaks HTTPS only
   SourcePos pos;
   // Peers whose X-Forwarded-For/-Proto/-Host are believed (appended to / kept); empty = nobody.
   std::vector<http::Cidr> trusted_proxies;
@@ -154,6 +169,8 @@ struct LimitsSpec {
   // A new connection's first request head must be complete this long after the accept; a later
   // head on a keep-alive connection, this long after its first byte.
   uint32_t header_timeout_ms = 10000;
+  // A TLS client must complete its handshake this long after the accept.
+  uint32_t handshake_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 60000;
   uint32_t body_timeout_ms = 60000;           // silence while reading a request body; then 408
   uint32_t send_timeout_ms = 60000;           // a client taking none of our output this long is cut

@@ -14,6 +14,7 @@
 #include "config/loader.h"
 #include "config/traffic.h"
 #include "config/values.h"
+#include "control/listener_tls.h"
 #include "control/local_store.h"
 #include "control/memory_store.h"
 #include "observe/summary.h"
@@ -235,6 +236,14 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   Built b = build(*r.config, next, hosts);
   for (const auto& e : b.errors) log_line(e);
   if (!b.table) return nullptr;
+  const std::string tls_stamp = tls_files_stamp(*r.config);
+  ListenerTlsBuild tls = build_listener_tls(*r.config, ticket_keys_, net::unix_now_s());
+  for (const auto& w : tls.warnings) log_line("warning: " + w.to_string());
+  for (const auto& e : tls.errors) log_line(e.to_string());
+  if (!tls.tls) {
+    log_line("sluice: " + path_ + ": configuration not loaded");
+    return nullptr;
+  }
   std::vector<AuditEntry> audits;
   for (const DroppedOverride& d : b.dropped) {
     log_line("sluice: alias " + d.function + ":" + d.alias + ": the file wins over the saved " +
@@ -260,6 +269,9 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   file_ = std::move(*r.config);
   state_ = std::move(next);
   current_ = b.table;
+  tls_ = std::move(tls.tls);
+  tls_stamp_ = tls_stamp;
+  if (publish_tls_) publish_tls_(tls_);
   adopt_hosts(std::move(hosts));
   last_seen_hash_ = fnv_hex(text);
   started_ = file_;
@@ -323,7 +335,9 @@ void Control::close() {
 void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int status) {
   auto* self = static_cast<Control*>(h->data);
   if (status < 0 || !self->debounce_) return;
-  if (filename && self->base_ != filename && std::string_view(filename) != "..data") return;
+  if (filename && self->base_ != filename && std::string_view(filename) != "..data" &&
+      !names_tls_file(self->file_, self->dir_, filename))
+    return;
   uv_timer_start(self->debounce_, &Control::on_debounce, self->debounce_ms_, 0);
 }
 
@@ -332,7 +346,8 @@ void Control::on_debounce(uv_timer_t* t) {
   std::string text, err;
   try {                                               // a libuv callback: nothing may escape it
     if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
-    if (fnv_hex(text) == self->last_seen_hash_) return;
+    if (fnv_hex(text) == self->last_seen_hash_ && tls_files_stamp(self->file_) == self->tls_stamp_)
+      return;
   } catch (const std::exception& e) {
     log_line(std::string("sluice: config watch: ") + e.what());
     return;
@@ -632,6 +647,8 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
   // The state as it is now: alias changes may have landed while the names resolved.
   State next = state_;
   Built b;
+  ListenerTlsBuild tls;
+  std::string tls_stamp;
   routing::HostAddresses hosts = merge_hosts(resolved);
   if (errors.empty() && loaded) {
     std::vector<config::Diagnostic> diags;
@@ -640,7 +657,15 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
     if (diags.empty()) {
       b = build(*loaded, next, hosts);
       errors.insert(errors.end(), b.errors.begin(), b.errors.end());
-      if (b.table) cfg = std::move(loaded);
+    }
+    if (b.table) {
+      // Certificates are read again on every reload: a rotated pair takes effect, a bad one is
+      // refused like any bad config and the running contexts stay.
+      tls_stamp = tls_files_stamp(*loaded);
+      tls = build_listener_tls(*loaded, ticket_keys_, net::unix_now_s());
+      for (const auto& w : tls.warnings) log_line("warning: " + w.to_string());
+      for (const auto& e : tls.errors) errors.push_back(e.to_string());
+      if (tls.tls) cfg = std::move(loaded);
     }
   }
   if (!errors.empty()) return done(conclude_reload(cause, std::move(errors), {}, 0, start_ns));
@@ -664,13 +689,18 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
   // Shared: the continuation is copied into a std::function and may run after this returns.
   auto adopted = std::make_shared<std::pair<config::Config, routing::HostAddresses>>(
       std::move(*cfg), std::move(hosts));
+  auto new_tls = std::make_shared<std::pair<std::shared_ptr<const net::ListenerTls>, std::string>>(
+      std::move(tls.tls), std::move(tls_stamp));
   commit(std::move(next), b.table, std::move(audits), {"config", ""},
-         [this, cause, start_ns, changes, adopted, done](ApiResult c) {
+         [this, cause, start_ns, changes, adopted, new_tls, done](ApiResult c) {
            std::vector<std::string> errors, needs_restart;
            if (c.status != 200) {
              errors.push_back(c.body.value("error", "cannot save state"));
            } else {
              needs_restart = restart_only_changes(started_, adopted->first);
+             tls_ = std::move(new_tls->first);
+             tls_stamp_ = std::move(new_tls->second);
+             if (publish_tls_) publish_tls_(tls_);
              file_ = std::move(adopted->first);
              adopt_hosts(std::move(adopted->second));
              rearm_resolve_timer();
@@ -1125,6 +1155,18 @@ void Control::write_metrics(observe::PrometheusWriter& w) const {
         w.sample("sluice_upstream_ejections_total",
                  {{"function", v->function}, {"version", v->number}, {"endpoint", ep.address}},
                  health_->get(v->label, ep.resolved).ejections_total.load());
+  }
+  if (tls_ && !tls_->listeners.empty()) {
+    // Seconds until each served certificate expires (negative once it has), by listener and the
+    // certificate's first name.
+    w.family("sluice_tls_certificate_expiry_seconds", "gauge",
+             "Seconds until a listener's certificate expires (negative: expired).");
+    const int64_t now = net::unix_now_s();
+    for (const net::ListenerTls::Entry& e : tls_->listeners)
+      for (const net::CertificateInfo& c : e.context->certificates())
+        w.sample("sluice_tls_certificate_expiry_seconds",
+                 {{"listener", e.address}, {"name", c.names.empty() ? c.subject : c.names[0]}},
+                 c.not_after_s - now);
   }
   w.family("sluice_build_info", "gauge", "Build information.");
   w.sample("sluice_build_info", {{"version", SLUICE_VERSION}}, uint64_t{1});

@@ -19,6 +19,7 @@
 #include "control/resolver.h"
 #include "control/state.h"
 #include "control/store.h"
+#include "net/tls_context.h"
 #include "observe/prometheus.h"
 #include "observe/stats.h"
 #include "routing/health.h"
@@ -70,6 +71,11 @@ class Control {
 
   // Where snapshots go (the process's Server::publish, wired by app/serve.cpp).
   void set_publisher(Publisher p) { publish_ = std::move(p); }
+  // Where the listeners' TLS contexts go: after init() and after every reload that succeeds
+  // (each rebuilds them from the files, so a rotated certificate takes effect).
+  using TlsPublisher = std::function<void(std::shared_ptr<const net::ListenerTls>)>;
+  void set_tls_publisher(TlsPublisher p) { publish_tls_ = std::move(p); }
+  std::shared_ptr<const net::ListenerTls> listener_tls() const { return tls_; }
 
   // Endpoint host names: resolved once (blocking) by init(), then only off the loop. Replaces
   // the resolver (tests: a fake, which also makes reloads and refreshes asynchronous).
@@ -229,6 +235,12 @@ class Control {
   Version state_version_ = 0;     // the store's version of state_ (what the next write compares)
   std::unique_ptr<Store> store_;  // set by set_store() or init()
   std::shared_ptr<const routing::RoutingTable> current_;
+  // Session ticket keys of every listener, across reloads; the contexts built from the file.
+  std::shared_ptr<net::TicketKeyRing> ticket_keys_ =
+      std::make_shared<net::TicketKeyRing>(net::TicketKeyRing::Options{});
+  std::shared_ptr<const net::ListenerTls> tls_;
+  std::string tls_stamp_;  // tls_files_stamp() when tls_ was built
+  TlsPublisher publish_tls_;
   Publisher publish_;
   routing::HealthRegistry* health_ = nullptr;  // see set_health()
 

@@ -211,7 +211,12 @@ void build_upstream_request(const Parser& req, const UpstreamRequestInfo& info, 
   }
   out.append(info.client_ip);
   out.append("\r\n", 2);
-  if (!kept_proto) out.append("X-Forwarded-Proto: http\r\n", 25);
+  if (!kept_proto) {
+    if (info.tls)
+      out.append("X-Forwarded-Proto: https\r\n", 26);
+    else
+      out.append("X-Forwarded-Proto: http\r\n", 25);
+  }
   if (!kept_host && !host.empty()) add(out, "X-Forwarded-Host", host);
   out.append("Via: ", 5);
   if (!via.empty()) {

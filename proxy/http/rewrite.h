@@ -39,6 +39,7 @@ struct UpstreamRequestInfo {
   // The peer is a trusted proxy ([listen] trusted_proxies): its X-Forwarded-For is appended to
   // and its X-Forwarded-Proto/-Host are kept. Otherwise all three are replaced by sluice's own.
   bool trusted_peer = false;
+  bool tls = false;           // the client reached sluice over TLS: X-Forwarded-Proto: https
   bool chunked_body = false;  // the body is re-chunked by the proxy
   bool upgrade = false;       // keep Upgrade (less h2c) and send Connection: upgrade
 };

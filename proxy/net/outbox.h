@@ -65,6 +65,12 @@ class Outbox {
     scratch_.clear();
   }
 
+  // Views of the pieces gathered, in order (valid until the next change; for a TLS layer).
+  void views(std::vector<std::string_view>& out) const {
+    out.clear();
+    for (const Piece& p : pieces_) out.emplace_back(ptr(p), p.len);
+  }
+
   // Appends everything gathered to `out` and clears (used before a stream is connected).
   void drain_into(std::string& out) {
     for (const Piece& p : pieces_) out.append(ptr(p), p.len);

@@ -59,7 +59,7 @@ class Stream {
 // be freed before on_stream_closed().
 class TcpStream final : public Stream {
  public:
-  TcpStream(LoopContext& ctx, StreamEvents& events) : ctx_(ctx), events_(events) {}
+  TcpStream(LoopContext& ctx, StreamEvents& events) : ctx_(ctx), events_(&events) {}
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;
 
@@ -79,6 +79,8 @@ class TcpStream final : public Stream {
   // Sends TCP keep-alive probes after `delay_s` idle seconds, so a peer that vanished without a
   // FIN still ends the stream (on_stream_end). Returns a libuv error.
   int keepalive(unsigned delay_s);
+  // Reports to `events` from now on (a TlsStream layered over this one).
+  void set_events(StreamEvents& events) { events_ = &events; }
 
   int start_reading() override;
   void stop_reading() override;
@@ -98,7 +100,7 @@ class TcpStream final : public Stream {
   static void on_closed(uv_handle_t* h);
 
   LoopContext& ctx_;      // the worker's (or control loop's); outlives its streams
-  StreamEvents& events_;  // the owner, which outlives the stream
+  StreamEvents* events_;  // the owner (or a TlsStream over this), which outlives the stream
   uv_tcp_t tcp_{};
   uv_connect_t connect_req_{};
   uv_shutdown_t shutdown_req_{};

@@ -104,10 +104,10 @@ void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->closing_ || nread == 0) return;
   if (nread < 0) {
     self->stop_reading();
-    self->events_.on_stream_end(static_cast<int>(nread));
+    self->events_->on_stream_end(static_cast<int>(nread));
     return;
   }
-  self->events_.on_stream_data(buf->base, static_cast<size_t>(nread));
+  self->events_->on_stream_data(buf->base, static_cast<size_t>(nread));
 }
 
 void TcpStream::on_write(uv_write_t* req, int status) {
@@ -115,24 +115,24 @@ void TcpStream::on_write(uv_write_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->handle->data);
   self->ctx_.writes.put(std::move(op));
   if (self->closing_) return;
-  self->events_.on_stream_written(status);
+  self->events_->on_stream_written(status);
 }
 
 void TcpStream::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);
   if (self->closing_ || status == UV_ECANCELED) return;
-  self->events_.on_stream_connected(status);
+  self->events_->on_stream_connected(status);
 }
 
 void TcpStream::on_shutdown(uv_shutdown_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);
   if (self->closing_ || status == 0 || status == UV_ECANCELED) return;
-  self->events_.on_stream_written(status);  // the FIN could not be sent: writing failed
+  self->events_->on_stream_written(status);  // the FIN could not be sent: writing failed
 }
 
 void TcpStream::on_closed(uv_handle_t* h) {
   auto* self = static_cast<TcpStream*>(h->data);
-  self->events_.on_stream_closed();  // last use of self: the owner may free it
+  self->events_->on_stream_closed();  // last use of self: the owner may free it
 }
 
 }  // namespace sluice::net

@@ -215,6 +215,24 @@ class ServerContextSlot {
   std::atomic<std::shared_ptr<const ServerContext>> current_;
 };
 
+// The TLS contexts of the process's listeners, by [listen] address as configured; a listener
+// without TLS has none. Immutable: a reload that changes certificates publishes a new one, and
+// new connections use it while established ones keep theirs.
+struct ListenerTls {
+  struct Entry {
+    std::string address;
+    std::shared_ptr<const ServerContext> context;
+  };
+  std::vector<Entry> listeners;
+
+  // Null for a plaintext listener.
+  const std::shared_ptr<const ServerContext>* find(std::string_view address) const {
+    for (const Entry& e : listeners)
+      if (e.address == address) return &e.context;
+    return nullptr;
+  }
+};
+
 // ---- client (upstream) side ----
 
 struct ClientOptions {

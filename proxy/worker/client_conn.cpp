@@ -29,7 +29,7 @@ void write_hex(char* out, uint64_t v) {
 
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker),
-      stream_(worker.context(), *this),
+      tcp_(worker.context(), *this),
       parser_(HTTP_REQUEST, *this, worker.limits().max_header_bytes, worker.limits().max_headers) {}
 
 ClientConn::~ClientConn() {
@@ -47,19 +47,30 @@ uint64_t ClientConn::now_ms() const {
   return uv_now(worker_.context().loop);
 }
 
-bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies) {
+bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies,
+                        std::shared_ptr<const net::ServerContext> tls) {
   if (uv_timer_init(worker_.context().loop, &timer_) != 0) return false;
   timer_.data = this;
   ++open_handles_;
-  const int rc = listener.accept(stream_);
-  if (stream_.open()) ++open_handles_;
+  const int rc = listener.accept(tcp_);
+  if (tcp_.open()) ++open_handles_;
   if (rc != 0) {
     close();
     return false;
   }
   sockaddr_storage peer{};
-  if (stream_.peer(&client_ip_, &peer))
+  if (tcp_.peer(&client_ip_, &peer))
     trusted_peer_ = http::contains(trusted_proxies, reinterpret_cast<const sockaddr*>(&peer));
+  if (tls) {
+    std::unique_ptr<net::TlsEngine> engine =
+        net::TlsEngine::server(std::move(tls), &net::thread_tls_buffers());
+    if (!engine) {
+      close();
+      return false;
+    }
+    tls_ = std::make_unique<net::TlsStream>(tcp_, *this, std::move(engine));
+    io_ = tls_.get();
+  }
   accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
   set_waiting(true);
   start_reading();
@@ -73,7 +84,7 @@ void ClientConn::close() {
   leave_counts();  // now, not when the handles are gone: shedding makes room synchronously
   release_upstream(false);
   end_request_bookkeeping();
-  stream_.close();
+  io_->close();
   if (timer_.data && !uv_is_closing(as_handle(&timer_)))
     uv_close(as_handle(&timer_),
              [](uv_handle_t* h) { static_cast<ClientConn*>(h->data)->handle_closed(); });
@@ -106,17 +117,17 @@ void ClientConn::set_waiting(bool waiting) {
 // ---- reading and the driver loop ----
 
 void ClientConn::start_reading() {
-  if (stream_.reading() || closing_) return;
-  stream_.start_reading();
+  if (io_->reading() || closing_) return;
+  io_->start_reading();
   in_progress_ms_ = now_ms();  // time spent not reading is not the client's silence
 }
 
 void ClientConn::stop_reading() {
-  stream_.stop_reading();
+  io_->stop_reading();
 }
 
 bool ClientConn::output_backlogged() const {
-  return stream_.queued_bytes() > kHighWaterBytes;
+  return io_->queued_bytes() > kHighWaterBytes;
 }
 
 void ClientConn::update_reading() {
@@ -172,6 +183,7 @@ void ClientConn::on_stream_data(const char* data, size_t len) {
     return;  // discarded
   }
   if (tunnel_) tunnel_activity_ms_ = in_progress_ms_;
+  tls_trimmed_ = false;
   drive(data, len);
 }
 
@@ -307,10 +319,16 @@ uint64_t ClientConn::deadline() const {
   const config::LimitsSpec& limits = worker_.limits();
   uint64_t d = kNever;
   // The client stopped taking what we send it.
-  if (stream_.queued_bytes() > 0) d = out_progress_ms_ + limits.send_timeout_ms;
+  if (io_->queued_bytes() > 0) d = out_progress_ms_ + limits.send_timeout_ms;
   if (tunnel_) return std::min(d, tunnel_activity_ms_ + limits.tunnel_idle_timeout_ms);
   if (close_when_flushed_) return d;
   if (!ctx_.active) {
+    // A TLS client must finish its handshake handshake_timeout after the accept; an idle TLS
+    // keep-alive connection gives its record buffers back after a second.
+    if (tls_ && !tls_->handshake_done())
+      d = std::min(d, accepted_ms_ + limits.handshake_timeout_ms);
+    else if (tls_ && !tls_trimmed_ && served_one_)
+      d = std::min(d, wait_since_ms_ + kTlsTrimAfterMs);
     // Waiting for a request: the first one's head is due header_timeout after the accept; a
     // keep-alive connection may stay idle for idle_timeout.
     return std::min(d, served_one_ ? wait_since_ms_ + limits.idle_timeout_ms
@@ -319,7 +337,7 @@ uint64_t ClientConn::deadline() const {
   if (!parser_.head_complete()) return std::min(d, head_deadline_ms_);
   // Silence while we read the request body. Not while we stopped reading because the upstream
   // is slow to take it: that wait is not the client's.
-  if (!ctx_.request_done && stream_.reading())
+  if (!ctx_.request_done && io_->reading())
     d = std::min(d, in_progress_ms_ + limits.body_timeout_ms);
   return d;
 }
@@ -347,14 +365,21 @@ void ClientConn::on_deadline() {
   const config::LimitsSpec& limits = worker_.limits();
   const uint64_t now = now_ms();
   if (lingering_ || tunnel_ || close_when_flushed_ ||
-      (stream_.queued_bytes() > 0 && now >= out_progress_ms_ + limits.send_timeout_ms)) {
+      (io_->queued_bytes() > 0 && now >= out_progress_ms_ + limits.send_timeout_ms)) {
     // Lingering over, tunnel idle, or a client that stopped reading: nothing more can be sent.
     // None of these is the version's fault: no failure is recorded.
     close();
     return;
   }
   if (!ctx_.active) {
-    close();  // idle keep-alive, or a new connection that sent nothing
+    if (tls_ && tls_->handshake_done() && !tls_trimmed_ && served_one_ &&
+        now < wait_since_ms_ + limits.idle_timeout_ms) {
+      tls_->trim();
+      tls_trimmed_ = true;
+      schedule();
+      return;
+    }
+    close();  // idle keep-alive, a new connection that sent nothing, or a stalled handshake
     return;
   }
   if (!parser_.head_complete()) {
@@ -377,8 +402,8 @@ void ClientConn::on_deadline() {
 void ClientConn::flush_client() {
   if (out_.empty() || closing_) return;
   if (ctx_.response_started) ctx_.response_flushed = true;
-  if (stream_.queued_bytes() == 0) out_progress_ms_ = now_ms();
-  if (stream_.write(out_) < 0) close();
+  if (io_->queued_bytes() == 0) out_progress_ms_ = now_ms();
+  if (io_->write(out_) < 0) close();
 }
 
 void ClientConn::flush_upstream() {
@@ -400,7 +425,7 @@ void ClientConn::on_stream_written(int status) {
   if (up_) up_->resume_reading();
   if (!ctx_.active && !pending_in_.empty())
     drive(nullptr, 0);  // pipelined requests held while the client was not reading
-  else if (!stream_.reading())
+  else if (!io_->reading())
     update_reading();
 }
 
@@ -411,7 +436,7 @@ void ClientConn::close_when_flushed() {
 }
 
 void ClientConn::finish_if_flushed() {
-  if (closing_ || lingering_ || !out_.empty() || stream_.queued_bytes() != 0) return;
+  if (closing_ || lingering_ || !out_.empty() || io_->queued_bytes() != 0) return;
   // The client may still be sending: a request body we did not read, pipelined requests, bytes
   // after a malformed head. Closing with unread input makes the kernel send a reset, which can
   // destroy the response before the client reads it.
@@ -430,7 +455,7 @@ void ClientConn::linger() {
   pending_in_.clear();
   linger_start_ms_ = in_progress_ms_ = now_ms();
   worker_.wait_list_push(this, /*front=*/true);  // the first to go when room is needed
-  if (stream_.shutdown() != 0) {  // a failure later arrives as on_stream_written(< 0)
+  if (io_->shutdown() != 0) {  // a failure later arrives as on_stream_written(< 0)
     close();
     return;
   }
@@ -562,6 +587,7 @@ int ClientConn::start_upstream(http::Parser& p) {
   info.request_id = ctx_.generated_id();
   info.fallback_host = ctx_.endpoint->address;
   info.trusted_peer = trusted_peer_;
+  info.tls = tls_ != nullptr;
   info.chunked_body = ctx_.chunked;
   info.upgrade = ctx_.upgrade_requested;
   info.target = target.origin;  // empty unless absolute-form

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "net/listener.h"
 #include "net/loop_context.h"
 #include "net/stream.h"
+#include "net/tls_stream.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
 #include "worker/request.h"
@@ -43,7 +45,9 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
 
   // Accepts from `server` into this connection. Returns false (and closes) on failure.
   // `trusted_proxies`: the accepting listener's ranges; the peer's trust is decided here, once.
-  bool accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies);
+  // `tls`: the listener's context (TLS is layered over the TCP stream), or null for plaintext.
+  bool accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies,
+              std::shared_ptr<const net::ServerContext> tls);
   // Closes the connection now (teardown starts from: client EOF/error, timeouts, fatal errors,
   // worker drain deadline, shedding). Safe to call twice.
   void close();
@@ -55,7 +59,7 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   const std::string& client_ip() const { return client_ip_; }
   bool has_handles() const { return open_handles_ > 0; }
   // The client sent bytes we have not read yet: it is not silent, we are behind (see shed()).
-  bool has_unread_input() const { return stream_.unread_bytes() > 0; }
+  bool has_unread_input() const { return tcp_.unread_bytes() > 0; }
 
   // A worker's waiting connections -- new, keep-alive idle, with a head still arriving, or
   // lingering: the ones that may be shed when a connection limit is reached -- form an intrusive
@@ -138,7 +142,9 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   static constexpr uint64_t kNever = UINT64_MAX;
 
   Worker& worker_;  // outlives its connections
-  net::TcpStream stream_;
+  net::TcpStream tcp_;
+  std::unique_ptr<net::TlsStream> tls_;  // over tcp_ on a TLS listener
+  net::Stream* io_ = &tcp_;              // what requests and responses travel over
   uv_timer_t timer_{};
   http::Parser parser_;
   Outbox out_;
@@ -168,6 +174,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   std::atomic<uint32_t>* conn_counter_ = nullptr;  // Shared: outlives every worker
   ClientCounts* client_counts_ = nullptr;          // Shared: outlives every worker
   bool trusted_peer_ = false;  // the peer is in its listener's trusted_proxies (set at accept)
+  bool tls_trimmed_ = false;   // TLS buffers given back since the last bytes read
+  static constexpr uint64_t kTlsTrimAfterMs = 1000;
 
   RequestContext ctx_;                  // the request being served
   upstream::Connection* up_ = nullptr;  // cleared by on_upstream_failed / release_upstream

@@ -175,7 +175,8 @@ void Worker::on_connection(net::Listener& from, int status) {
   const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
   c->set_counter(&self->shared_.connections);
   Snapshot* snap = self->acquire_snapshot();
-  const bool accepted = c->accept(from, self->trusted_proxies(*snap, from.index()));
+  const bool accepted =
+      c->accept(from, self->trusted_proxies(*snap, from.index()), self->tls_context(from.index()));
   self->release_snapshot(snap);
   if (!accepted) {
     if (!c->has_handles()) self->erase(c);  // nothing to close: free it now
@@ -229,6 +230,14 @@ void Worker::wait_list_remove(ClientConn* c) {
   (c->wait_prev_ ? c->wait_prev_->wait_next_ : wait_head_) = c->wait_next_;
   (c->wait_next_ ? c->wait_next_->wait_prev_ : wait_tail_) = c->wait_prev_;
   c->wait_prev_ = c->wait_next_ = nullptr;
+}
+
+std::shared_ptr<const net::ServerContext> Worker::tls_context(size_t listener) const {
+  if (listener >= listen_addresses_.size()) return nullptr;
+  const std::shared_ptr<const net::ListenerTls> tls = shared_.tls.load(std::memory_order_acquire);
+  if (!tls) return nullptr;
+  const std::shared_ptr<const net::ServerContext>* ctx = tls->find(listen_addresses_[listener]);
+  return ctx ? *ctx : nullptr;
 }
 
 const std::vector<http::Cidr>& Worker::trusted_proxies(const Snapshot& snap,

@@ -16,6 +16,7 @@
 
 #include "net/listener.h"
 #include "net/loop_context.h"
+#include "net/tls_context.h"
 #include "observe/access_log.h"
 #include "observe/stats.h"
 #include "routing/health.h"
@@ -63,6 +64,8 @@ struct Shared {
   // Endpoint health (operator state, active checks, passive ejection), shared with the control
   // loop's health checker and the admin API.
   routing::HealthRegistry health;
+  // The listeners' TLS contexts (control/listener_tls), replaced by reloads; read per accept.
+  std::atomic<std::shared_ptr<const net::ListenerTls>> tls;
   // Per-version in-flight counters for max_concurrency, keyed by version label; created under
   // the mutex by the Server when it publishes a table, never removed.
   std::mutex concurrency_mutex;
@@ -138,6 +141,8 @@ class Worker {
   // The trusted_proxies of listener number `listener`, from the current config so that a reload
   // applies to the next connection; none if that listener's address is no longer configured.
   const std::vector<http::Cidr>& trusted_proxies(const Snapshot& snap, size_t listener) const;
+  // The TLS context for new connections of listener number `listener`; null = plaintext.
+  std::shared_ptr<const net::ServerContext> tls_context(size_t listener) const;
   void on_connection(net::Listener& from, int status);
   static void on_async(uv_async_t* a);
   static void on_drain_timer(uv_timer_t* t);

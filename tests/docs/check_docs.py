@@ -130,6 +130,9 @@ FORWARDING = {"status, reason, close_now, response_head_", "status, reason, true
               "status, reason, false", "answer.status, answer.reason, true"}
 
 
+RAW_ANSWER = re.compile(r'"HTTP/1\.1 (\d{3})[^"]*"(?:\s*"[^"]*")*?\s*"X-Sluice-Error: ([\w-]+)', re.I)
+
+
 def code_reasons(root, problems):
     """{(status, reason): 'file:line'} for every generated answer proxy/ can send."""
     found = {}
@@ -160,6 +163,11 @@ def code_reasons(root, problems):
                 continue
             for reason in literals:
                 found.setdefault((int(status.group(1)), reason), where)
+        # Answers written out whole as adjacent string literals ("HTTP/1.1 400 ..." "X-Sluice-Error:
+        # reason"), such as the plaintext answer of a TLS port.
+        for m in RAW_ANSWER.finditer(text):
+            where = f"{os.path.relpath(path, root)}:{line_of(text, m.start())}"
+            found.setdefault((int(m.group(1)), m.group(2)), where)
         # http::error_answer: the parse errors' {status, "reason"} pairs.
         for m in re.finditer(r"\bErrorAnswer\s+error_answer\s*\([^)]*\)\s*\{", text):
             body = text[m.end() :]
@@ -488,6 +496,17 @@ def check_examples(root, problems, sluice):
         problems.add(path, 0, f"examples: no sluice binary to check them with ({sluice})")
         return
     with tempfile.TemporaryDirectory() as tmp:
+        # Certificates the examples name are made here (a throwaway self-signed pair each), so the
+        # TLS examples are checked like the rest, files included.
+        text = "\n".join(blocks)
+        for cert, key in re.findall(r'cert\s*=\s*"([^"/]+)"\s*,\s*key\s*=\s*"([^"/]+)"', text):
+            made = subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-nodes", "-days", "365", "-subj", "/CN=example.test",
+                 "-keyout", os.path.join(tmp, key), "-out", os.path.join(tmp, cert)],
+                capture_output=True, text=True, timeout=30)
+            if made.returncode != 0:
+                problems.add(path, 0, f"examples: cannot make {cert} with openssl: {made.stderr}")
         example = os.path.join(tmp, "examples.toml")
         with open(example, "w", encoding="utf-8") as f:
             f.write("\n".join(blocks))

@@ -74,7 +74,7 @@ ConfigText& ConfigText::route(const std::string& target, const std::string& path
 
 std::string ConfigText::str() const {
   std::string out = "# sluice e2e test config\nworkers = " + std::to_string(workers) + "\n\n";
-  out += "[listen]\naddress = \"127.0.0.1:0\"\n\n";
+  out += "[listen]\naddress = \"127.0.0.1:0\"\n" + listen_extra + "\n";
   out += "[admin]\naddress = \"127.0.0.1:0\"\n\n";
   out += "[log]\naccess = \"" + access_log + "\"\n\n";
   if (!limits.empty()) out += "[limits]\n" + limits + "\n";
@@ -105,6 +105,7 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
 // Sluice
 
 Sluice::Sluice(const std::string& config_toml, SluiceOptions options) {
+  for (const auto& [name, content] : options.files) dir_.write(name, content);
   config_path_ = dir_.write("sluice.toml", config_toml);
   std::vector<std::string> args = {sluice_binary()};
   for (auto a : options.args) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "wire.h"
@@ -45,6 +46,7 @@ struct ConfigText {
   std::string limits;  // lines inside [limits], e.g. "header_timeout = \"500ms\"\n"
   std::string body;    // functions, aliases and [[routes]], appended verbatim
   std::string access_log = "off";
+  std::string listen_extra;  // lines inside [listen], e.g. "tls = { cert = ..., key = ... }\n"
 
   ConfigText& function(const std::string& fn, const std::vector<VersionDef>& versions,
                        const std::string& function_extra = "");
@@ -81,6 +83,9 @@ struct SluiceOptions {
   // Arguments after the binary; "{config}" is replaced by the config path. Default: run -c.
   std::vector<std::string> args = {"run", "-c", "{config}"};
   int start_timeout_ms = 15000;
+  // Files written next to the config before sluice starts (name, content), e.g. certificates
+  // the config names by relative path.
+  std::vector<std::pair<std::string, std::string>> files;
 };
 
 // A running sluice child process. Spawned with fork/exec, stderr to a pipe (drained by a

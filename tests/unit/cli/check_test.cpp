@@ -94,7 +94,7 @@ TEST_CASE("check exits 1 for an invalid or missing file") {
   CHECK(run({"-c", "/nonexistent/sluice.toml"}) == 1);
 }
 
-TEST_CASE("check refuses a listener with tls, which sluice cannot serve yet") {
+TEST_CASE("check refuses a listener whose certificate files cannot be read") {
   TempFile file(std::string("[listen]\naddress = \"127.0.0.1:8443\"\n"
                             "tls = { cert = \"c.pem\", key = \"k.pem\" }\n") +
                 kValidWithWarning);

@@ -573,7 +573,7 @@ TEST_CASE("admin read_token_file is read, needs token_file, and must be a string
                    "wrong type for admin.read_token_file: an integer (expected a string)");
 }
 
-TEST_CASE("listen accepts one table or an array of tables; tls is refused until supported") {
+TEST_CASE("listen accepts one table or an array of tables, with or without tls") {
   SUBCASE("an array of tables") {
     const LoadResult r = load(R"(
 [[listen]]
@@ -586,21 +586,39 @@ address = "127.0.0.1:8443"
     REQUIRE(r.config->listen.size() == 2);
     CHECK(r.config->listen[1].address.text == "127.0.0.1:8443");
   }
-  SUBCASE("tls is an error at its key, not a plaintext port that looks encrypted") {
-    expect_one_error(R"(
-[[listen]]
-address = "127.0.0.1:8080"
+  SUBCASE("tls with one pair, paths relative to the config file") {
+    const LoadResult r = load(std::string(R"(
 [[listen]]
 address = "127.0.0.1:8443"
-tls = { cert = "c.pem", key = "k.pem" }
-)",
-                     5, 1,
-                     "listen.tls: TLS is not supported yet, so this listener would serve plain "
-                     "HTTP");
+tls = { cert = "c.pem", key = "/etc/k.pem", min_version = "TLSv1.3" })") +
+                              kBase + "[[routes]]\ntarget = \"f:prod\"\n");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    REQUIRE(r.config->listen[0].tls.has_value());
+    const config::TlsSpec& t = *r.config->listen[0].tls;
+    REQUIRE(t.certificates.size() == 1);
+    CHECK(t.certificates[0].key == "/etc/k.pem");
+    CHECK(t.certificates[0].cert == "c.pem");  // "t.toml" has no directory
+    CHECK(t.certificates[0].cert_pos.line == 3);
+    CHECK(t.min_version == "TLSv1.3");
   }
-  SUBCASE("in a single [listen] table too, whatever its value") {
-    expect_one_error("\n[listen]\naddress = \"127.0.0.1:8443\"\n  tls = 1\n", 3, 3,
-                     "TLS is not supported yet");
+  SUBCASE("tls without a key names the missing key") {
+    expect_one_error("\n[listen]\naddress = \"127.0.0.1:8443\"\ntls = { cert = \"c.pem\" }\n", 3, 7,
+                     "listen.tls.key is missing");
+  }
+  SUBCASE("tls that is not a table") {
+    expect_one_error("\n[listen]\naddress = \"127.0.0.1:8443\"\n  tls = 1\n", 3, 9,
+                     "wrong type for listen.tls");
+  }
+  SUBCASE("tls with both forms, or an old version") {
+    expect_one_error(
+        "\n[listen]\naddress = \"127.0.0.1:8443\"\ntls = { cert = \"c\", key = \"k\", "
+        "certificates = [{ cert = \"c\", key = \"k\" }] }\n",
+        3, 47, "both certificates and cert/key");
+    expect_one_error(
+        "\n[listen]\naddress = \"127.0.0.1:8443\"\ntls = { cert = \"c\", key = \"k\", "
+        "min_version = \"TLSv1.0\" }\n",
+        3, 46, "bad listen.tls.min_version");
   }
   SUBCASE("the same address twice") {
     expect_one_error(R"(
