@@ -24,14 +24,18 @@ int serve(const ServeOptions& options) {
   // Active health checks run on the control loop (created once it exists) and follow every
   // published table.
   std::unique_ptr<upstream::HealthChecker> checker;
-  control.set_publisher([&server, &checker](std::shared_ptr<const routing::RoutingTable> t) {
-    if (checker) checker->update(*t);
-    server.publish(std::move(t));
-  });
-  server.publish_tls(control.listener_tls());
-  control.set_tls_publisher([&server](std::shared_ptr<const net::ListenerTls> tls) {
-    server.publish_tls(std::move(tls));
-  });
+  control.set_publisher(
+      [&server, &checker, &control](std::shared_ptr<const routing::RoutingTable> t) {
+        if (checker) checker->update(*t, control.tls_contexts().get());
+        server.publish(std::move(t));
+      });
+  // TLS contexts follow every reload; the health checks of TLS versions use them too.
+  server.publish_tls(control.tls_contexts());
+  control.set_tls_publisher(
+      [&server, &checker, &control](std::shared_ptr<const net::TlsContexts> tls) {
+        if (checker && control.table()) checker->update(*control.table(), tls.get());
+        server.publish_tls(std::move(tls));
+      });
   server.set_reloader([&control] { control.reload("sighup"); });
   std::string config_dir = std::filesystem::path(options.config_path).parent_path().string();
   AdminServer admin(control, table->config().admin, config_dir.empty() ? "." : config_dir);
@@ -59,7 +63,7 @@ int serve(const ServeOptions& options) {
       return false;
     }
     checker = std::make_unique<upstream::HealthChecker>(s.control_context(), s.health());
-    checker->update(*s.table());
+    checker->update(*s.table(), control.tls_contexts().get());
     if (control.start_watch(s.control_loop()) != 0)
       std::fprintf(stderr, "sluice: config file changes are not watched (SIGHUP still reloads)\n");
     return true;

@@ -40,8 +40,9 @@ class Server {
   // Thread-safe: makes `table` the snapshot every next request sees.
   void publish(std::shared_ptr<const routing::RoutingTable> table);
   // New connections of TLS listeners use these contexts from now on.
-  void publish_tls(std::shared_ptr<const net::ListenerTls> tls) {
+  void publish_tls(std::shared_ptr<const net::TlsContexts> tls) {
     shared_.tls.store(std::move(tls), std::memory_order_release);
+    shared_.generation.fetch_add(1, std::memory_order_release);  // workers rebuild their pools
   }
   std::shared_ptr<const routing::RoutingTable> table() const { return shared_.table.load(); }
   uv_loop_t* control_loop() { return &loop_; }

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "config/loader.h"
-#include "control/listener_tls.h"
+#include "control/tls.h"
 #include "routing/table.h"
 
 namespace sluice::cli {
@@ -31,8 +31,7 @@ int run_check(const CheckArgs& args) {
     table = routing::RoutingTable::build(*result.config, &errors);
     // Certificates and keys are read and checked as `sluice run` would (a warning, such as a
     // certificate expiring within 14 days, is an error under --strict).
-    control::ListenerTlsBuild tls =
-        control::build_listener_tls(*result.config, nullptr, net::unix_now_s());
+    control::TlsBuild tls = control::build_tls(*result.config, nullptr, net::unix_now_s());
     errors.insert(errors.end(), tls.errors.begin(), tls.errors.end());
     auto& warned = strict ? errors : result.warnings;
     warned.insert(warned.end(), tls.warnings.begin(), tls.warnings.end());

@@ -169,6 +169,7 @@ class Loader {
   void load_listen(const toml::table& root);
   void load_trusted_proxies(const toml::table& t, ListenSpec& spec);
   void load_tls(const toml::node& n, SourcePos key_pos, ListenSpec& spec);
+  void load_upstream_tls(const toml::table& t, const std::string& where, UpstreamSettings* out);
   std::optional<TlsPairSpec> load_tls_pair(const toml::table& t, const std::string& where);
   std::string resolve_path(const std::string& path) const;
   void load_admin(const toml::table& root);
@@ -582,6 +583,46 @@ void Loader::load_settings(const toml::table& t, const std::string& where, Upstr
     out->retry_timeout_ms = ms;
   load_health(t, where, out);
   load_outlier(t, where, out);
+  load_upstream_tls(t, where, out);
+}
+
+void Loader::load_upstream_tls(const toml::table& t, const std::string& where,
+                               UpstreamSettings* out) {
+  const toml::node* n = t.get("tls");
+  if (!n) return;
+  const std::string what = where + ".tls";
+  UpstreamTlsSpec spec;
+  spec.pos = pos_of(t.find("tls")->first);
+  if (n->is_boolean()) {
+    if (n->as_boolean()->get()) out->tls = spec;
+    return;
+  }
+  if (!n->is_table()) {
+    wrong_type(*n, what,
+               "true, or a table { ca = \"ca.pem\", server_name = \"api.internal\", verify = true, "
+               "cert = \"client.pem\", key = \"client.key\" }");
+    return;
+  }
+  const toml::table& tt = *n->as_table();
+  check_keys(tt, {"ca", "server_name", "verify", "cert", "key"}, what);
+  read_bool(tt, "verify", what + ".verify", &spec.verify);
+  read_string(tt, "server_name", what + ".server_name", &spec.server_name);
+  auto path = [&](const char* key, std::string* into, SourcePos* pos) {
+    if (read_string(tt, key, what + "." + key, into)) {
+      *into = resolve_path(*into);
+      *pos = pos_of(*tt.get(key));
+    }
+  };
+  path("ca", &spec.ca, &spec.ca_pos);
+  path("cert", &spec.cert, &spec.cert_pos);
+  path("key", &spec.key, &spec.key_pos);
+  if (spec.cert.empty() != spec.key.empty()) {
+    error(spec.pos, what + " has " + (spec.cert.empty() ? "key" : "cert") + " without " +
+                        (spec.cert.empty() ? "cert" : "key") +
+                        " (expected both, for a client certificate, or neither)");
+    return;
+  }
+  out->tls = spec;
 }
 
 void Loader::load_health(const toml::table& t, const std::string& where, UpstreamSettings* out) {
@@ -676,7 +717,7 @@ void Loader::load_function(std::string name, SourcePos pos, const toml::table& t
   const std::string where = "functions." + f.name;
   check_keys(t,
              {"version_header", "connect_timeout", "response_timeout", "max_concurrency", "retries",
-              "retry_timeout", "health", "outlier", "latest", "versions", "aliases"},
+              "retry_timeout", "health", "outlier", "tls", "latest", "versions", "aliases"},
              "[" + where + "]");
   std::string header;
   if (read_string(t, "version_header", where + ".version_header", &header)) {
@@ -743,7 +784,7 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   const std::string label = f.name + ":" + v.number;
   check_keys(t,
              {"endpoints", "connect_timeout", "response_timeout", "max_concurrency", "retries",
-              "retry_timeout", "health", "outlier"},
+              "retry_timeout", "health", "outlier", "tls"},
              "[" + where + "]");
   const char* endpoints_hint =
       "expected endpoints = [\"host:port\", ...] or [{ address = \"host:port\", weight = 2 }]";
@@ -806,6 +847,7 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   if (!v.settings.retry_timeout_ms) v.settings.retry_timeout_ms = f.defaults.retry_timeout_ms;
   if (!v.settings.health) v.settings.health = f.defaults.health;
   if (!v.settings.outlier) v.settings.outlier = f.defaults.outlier;
+  if (!v.settings.tls) v.settings.tls = f.defaults.tls;
   if (v.number == kLatest) {
     f.latest = std::move(v);
   } else {

@@ -60,6 +60,21 @@ struct OutlierSpec {
 };
 
 // Request settings a version inherits from its function when it does not set them.
+// A version's `tls = true` or `tls = { ... }`: its endpoints are reached over TLS.
+struct UpstreamTlsSpec {
+  bool verify = true;       // chain and name; false only for labs and tests
+  std::string ca;           // PEM bundle of trusted CAs; empty = the system store
+  std::string server_name;  // SNI and the name verified; empty = each endpoint's host
+  std::string cert, key;    // client certificate for mTLS; empty = none
+  SourcePos pos, ca_pos, cert_pos, key_pos;
+
+  // What makes two specs need different client contexts (server_name does not: it is per
+  // connection). Contexts are shared by every version whose spec has this identity.
+  std::string identity() const {
+    return std::string(verify ? "verify" : "no-verify") + "|" + ca + "|" + cert + "|" + key;
+  }
+};
+
 struct UpstreamSettings {
   std::optional<uint32_t> connect_timeout_ms;   // default 1000
   std::optional<uint32_t> response_timeout_ms;  // default 30000 (until the first response byte)
@@ -70,6 +85,7 @@ struct UpstreamSettings {
   std::optional<uint32_t> retry_timeout_ms;  // default 10000: no new attempt after this
   std::optional<HealthCheckSpec> health;     // default: no active checks
   std::optional<OutlierSpec> outlier;        // default: OutlierSpec{}
+  std::optional<UpstreamTlsSpec> tls;        // default: plaintext
 };
 
 inline constexpr const char* kLatest = "$LATEST";

@@ -14,9 +14,9 @@
 #include "config/loader.h"
 #include "config/traffic.h"
 #include "config/values.h"
-#include "control/listener_tls.h"
 #include "control/local_store.h"
 #include "control/memory_store.h"
+#include "control/tls.h"
 #include "observe/summary.h"
 
 namespace sluice::control {
@@ -236,8 +236,9 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
   Built b = build(*r.config, next, hosts);
   for (const auto& e : b.errors) log_line(e);
   if (!b.table) return nullptr;
-  const std::string tls_stamp = tls_files_stamp(*r.config);
-  ListenerTlsBuild tls = build_listener_tls(*r.config, ticket_keys_, net::unix_now_s());
+  // From the table's config: versions published through the API are in it, not in the file.
+  const std::string tls_stamp = tls_files_stamp(b.table->config());
+  TlsBuild tls = build_tls(b.table->config(), ticket_keys_, net::unix_now_s());
   for (const auto& w : tls.warnings) log_line("warning: " + w.to_string());
   for (const auto& e : tls.errors) log_line(e.to_string());
   if (!tls.tls) {
@@ -336,7 +337,7 @@ void Control::on_fs_event(uv_fs_event_t* h, const char* filename, int, int statu
   auto* self = static_cast<Control*>(h->data);
   if (status < 0 || !self->debounce_) return;
   if (filename && self->base_ != filename && std::string_view(filename) != "..data" &&
-      !names_tls_file(self->file_, self->dir_, filename))
+      !names_tls_file(self->current_->config(), self->dir_, filename))
     return;
   uv_timer_start(self->debounce_, &Control::on_debounce, self->debounce_ms_, 0);
 }
@@ -346,7 +347,8 @@ void Control::on_debounce(uv_timer_t* t) {
   std::string text, err;
   try {                                               // a libuv callback: nothing may escape it
     if (!self->read_config_text(text, &err)) return;  // mid-swap; the next event retries
-    if (fnv_hex(text) == self->last_seen_hash_ && tls_files_stamp(self->file_) == self->tls_stamp_)
+    if (fnv_hex(text) == self->last_seen_hash_ &&
+        tls_files_stamp(self->current_->config()) == self->tls_stamp_)
       return;
   } catch (const std::exception& e) {
     log_line(std::string("sluice: config watch: ") + e.what());
@@ -647,7 +649,7 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
   // The state as it is now: alias changes may have landed while the names resolved.
   State next = state_;
   Built b;
-  ListenerTlsBuild tls;
+  TlsBuild tls;
   std::string tls_stamp;
   routing::HostAddresses hosts = merge_hosts(resolved);
   if (errors.empty() && loaded) {
@@ -661,8 +663,8 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
     if (b.table) {
       // Certificates are read again on every reload: a rotated pair takes effect, a bad one is
       // refused like any bad config and the running contexts stay.
-      tls_stamp = tls_files_stamp(*loaded);
-      tls = build_listener_tls(*loaded, ticket_keys_, net::unix_now_s());
+      tls_stamp = tls_files_stamp(b.table->config());
+      tls = build_tls(b.table->config(), ticket_keys_, net::unix_now_s());
       for (const auto& w : tls.warnings) log_line("warning: " + w.to_string());
       for (const auto& e : tls.errors) errors.push_back(e.to_string());
       if (tls.tls) cfg = std::move(loaded);
@@ -689,7 +691,7 @@ void Control::apply_reload(const std::string& cause, std::optional<config::Confi
   // Shared: the continuation is copied into a std::function and may run after this returns.
   auto adopted = std::make_shared<std::pair<config::Config, routing::HostAddresses>>(
       std::move(*cfg), std::move(hosts));
-  auto new_tls = std::make_shared<std::pair<std::shared_ptr<const net::ListenerTls>, std::string>>(
+  auto new_tls = std::make_shared<std::pair<std::shared_ptr<const net::TlsContexts>, std::string>>(
       std::move(tls.tls), std::move(tls_stamp));
   commit(std::move(next), b.table, std::move(audits), {"config", ""},
          [this, cause, start_ns, changes, adopted, new_tls, done](ApiResult c) {
@@ -1162,7 +1164,7 @@ void Control::write_metrics(observe::PrometheusWriter& w) const {
     w.family("sluice_tls_certificate_expiry_seconds", "gauge",
              "Seconds until a listener's certificate expires (negative: expired).");
     const int64_t now = net::unix_now_s();
-    for (const net::ListenerTls::Entry& e : tls_->listeners)
+    for (const net::TlsContexts::Listener& e : tls_->listeners)
       for (const net::CertificateInfo& c : e.context->certificates())
         w.sample("sluice_tls_certificate_expiry_seconds",
                  {{"listener", e.address}, {"name", c.names.empty() ? c.subject : c.names[0]}},

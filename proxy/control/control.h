@@ -73,9 +73,9 @@ class Control {
   void set_publisher(Publisher p) { publish_ = std::move(p); }
   // Where the listeners' TLS contexts go: after init() and after every reload that succeeds
   // (each rebuilds them from the files, so a rotated certificate takes effect).
-  using TlsPublisher = std::function<void(std::shared_ptr<const net::ListenerTls>)>;
+  using TlsPublisher = std::function<void(std::shared_ptr<const net::TlsContexts>)>;
   void set_tls_publisher(TlsPublisher p) { publish_tls_ = std::move(p); }
-  std::shared_ptr<const net::ListenerTls> listener_tls() const { return tls_; }
+  std::shared_ptr<const net::TlsContexts> tls_contexts() const { return tls_; }
 
   // Endpoint host names: resolved once (blocking) by init(), then only off the loop. Replaces
   // the resolver (tests: a fake, which also makes reloads and refreshes asynchronous).
@@ -238,7 +238,7 @@ class Control {
   // Session ticket keys of every listener, across reloads; the contexts built from the file.
   std::shared_ptr<net::TicketKeyRing> ticket_keys_ =
       std::make_shared<net::TicketKeyRing>(net::TicketKeyRing::Options{});
-  std::shared_ptr<const net::ListenerTls> tls_;
+  std::shared_ptr<const net::TlsContexts> tls_;
   std::string tls_stamp_;  // tls_files_stamp() when tls_ was built
   TlsPublisher publish_tls_;
   Publisher publish_;

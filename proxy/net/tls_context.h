@@ -215,24 +215,6 @@ class ServerContextSlot {
   std::atomic<std::shared_ptr<const ServerContext>> current_;
 };
 
-// The TLS contexts of the process's listeners, by [listen] address as configured; a listener
-// without TLS has none. Immutable: a reload that changes certificates publishes a new one, and
-// new connections use it while established ones keep theirs.
-struct ListenerTls {
-  struct Entry {
-    std::string address;
-    std::shared_ptr<const ServerContext> context;
-  };
-  std::vector<Entry> listeners;
-
-  // Null for a plaintext listener.
-  const std::shared_ptr<const ServerContext>* find(std::string_view address) const {
-    for (const Entry& e : listeners)
-      if (e.address == address) return &e.context;
-    return nullptr;
-  }
-};
-
 // ---- client (upstream) side ----
 
 struct ClientOptions {
@@ -315,6 +297,36 @@ class ClientSessionCache {
   size_t capacity_;
   uint64_t clock_ = 0;
   std::map<std::string, Entry, std::less<>> entries_;
+};
+
+// The TLS contexts of the process: its listeners' by [listen] address as configured (a listener
+// without TLS has none) and its upstreams' by the identity of their spec. Immutable: a reload that
+// changes certificates publishes a new one; new connections use it while established ones keep
+// theirs.
+struct TlsContexts {
+  struct Listener {
+    std::string address;
+    std::shared_ptr<const ServerContext> context;
+  };
+  struct Upstream {
+    std::string identity;  // config::UpstreamTlsSpec::identity(): CA, verification, client pair
+    std::shared_ptr<const ClientContext> context;
+  };
+  std::vector<Listener> listeners;
+  std::vector<Upstream> upstreams;
+
+  // Null for a plaintext listener.
+  const std::shared_ptr<const ServerContext>* listener(std::string_view address) const {
+    for (const Listener& e : listeners)
+      if (e.address == address) return &e.context;
+    return nullptr;
+  }
+  // The client context for an upstream TLS spec's identity; null if none was built.
+  const std::shared_ptr<const ClientContext>* upstream(std::string_view identity) const {
+    for (const Upstream& e : upstreams)
+      if (e.identity == identity) return &e.context;
+    return nullptr;
+  }
 };
 
 // Is `name` covered by the certificate name `pattern` (exact, or `*.rest` for one leftmost

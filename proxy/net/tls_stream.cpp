@@ -201,6 +201,7 @@ void TlsStream::on_stream_connected(int status) {
     owner_.on_stream_connected(status);
     return;
   }
+  tcp_connected_ = true;
   tcp_.start_reading();
   engine_->handshake();  // the ClientHello
   if (engine_->failed()) {

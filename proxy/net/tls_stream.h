@@ -34,6 +34,8 @@ class TlsStream final : public Stream, private StreamEvents {
   const TlsEngine& engine() const { return *engine_; }
   bool handshake_done() const { return engine_->handshake_done(); }
   TlsFailure failure() const { return engine_->failure(); }
+  // Client: the TCP connection is established (the handshake may still be running).
+  bool tcp_connected() const { return tcp_connected_; }
   // At an idle point (keep-alive wait): frees the record buffers while nothing is in flight.
   void trim() { engine_->trim(); }
 
@@ -68,6 +70,7 @@ class TlsStream final : public Stream, private StreamEvents {
   bool reading_ = false;    // the owner wants data
   bool connected_ = false;  // client: on_stream_connected reported
   bool ended_ = false;      // on_stream_end reported
+  bool tcp_connected_ = false;
 };
 
 }  // namespace sluice::net

@@ -39,9 +39,10 @@ class PrometheusWriter {
 };
 
 // Renders every series of `snapshot`: sluice_requests_total{class}, sluice_upstream_failures_total
-// {kind}, sluice_throttles_total, sluice_upstream_retries_total, sluice_in_flight, and the histograms
-// sluice_request_duration_seconds and sluice_upstream_duration_seconds, each labelled function,
-// alias, version. Then calls `extra` (if set) to append more families (reloads, weights, build).
+// {kind}, sluice_throttles_total, sluice_upstream_retries_total, sluice_in_flight, and the
+// histograms sluice_request_duration_seconds and sluice_upstream_duration_seconds, each labelled
+// function, alias, version. Then calls `extra` (if set) to append more families (reloads, weights,
+// build).
 std::string render_prometheus(const Snapshot& snapshot,
                               const std::function<void(PrometheusWriter&)>& extra = {});
 

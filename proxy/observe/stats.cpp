@@ -40,6 +40,8 @@ std::string_view failure_kind_name(FailureKind kind) {
       return "reset";
     case FailureKind::kBadResponse:
       return "bad_response";
+    case FailureKind::kTls:
+      return "tls_failed";
     case FailureKind::kNone:
       break;
   }

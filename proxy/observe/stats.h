@@ -17,11 +17,12 @@
 namespace sluice::observe {
 
 // Why an upstream attempt failed. kNone: it did not (or no upstream was involved).
-enum class FailureKind : uint8_t { kNone, kConnectFailed, kTimeout, kReset, kBadResponse };
-inline constexpr size_t kFailureKindCount = 4;  // not counting kNone
+enum class FailureKind : uint8_t { kNone, kConnectFailed, kTimeout, kReset, kBadResponse, kTls };
+inline constexpr size_t kFailureKindCount = 5;  // not counting kNone
 inline constexpr size_t kStatusClassCount = 5;  // 1xx .. 5xx
 
-// Prometheus label values: "connect_failed", "timeout", "reset", "bad_response"; "1xx".."5xx".
+// Prometheus label values: "connect_failed", "timeout", "reset", "bad_response", "tls_failed";
+// "1xx".."5xx".
 std::string_view failure_kind_name(FailureKind kind);
 std::string_view status_class_name(size_t class_index);
 // 0 for 1xx .. 4 for 5xx. Statuses outside 100..599 count as 5xx.

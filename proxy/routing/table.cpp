@@ -178,6 +178,7 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
       v->retry_timeout_ms = vs.settings.retry_timeout_ms.value_or(10000);
       v->health = vs.settings.health;
       v->outlier = vs.settings.outlier.value_or(config::OutlierSpec{});
+      v->tls = vs.settings.tls;
       for (const config::Endpoint& es : vs.endpoints) {
         Endpoint ep;
         ep.address = es.address.text;

@@ -67,6 +67,7 @@ struct Version {
   uint32_t retry_timeout_ms = 10000;  // no new attempt after this, from the request's start
   std::optional<config::HealthCheckSpec> health;  // active checks, if any
   config::OutlierSpec outlier;                    // passive ejection
+  std::optional<config::UpstreamTlsSpec> tls;     // set: endpoints are reached over TLS
 
   // Weighted round robin over `endpoints` using this worker's state. nullptr if none.
   const Endpoint* pick_endpoint(PickState& state) const;

@@ -17,7 +17,7 @@ constexpr uint32_t kMaxResponseHeaders = 256;
 
 Connection::Connection(Pool& pool)
     : pool_(pool),
-      stream_(pool.context(), *this),
+      tcp_(pool.context(), *this),
       parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {}
 
 const routing::Endpoint& Connection::endpoint() const {
@@ -39,11 +39,25 @@ Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
   c->timer_.data = c;
   ++c->open_handles_;
   const routing::Endpoint& ep = pool.endpoint();
-  int rc = c->stream_.connect(reinterpret_cast<const sockaddr*>(&ep.sockaddr));
-  if (c->stream_.open()) ++c->open_handles_;
+  int rc = c->tcp_.connect(reinterpret_cast<const sockaddr*>(&ep.sockaddr));
+  if (c->tcp_.open()) ++c->open_handles_;
   if (rc != 0) {
     c->close();
     return nullptr;
+  }
+  if (pool.tls_required()) {
+    // TLS over the TCP stream; "connected" is reported once the handshake is done, so the
+    // connect timeout bounds both, and a failed handshake fails like a connect (nothing sent).
+    std::unique_ptr<net::TlsEngine> engine;
+    if (pool.tls_)
+      engine = net::TlsEngine::client(pool.tls_, pool.server_name_, pool.sessions_,
+                                      pool.session_key_, &net::thread_tls_buffers());
+    if (!engine) {
+      c->close();
+      return nullptr;
+    }
+    c->tls_ = std::make_unique<net::TlsStream>(c->tcp_, *c, std::move(engine));
+    c->io_ = c->tls_.get();
   }
   c->connect_timeout_ms_ = connect_timeout_ms;
   c->since_ms_ = c->now_ms();
@@ -61,7 +75,7 @@ void Connection::lend(Borrower* b, uint32_t response_timeout_ms, bool head_reque
   response_started_ = response_done_ = false;
   broken_ = false;
   progress_ms_ = now_ms();
-  if (connected_ && !stream_.reading()) start_reading();
+  if (connected_ && !io_->reading()) start_reading();
   schedule();
 }
 
@@ -79,7 +93,7 @@ void Connection::release(bool reusable) {
   }
   if (closing_) return;
   if (reusable && connected_ && response_done_ && !broken_ && !tunnel_ && parser_.keep_alive() &&
-      stream_.queued_bytes() == 0 && out_.empty()) {
+      io_->queued_bytes() == 0 && out_.empty()) {
     go_idle();
   } else {
     close();
@@ -89,7 +103,7 @@ void Connection::release(bool reusable) {
 void Connection::go_idle() {
   reused_ = true;
   awaiting_response_ = false;
-  if (paused_ || !stream_.reading()) {
+  if (paused_ || !io_->reading()) {
     paused_ = false;
     start_reading();
   }
@@ -103,7 +117,7 @@ void Connection::close() {
     pool_.returned();
   }
   pool_.remove_idle(this);
-  stream_.close();
+  io_->close();
   if (timer_.data && !uv_is_closing(as_handle(&timer_)))
     uv_close(as_handle(&timer_),
              [](uv_handle_t* h) { static_cast<Connection*>(h->data)->on_stream_closed(); });
@@ -135,7 +149,7 @@ void Connection::fail(Failure kind) {
 }
 
 size_t Connection::queued_bytes() const {
-  return stream_.queued_bytes() + pre_connect_.size();
+  return io_->queued_bytes() + pre_connect_.size();
 }
 
 uint64_t Connection::deadline() const {
@@ -145,8 +159,8 @@ uint64_t Connection::deadline() const {
   if (tunnel_) return kNever;  // the borrower times the tunnel in both directions
   uint64_t d = kNever;
   // Our writes to it make no progress: the upstream stopped reading.
-  if (stream_.queued_bytes() > 0) d = progress_ms_ + response_timeout_ms_;
-  if (awaiting_response_ && stream_.queued_bytes() == 0)
+  if (io_->queued_bytes() > 0) d = progress_ms_ + response_timeout_ms_;
+  if (awaiting_response_ && io_->queued_bytes() == 0)
     d = std::min(d, std::max(since_ms_, progress_ms_) + response_timeout_ms_);
   // Silence between response reads, unless we stopped reading (the client is slow, not it).
   if (response_started_ && !response_done_ && !paused_)
@@ -171,7 +185,9 @@ void Connection::on_timer(uv_timer_t* t) {
     return;
   }
   if (!self->connected_) {
-    self->fail(Failure::kConnectTimeout);
+    // Connected over TCP but no TLS handshake in time: the endpoint does not speak TLS to us.
+    self->fail(self->tls_ && self->tls_->tcp_connected() ? Failure::kTls
+                                                         : Failure::kConnectTimeout);
   } else if (self->borrower_) {
     self->fail(Failure::kTimeout);
   } else {
@@ -193,8 +209,8 @@ void Connection::flush() {
     return;
   }
   if (!out_.empty()) {
-    const size_t queued = stream_.queued_bytes();
-    int rc = stream_.write(out_);
+    const size_t queued = io_->queued_bytes();
+    int rc = io_->write(out_);
     if (rc < 0) {
       write_failed();
       return;
@@ -216,14 +232,18 @@ void Connection::write_failed() {
     awaiting_response_ = true;
     since_ms_ = now_ms();
   }
-  if (!stream_.reading() && !paused_) start_reading();
+  if (!io_->reading() && !paused_) start_reading();
   schedule();
 }
 
 void Connection::on_stream_connected(int status) {
   if (closing_) return;
   if (status < 0) {
-    fail(Failure::kConnect);
+    // A TCP connection that came up and a TLS handshake that did not (verification, protocol --
+    // e.g. a plaintext endpoint --, an alert, or a reset in the middle) is a TLS failure; a
+    // refused TCP connection stays a connect failure.
+    fail(tls_ && (status == UV_EPROTO || tls_->tcp_connected()) ? Failure::kTls
+                                                                : Failure::kConnect);
     return;
   }
   connected_ = true;
@@ -232,7 +252,7 @@ void Connection::on_stream_connected(int status) {
   if (!pre_connect_.empty()) {
     out_.copy(pre_connect_);  // gathered while connecting; the Outbox copies it again
     pre_connect_.clear();
-    if (stream_.write(out_) < 0) {
+    if (io_->write(out_) < 0) {
       fail(Failure::kConnect);
       return;
     }
@@ -245,12 +265,12 @@ void Connection::on_stream_connected(int status) {
 }
 
 void Connection::start_reading() {
-  stream_.start_reading();
+  io_->start_reading();
 }
 
 void Connection::pause_reading() {
-  if (stream_.reading()) {
-    stream_.stop_reading();
+  if (io_->reading()) {
+    io_->stop_reading();
     paused_ = true;
   }
 }
@@ -278,12 +298,19 @@ void Connection::on_stream_written(int status) {
     return;
   }
   progress_ms_ = now_ms();
-  if (stream_.queued_bytes() == 0) schedule();  // the response wait may start now
-  if (borrower_ && stream_.queued_bytes() < net::kHighWaterBytes) borrower_->on_upstream_drained();
+  if (io_->queued_bytes() == 0) schedule();  // the response wait may start now
+  if (borrower_ && io_->queued_bytes() < net::kHighWaterBytes) borrower_->on_upstream_drained();
 }
 
 void Connection::on_stream_end(int status) {
   if (closing_) return;
+  if (borrower_ && !response_started_ && tls_ && tls_->failure() != net::TlsFailure::kNone &&
+      tls_->failure() != net::TlsFailure::kTruncated) {
+    // TLS 1.3 ends the client's handshake before the server has judged its certificate: an
+    // upstream that refuses it says so with an alert after our request went out.
+    fail(Failure::kTls);
+    return;
+  }
   if (borrower_ && tunnel_) {
     Borrower* b = borrower_;
     if (status == UV_EOF) {

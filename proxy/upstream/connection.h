@@ -13,13 +13,15 @@
 #include "http/parser.h"
 #include "net/loop_context.h"
 #include "net/stream.h"
+#include "net/tls_stream.h"
 #include "routing/table.h"
 
 namespace sluice::upstream {
 
 // How an upstream attempt failed. kConnect and kConnectTimeout: the connection was never
 // established, so nothing of the request reached the upstream.
-enum class Failure { kConnect, kConnectTimeout, kTimeout, kReset, kBadResponse };
+// kTls: the TLS handshake failed (verification, protocol, alert); nothing was sent either.
+enum class Failure { kConnect, kConnectTimeout, kTimeout, kReset, kBadResponse, kTls };
 
 // The request side that borrows a connection. Callbacks run on the worker's loop.
 class Borrower {
@@ -111,7 +113,9 @@ class Connection final : public http::Sink, public net::StreamEvents {
   static constexpr uint64_t kNever = UINT64_MAX;
 
   Pool& pool_;  // pools live as long as their worker, which outlives its connections
-  net::TcpStream stream_;
+  net::TcpStream tcp_;
+  std::unique_ptr<net::TlsStream> tls_;  // over tcp_ when the pool's version speaks TLS
+  net::Stream* io_ = &tcp_;              // what the exchange travels over
   uv_timer_t timer_{};
   http::Parser parser_;
   net::Outbox out_;
@@ -153,6 +157,17 @@ class Pool {
         endpoint_(std::move(endpoint)),
         max_idle_(max_idle),
         idle_timeout_ms_(idle_timeout_ms) {}
+  // Connections of this pool speak TLS with `context` (null: required but not built, so every
+  // connect fails), checking `server_name`; resumable sessions live in `sessions` (the worker's).
+  void use_tls(std::shared_ptr<const net::ClientContext> context, std::string server_name,
+               net::ClientSessionCache* sessions) {
+    tls_required_ = true;
+    tls_ = std::move(context);
+    server_name_ = std::move(server_name);
+    sessions_ = sessions;
+    session_key_ = endpoint_.resolved + "|" + server_name_;
+  }
+  bool tls_required() const { return tls_required_; }
   ~Pool();
 
   // An idle connection (most recently used first), or nullptr.
@@ -180,6 +195,11 @@ class Pool {
 
   net::LoopContext& ctx_;
   routing::Endpoint endpoint_;
+  bool tls_required_ = false;
+  std::shared_ptr<const net::ClientContext> tls_;
+  std::string server_name_;
+  std::string session_key_;
+  net::ClientSessionCache* sessions_ = nullptr;
   uint32_t max_idle_;
   uint32_t idle_timeout_ms_;
   uint32_t busy_ = 0;

@@ -8,6 +8,7 @@
 #include "http/parser.h"
 #include "net/outbox.h"
 #include "net/stream.h"
+#include "net/tls_stream.h"
 
 namespace sluice::upstream {
 
@@ -17,7 +18,7 @@ namespace sluice::upstream {
 class HealthProbe final : public net::StreamEvents, public http::Sink {
  public:
   HealthProbe(net::LoopContext& ctx, HealthChecker::Target& target)
-      : target_(&target), stream_(ctx, *this), parser_(HTTP_RESPONSE, *this, 16 * 1024, 100) {}
+      : target_(&target), tcp_(ctx, *this), parser_(HTTP_RESPONSE, *this, 16 * 1024, 100) {}
 
   void start(net::LoopContext& ctx) {
     if (uv_timer_init(ctx.loop, &deadline_) != 0) {
@@ -29,9 +30,23 @@ class HealthProbe final : public net::StreamEvents, public http::Sink {
     uv_timer_start(
         &deadline_, [](uv_timer_t* t) { static_cast<HealthProbe*>(t->data)->finish(false); },
         target_->spec.timeout_ms, 0);
-    const int rc = stream_.connect(reinterpret_cast<const sockaddr*>(&target_->addr));
-    if (stream_.open()) ++open_handles_;
-    if (rc != 0) finish(false);
+    const int rc = tcp_.connect(reinterpret_cast<const sockaddr*>(&target_->addr));
+    if (tcp_.open()) ++open_handles_;
+    if (rc != 0) {
+      finish(false);
+      return;
+    }
+    if (target_->tls_required) {
+      // Checked the way requests reach it: over TLS, with the same verification.
+      std::unique_ptr<net::TlsEngine> engine;
+      if (target_->tls) engine = net::TlsEngine::client(target_->tls, target_->server_name);
+      if (!engine) {
+        finish(false);
+        return;
+      }
+      tls_ = std::make_unique<net::TlsStream>(tcp_, *this, std::move(engine));
+      io_ = tls_.get();
+    }
   }
   // The target goes away: stop now (handles closed with their callbacks, so that a loop shutting
   // down finds nothing of ours open), reporting to nobody.
@@ -50,11 +65,11 @@ class HealthProbe final : public net::StreamEvents, public http::Sink {
     request_ = "GET " + target_->spec.path + " HTTP/1.1\r\nHost: " + target_->host +
                "\r\nUser-Agent: sluice-health\r\nConnection: close\r\n\r\n";
     out_.borrow(request_);
-    if (stream_.write(out_) < 0) {
+    if (io_->write(out_) < 0) {
       finish(false);
       return;
     }
-    stream_.start_reading();
+    io_->start_reading();
   }
   void on_stream_data(const char* data, size_t len) override {
     if (done_) return;
@@ -89,7 +104,7 @@ class HealthProbe final : public net::StreamEvents, public http::Sink {
       t->probe = nullptr;
       t->report(pass);
     }
-    stream_.close();
+    io_->close();
     if (deadline_.data && !uv_is_closing(net::as_handle(&deadline_)))
       uv_close(net::as_handle(&deadline_),
                [](uv_handle_t* h) { static_cast<HealthProbe*>(h->data)->handle_closed(); });
@@ -100,7 +115,9 @@ class HealthProbe final : public net::StreamEvents, public http::Sink {
   }
 
   HealthChecker::Target* target_;  // owned by the checker; cleared by abandon() or finish()
-  net::TcpStream stream_;
+  net::TcpStream tcp_;
+  std::unique_ptr<net::TlsStream> tls_;  // over tcp_ for a version that speaks TLS
+  net::Stream* io_ = &tcp_;
   uv_timer_t deadline_{};
   http::Parser parser_;
   net::Outbox out_;
@@ -135,7 +152,7 @@ HealthChecker::~HealthChecker() {
   close();
 }
 
-void HealthChecker::update(const routing::RoutingTable& table) {
+void HealthChecker::update(const routing::RoutingTable& table, const net::TlsContexts* tls) {
   if (closed_) return;
   std::set<std::pair<std::string, std::string>> wanted;
   for (const auto& v : table.versions()) {
@@ -149,16 +166,19 @@ void HealthChecker::update(const routing::RoutingTable& table) {
       }
       wanted.insert(key);
       auto it = targets_.find(key);
-      if (it != targets_.end()) {
-        it->second->spec = *v->health;  // from the next check on
+      Target* t = it != targets_.end() ? it->second : nullptr;
+      if (t) {
+        t->spec = *v->health;  // from the next check on
+        set_tls(*t, *v, ep, tls);
         continue;
       }
-      auto* t = new Target;
+      t = new Target;
       t->owner = this;
       t->health = &registry_.get(v->label, ep.resolved);
       t->spec = *v->health;
       t->addr = ep.sockaddr;
       t->host = ep.address;
+      set_tls(*t, *v, ep, tls);
       t->health->check_streak = 0;
       t->health->checked_up.store(!t->spec.start_unhealthy, std::memory_order_relaxed);
       if (uv_timer_init(ctx_.loop, &t->timer) != 0) {
@@ -181,6 +201,22 @@ void HealthChecker::update(const routing::RoutingTable& table) {
     uv_close(net::as_handle(&t->timer),
              [](uv_handle_t* h) { delete static_cast<Target*>(h->data); });
     it = targets_.erase(it);
+  }
+}
+
+void HealthChecker::set_tls(Target& t, const routing::Version& v, const routing::Endpoint& ep,
+                            const net::TlsContexts* tls) {
+  t.tls_required = v.tls.has_value();
+  t.tls = nullptr;
+  t.server_name.clear();
+  if (!v.tls) return;
+  if (const auto* found = tls ? tls->upstream(v.tls->identity()) : nullptr) t.tls = *found;
+  if (!v.tls->server_name.empty()) {
+    t.server_name = v.tls->server_name;
+  } else if (!ep.address.empty() && ep.address[0] == '[') {
+    t.server_name = ep.address.substr(1, ep.address.find(']') - 1);
+  } else {
+    t.server_name = ep.address.substr(0, ep.address.rfind(':'));
   }
 }
 

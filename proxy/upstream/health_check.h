@@ -12,6 +12,7 @@
 
 #include "config/model.h"
 #include "net/loop_context.h"
+#include "net/tls_context.h"
 #include "routing/health.h"
 #include "routing/table.h"
 
@@ -31,7 +32,8 @@ class HealthChecker {
   // with start_unhealthy), pairs that stay keep their verdict and streak (a changed spec applies
   // from the next check), pairs that go away stop. An endpoint whose version no longer has a
   // `health` table is up again as far as checks go. Loop thread only.
-  void update(const routing::RoutingTable& table);
+  // `tls`: the process's contexts, for versions that speak TLS (checked over TLS, like requests).
+  void update(const routing::RoutingTable& table, const net::TlsContexts* tls);
   // Stops every check; in-flight probes are abandoned and free themselves. Safe to call twice.
   void close();
   size_t targets() const { return targets_.size(); }
@@ -44,7 +46,10 @@ class HealthChecker {
     routing::EndpointHealth* health = nullptr;  // owned by the registry (process lifetime)
     config::HealthCheckSpec spec;
     sockaddr_storage addr{};
-    std::string host;  // Host header: the endpoint's address as configured
+    std::string host;           // Host header: the endpoint's address as configured
+    bool tls_required = false;  // the version speaks TLS
+    std::shared_ptr<const net::ClientContext> tls;  // null with tls_required: every check fails
+    std::string server_name;
     uv_timer_t timer{};
     HealthProbe* probe = nullptr;  // in flight, or nullptr
     void report(bool pass);
@@ -52,6 +57,8 @@ class HealthChecker {
 
  private:
   static void on_timer(uv_timer_t* t);
+  static void set_tls(Target& t, const routing::Version& v, const routing::Endpoint& ep,
+                      const net::TlsContexts* tls);
 
   net::LoopContext& ctx_;
   routing::HealthRegistry& registry_;

@@ -810,6 +810,8 @@ observe::FailureKind failure_kind(upstream::Failure kind) {
       return observe::FailureKind::kReset;
     case upstream::Failure::kBadResponse:
       return observe::FailureKind::kBadResponse;
+    case upstream::Failure::kTls:
+      return observe::FailureKind::kTls;
   }
   return observe::FailureKind::kNone;
 }
@@ -869,6 +871,9 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
     case upstream::Failure::kReset:
     case upstream::Failure::kBadResponse:
       respond_error(502, "bad-upstream-response", !ctx_.request_done);
+      break;
+    case upstream::Failure::kTls:
+      respond_error(502, "upstream-tls-failed", !ctx_.request_done);
       break;
   }
   drive(nullptr, 0);

@@ -234,9 +234,9 @@ void Worker::wait_list_remove(ClientConn* c) {
 
 std::shared_ptr<const net::ServerContext> Worker::tls_context(size_t listener) const {
   if (listener >= listen_addresses_.size()) return nullptr;
-  const std::shared_ptr<const net::ListenerTls> tls = shared_.tls.load(std::memory_order_acquire);
+  const std::shared_ptr<const net::TlsContexts> tls = shared_.tls.load(std::memory_order_acquire);
   if (!tls) return nullptr;
-  const std::shared_ptr<const net::ServerContext>* ctx = tls->find(listen_addresses_[listener]);
+  const std::shared_ptr<const net::ServerContext>* ctx = tls->listener(listen_addresses_[listener]);
   return ctx ? *ctx : nullptr;
 }
 
@@ -281,6 +281,7 @@ void Worker::refresh_snapshot() {
   for (auto& [key, pool] : pools_)
     pool->configure(table.config().upstream.keepalive, table.config().upstream.idle_timeout_ms);
   snap->picks = std::make_unique<routing::PickState>(table);
+  const std::shared_ptr<const net::TlsContexts> tls = shared_.tls.load(std::memory_order_acquire);
   snap->pools.resize(table.versions().size());
   snap->health.resize(table.versions().size());
   snap->concurrency.resize(table.versions().size(), nullptr);
@@ -288,7 +289,7 @@ void Worker::refresh_snapshot() {
   snap->pinned_series.resize(table.versions().size(), nullptr);
   for (const auto& v : table.versions()) {
     for (const routing::Endpoint& ep : v->endpoints) {
-      snap->pools[v->id].push_back(pool_for(ep, table.config().upstream));
+      snap->pools[v->id].push_back(pool_for(ep, *v, tls.get(), table.config().upstream));
       snap->health[v->id].push_back(&shared_.health.get(v->label, ep.resolved));
     }
     if (v->max_concurrency) snap->concurrency[v->id] = shared_.concurrency_counter(v->label);
@@ -313,10 +314,34 @@ void Worker::refresh_snapshot() {
   snapshots_.push_back(std::move(snap));
 }
 
-upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up) {
-  auto& slot = pools_[ep.resolved];  // by resolved address: a name that re-resolves gets a new pool
+namespace {
+
+// The host part of "host:port" / "[v6]:port": the name an upstream certificate is checked for.
+std::string host_of(const std::string& address) {
+  if (!address.empty() && address[0] == '[') return address.substr(1, address.find(']') - 1);
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+}  // namespace
+
+upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const routing::Version& version,
+                                 const net::TlsContexts* tls, const config::UpstreamPoolSpec& up) {
+  // By resolved address (a name that re-resolves gets a new pool); a TLS version's connections
+  // are pooled apart, per client context and name checked, never shared with plaintext ones.
+  std::string key = ep.resolved;
+  std::shared_ptr<const net::ClientContext> context;
+  std::string server_name;
+  if (version.tls) {
+    const auto* found = tls ? tls->upstream(version.tls->identity()) : nullptr;
+    if (found) context = *found;
+    server_name = version.tls->server_name.empty() ? host_of(ep.address) : version.tls->server_name;
+    key += "|tls|" + server_name + "|" + (context ? std::to_string(context->id()) : "none");
+  }
+  auto& slot = pools_[key];
   if (!slot) {
     slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
+    if (version.tls) slot->use_tls(std::move(context), std::move(server_name), &tls_sessions_);
   }
   return slot.get();
 }

@@ -64,8 +64,8 @@ struct Shared {
   // Endpoint health (operator state, active checks, passive ejection), shared with the control
   // loop's health checker and the admin API.
   routing::HealthRegistry health;
-  // The listeners' TLS contexts (control/listener_tls), replaced by reloads; read per accept.
-  std::atomic<std::shared_ptr<const net::ListenerTls>> tls;
+  // The listeners' and upstreams' TLS contexts (control/tls), replaced by reloads.
+  std::atomic<std::shared_ptr<const net::TlsContexts>> tls;
   // Per-version in-flight counters for max_concurrency, keyed by version label; created under
   // the mutex by the Server when it publishes a table, never removed.
   std::mutex concurrency_mutex;
@@ -134,7 +134,8 @@ class Worker {
   void refresh_snapshot();
   void begin_stop();
   void maybe_finish_stop();
-  upstream::Pool* pool_for(const routing::Endpoint& ep, const config::UpstreamPoolSpec& up);
+  upstream::Pool* pool_for(const routing::Endpoint& ep, const routing::Version& version,
+                           const net::TlsContexts* tls, const config::UpstreamPoolSpec& up);
   // Makes room for one more connection by closing this worker's oldest waiting connection -- of
   // client `ip` only, when given. False if there is none to close.
   bool shed(const std::string* ip, ClientConn* keep);
@@ -169,7 +170,9 @@ class Worker {
   uint64_t generation_ = ~uint64_t(0);
   Snapshot* current_ = nullptr;
   std::vector<std::unique_ptr<Snapshot>> snapshots_;  // current plus any still in use
-  std::unordered_map<std::string, std::unique_ptr<upstream::Pool>> pools_;  // by address
+  // Upstream TLS sessions to resume, this worker's; declared first so it outlives the pools.
+  net::ClientSessionCache tls_sessions_;
+  std::unordered_map<std::string, std::unique_ptr<upstream::Pool>> pools_;  // by address (+ TLS)
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> conns_;
   ClientConn* wait_head_ = nullptr;  // oldest waiting connection
   ClientConn* wait_tail_ = nullptr;

@@ -965,5 +965,47 @@ TEST_CASE("the example configs in config/ load cleanly") {
   }
 }
 
+TEST_CASE("a version's tls: true, a table inherited from the function, or an error at its key") {
+  SUBCASE("true on the function reaches every version over TLS, verifying") {
+    const LoadResult r = load(std::string(R"(
+[functions.f]
+tls = true)") + kBase + "[[routes]]\ntarget = \"f:prod\"\n");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    const auto& v = r.config->functions[0].versions.at(1);
+    REQUIRE(v.settings.tls.has_value());
+    CHECK(v.settings.tls->verify);
+    CHECK(v.settings.tls->ca.empty());
+  }
+  SUBCASE("a table on the version") {
+    const LoadResult r = load(std::string(R"(
+[functions.f.versions.1]
+endpoints = ["127.0.0.1:9001"]
+tls = { ca = "/etc/ca.pem", server_name = "api.internal", verify = false }
+[functions.f.aliases.prod]
+traffic = { "1" = 100 }
+[[routes]]
+target = "f:prod"
+)"));
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    const auto& tls = *r.config->functions[0].versions.at(1).settings.tls;
+    CHECK(tls.ca == "/etc/ca.pem");
+    CHECK(tls.server_name == "api.internal");
+    CHECK_FALSE(tls.verify);
+    CHECK(tls.ca_pos.line == 3);
+  }
+  SUBCASE("cert without key") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "tls = { cert = \"c.pem\" }\n"),
+                     7, 1, "has cert without key");
+  }
+  SUBCASE("a wrong type") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "tls = \"yes\"\n"),
+                     7, 7, "wrong type for functions.f.latest.tls");
+  }
+}
+
 }  // namespace
 }  // namespace sluice::config

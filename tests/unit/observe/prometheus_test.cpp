@@ -57,8 +57,8 @@ TEST_CASE("rendered metrics have HELP, TYPE and the expected samples") {
       R"(sluice_upstream_failures_total{function="hello",alias="live",version="2",kind="timeout"} 1)"));
   CHECK(contains_line(text,
                       R"(sluice_throttles_total{function="hello",alias="live",version="2"} 1)"));
-  CHECK(
-      contains_line(text, R"(sluice_upstream_retries_total{function="hello",alias="live",version="2"} 1)"));
+  CHECK(contains_line(
+      text, R"(sluice_upstream_retries_total{function="hello",alias="live",version="2"} 1)"));
   CHECK(contains_line(text, "# TYPE sluice_in_flight gauge"));
   CHECK(contains_line(text, R"(sluice_in_flight{function="hello",alias="live",version="2"} 1)"));
   CHECK(contains_line(text, "# TYPE sluice_request_duration_seconds histogram"));

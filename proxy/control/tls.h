@@ -1,6 +1,7 @@
-// Builds the listeners' TLS contexts from the config: every certificate and key is read and
-// checked here (start, reload, `sluice check`), and each problem becomes a diagnostic at the
-// config key to blame, so a bad pair never reaches a listener.
+// Builds the process's TLS contexts from the config -- listeners' (server) and upstreams' (client):
+// every certificate, key and CA file is read and checked here (start, reload, `sluice check`),
+// and each problem becomes a diagnostic at the config key to blame, so a bad file never reaches
+// a connection.
 #pragma once
 
 #include <cstdint>
@@ -13,16 +14,16 @@
 
 namespace sluice::control {
 
-struct ListenerTlsBuild {
-  std::shared_ptr<const net::ListenerTls> tls;  // null if and only if `errors` is not empty
+struct TlsBuild {
+  std::shared_ptr<const net::TlsContexts> tls;  // null if and only if `errors` is not empty
   std::vector<config::Diagnostic> errors;
   std::vector<config::Diagnostic> warnings;  // e.g. a certificate expiring within 14 days
 };
 
 // `ticket_keys`: the process's ring, shared by every listener and kept across reloads so that a
 // client resumes whatever worker or certificate generation it lands on. May be null (checks).
-ListenerTlsBuild build_listener_tls(const config::Config& cfg,
-                                    std::shared_ptr<net::TicketKeyRing> ticket_keys, int64_t now_s);
+TlsBuild build_tls(const config::Config& cfg, std::shared_ptr<net::TicketKeyRing> ticket_keys,
+                   int64_t now_s);
 
 // A stamp of every certificate and key file the config names (size, mtime, inode), so a watcher
 // can tell that a file changed even when the config text did not.
