@@ -279,6 +279,35 @@ TEST_CASE("a TLS listener serves TLS 1.2 and 1.3 with keep-alive, ALPN http/1.1,
   CHECK(s.stop() == 0);
 }
 
+TEST_CASE("a session resumes on any worker, with TLS 1.3 and with TLS 1.2 tickets") {
+  Upstream up("v1");
+  ConfigText c;
+  c.workers = 4;  // connections spread over the workers' SO_REUSEPORT sockets
+  c.listen_extra = "tls = { " + pair_of("rsa.pem", "rsa.key") + " }\n";
+  c.function("shop", {{"1", {up.address()}}}).alias("shop", "live", R"({ "1" = 100 })");
+  c.route("shop:live");
+  Sluice s(c.str());
+  REQUIRE_STARTED(s);
+  TempDir dir;
+  for (const char* version : {"-tls1_3", "-tls1_2"}) {
+    CAPTURE(version);
+    const std::string session = dir.path() + "/session" + version;
+    const std::string base =
+        "timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) +
+        " -servername example.test " + version;
+    // TLS 1.3 tickets arrive after the handshake: give the first connection a request to read.
+    shell("printf 'GET / HTTP/1.1\\r\\nHost: example.test\\r\\nConnection: close\\r\\n\\r\\n' | " +
+          base + " -ign_eof -sess_out " + session);
+    int reused = 0;
+    const int tries = 12;
+    for (int i = 0; i < tries; ++i)
+      reused += shell(base + " -sess_in " + session + " </dev/null").find("Reused, TLS") !=
+                std::string::npos;
+    CHECK(reused == tries);
+  }
+  CHECK(s.stop() == 0);
+}
+
 TEST_CASE("SNI picks the certificate; an unknown name and no SNI get the first") {
   Upstream up("v1");
   Sluice s(tls_config(up, "certificates = [ { " + pair_of("rsa.pem", "rsa.key") + " }, { " +
