@@ -37,6 +37,16 @@ bool resolve(const config::SocketAddress& a, sockaddr_storage& out, socklen_t& l
   return false;
 }
 
+// Starts closing every handle of `loop` (the control loop at start-up failure and at stop).
+void close_handles(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+}
+
 int open_listener(const sockaddr_storage& addr, socklen_t len) {
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
@@ -193,12 +203,7 @@ int Server::run() {
       for (int fd : list) ::close(fd);
     stopping_ = true;
     if (on_stop_) on_stop_();
-    uv_walk(
-        &loop_,
-        [](uv_handle_t* h, void*) {
-          if (!uv_is_closing(h)) uv_close(h, nullptr);
-        },
-        nullptr);
+    close_handles(&loop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
     if (shared_.access_log) shared_.access_log->stop();
@@ -233,12 +238,7 @@ void Server::stop() {
   if (on_stop_) on_stop_();
   // Close the control loop's handles; uv_run returns once the workers' stop is under way and
   // run() joins them.
-  uv_walk(
-      &loop_,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
-      },
-      nullptr);
+  close_handles(&loop_);
 }
 
 void Server::on_signal(uv_signal_t* s, int signum) {

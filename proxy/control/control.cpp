@@ -20,14 +20,15 @@
 #include "observe/summary.h"
 
 namespace sluice::control {
-namespace {
-
-using nlohmann::json;
 
 void log_line(const std::string& s) {
   std::fprintf(stderr, "%s\n", s.c_str());
   std::fflush(stderr);
 }
+
+namespace {
+
+using nlohmann::json;
 
 // "a string", "an array", ... for messages about a JSON value of the wrong type.
 std::string json_type_name(const json& v) {

@@ -47,6 +47,9 @@ struct Subject {
 // store cannot be reached, 500 when it failed. Nothing was changed in each case.
 ApiResult store_refusal(const CommitResult& r, const Subject& subject);
 
+// One line to stderr, flushed (the control plane's log).
+void log_line(const std::string& s);
+
 class Control {
  public:
   using Publisher = std::function<void(std::shared_ptr<const routing::RoutingTable>)>;

@@ -882,15 +882,7 @@ void EtcdClient::on_call_response(size_t endpoint, std::unique_ptr<Call> call, i
         body = j["result"].dump();
       } else if (j.is_object() && etcd::decode_error(j, g)) {
         status = 0;  // handled as an error answer below
-        EtcdError e = from_gateway(g, where);
-        if (is_no_leader(e) || (e.kind == EtcdError::Kind::kUnavailable && call->idempotent)) {
-          mark_endpoint_failed(endpoint);
-          call->failures += (call->failures.empty() ? "" : "; ") + e.message;
-          retry_or_fail(std::move(call), std::move(e));
-        } else {
-          finish(std::move(call), std::move(e), {});
-        }
-        pump();
+        answer_error(endpoint, std::move(call), from_gateway(g, where));
         return;
       } else {
         finish(std::move(call),
@@ -904,7 +896,11 @@ void EtcdClient::on_call_response(size_t endpoint, std::unique_ptr<Call> call, i
     pump();
     return;
   }
-  EtcdError e = from_http_error(status, body, where);
+  answer_error(endpoint, std::move(call), from_http_error(status, body, where));
+}
+
+void EtcdClient::answer_error(size_t endpoint, std::unique_ptr<Call> call, EtcdError e) {
+  // No leader, or an idempotent call the member could not serve: another member may.
   if (is_no_leader(e) || (e.kind == EtcdError::Kind::kUnavailable && call->idempotent)) {
     mark_endpoint_failed(endpoint);
     call->failures += (call->failures.empty() ? "" : "; ") + e.message;

@@ -179,6 +179,8 @@ class EtcdClient {
   void on_conn_closed(Conn* conn);
   void mark_endpoint_failed(size_t endpoint);
   void retry_or_fail(std::unique_ptr<Call> call, EtcdError error);
+  // An error answer from `endpoint`: retried on another member where that is safe, else final.
+  void answer_error(size_t endpoint, std::unique_ptr<Call> call, EtcdError error);
   void finish(std::unique_ptr<Call> call, EtcdError error, std::string body);
   void connect_watch(Watch& w);
   void end_watch(Watch& w, EtcdError error);

@@ -93,15 +93,7 @@ void UvResolver::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   if (status != 0 || !res) {
     out.error = status != 0 ? uv_strerror(status) : "no addresses";
   } else {
-    const addrinfo* pick = res;  // IPv4 first, as routing::resolve_blocking
-    for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
-      if (ai->ai_family == AF_INET) {
-        pick = ai;
-        break;
-      }
-    }
-    std::memcpy(&out.addr, pick->ai_addr, pick->ai_addrlen);
-    out.len = static_cast<socklen_t>(pick->ai_addrlen);
+    routing::take_preferred(res, out);  // IPv4 first, as routing::resolve_blocking
   }
   if (res) uv_freeaddrinfo(res);
   try {  // a libuv callback: the control plane's answer must not throw out of it

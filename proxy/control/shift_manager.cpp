@@ -12,11 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-void log_line(const std::string& s) {
-  std::fprintf(stderr, "%s\n", s.c_str());
-  std::fflush(stderr);
-}
-
 // JSON text that never throws on a string that is not UTF-8 (bytes from a hook's answer, a
 // path): such bytes become U+FFFD.
 std::string dump_text(const json& j, int indent = -1) {
@@ -464,6 +459,15 @@ control::ApiResult ShiftManager::handle(const std::string& method, const std::st
   }
 }
 
+control::ApiResult ShiftManager::start_and_store(const Key& key, Shift s) {
+  control::ApiResult r = start_shift(s);
+  if (r.status != 200) return r;
+  Shift& stored = shifts_[key] = std::move(s);
+  persist();
+  arm();
+  return {200, to_json(stored, true)};
+}
+
 control::ApiResult ShiftManager::begin(const std::string& f, const std::string& a, const json& body,
                                        const std::string& actor) {
   const config::Config& cfg = control_.table()->config();
@@ -504,12 +508,7 @@ control::ApiResult ShiftManager::begin(const std::string& f, const std::string& 
     return control::api_error(409, refusal, "to");
   s.started = control::now_rfc3339();
   if (s.plan.pre_traffic.empty()) {
-    control::ApiResult r = start_shift(s);
-    if (r.status != 200) return r;
-    Shift& stored = shifts_[key] = std::move(s);
-    persist();
-    arm();
-    return {200, to_json(stored, true)};
+    return start_and_store(key, std::move(s));
   }
 
   json hook = {{"event", "pre_traffic"},
@@ -522,12 +521,7 @@ control::ApiResult ShiftManager::begin(const std::string& f, const std::string& 
     int status = post_json(s.plan.pre_traffic, hook, s.plan.hook_timeout_ms, &err, &answer);
     if (std::string why = hook_refusal(s.plan.pre_traffic, status, err, answer); !why.empty())
       return control::api_error(424, why, "pre_traffic");
-    control::ApiResult r = start_shift(s);
-    if (r.status != 200) return r;
-    Shift& stored = shifts_[key] = std::move(s);
-    persist();
-    arm();
-    return {200, to_json(stored, true)};
+    return start_and_store(key, std::move(s));
   }
   // Off the control loop, so a slow hook never delays another alias's rollback.
   s.state = "pre_traffic";

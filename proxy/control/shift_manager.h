@@ -166,6 +166,8 @@ class ShiftManager {
   // Sets the first step of `s` (pre-shift map and stable taken now). Non-200 leaves the alias's
   // traffic as it was (an exception is caught: 500, "not_started").
   control::ApiResult start_shift(Shift& s);
+  // Starts `s` and, if it started, keeps it as the alias's shift and persists it.
+  control::ApiResult start_and_store(const Key& key, Shift s);
   control::ApiResult start_shift_unguarded(Shift& s);
   // Judges one running shift (tick()'s body); true if it changed state. May throw.
   bool tick_one(Shift& s, uint64_t now_ms, const observe::Snapshot* snap);

@@ -63,6 +63,18 @@ std::vector<std::string> host_names(const config::Config& cfg) {
   return {names.begin(), names.end()};
 }
 
+void take_preferred(const addrinfo* res, ResolvedHost& out) {
+  const addrinfo* pick = res;
+  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+  }
+  std::memcpy(&out.addr, pick->ai_addr, pick->ai_addrlen);
+  out.len = static_cast<socklen_t>(pick->ai_addrlen);
+}
+
 ResolvedHost resolve_blocking(const std::string& host) {
   ResolvedHost out;
   addrinfo hints{};
@@ -75,15 +87,7 @@ ResolvedHost resolve_blocking(const std::string& host) {
     if (res) freeaddrinfo(res);
     return out;
   }
-  const addrinfo* pick = res;
-  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      pick = ai;
-      break;
-    }
-  }
-  std::memcpy(&out.addr, pick->ai_addr, pick->ai_addrlen);
-  out.len = static_cast<socklen_t>(pick->ai_addrlen);
+  take_preferred(res, out);
   freeaddrinfo(res);
   return out;
 }

@@ -3,6 +3,7 @@
 // std::atomic<std::shared_ptr<const RoutingTable>>. Nothing here includes uv.h.
 #pragma once
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -48,6 +49,9 @@ bool is_ip_literal(const std::string& host);
 // Resolves `host` with a blocking getaddrinfo. Only for places where blocking is harmless:
 // before any loop runs (start-up, `sluice check`) and resolver threads; never on a loop.
 ResolvedHost resolve_blocking(const std::string& host);
+// Copies the address of `res` (non-empty) to prefer into `out`: the first IPv4 one, else the
+// first (so that "localhost" reaches upstreams bound to 127.0.0.1).
+void take_preferred(const addrinfo* res, ResolvedHost& out);
 // "10.0.0.5:8080" / "[::1]:8080" for an AF_INET / AF_INET6 address.
 std::string address_text(const sockaddr_storage& addr);
 

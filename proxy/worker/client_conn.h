@@ -21,16 +21,9 @@
 #include "observe/stats.h"
 #include "upstream/connection.h"
 #include "worker/request.h"
+#include "worker/worker.h"  // the transport names this layer uses (net/)
 
 namespace sluice::worker {
-
-// The transport this layer builds on (net/).
-using net::as_handle;
-using net::as_stream;
-using net::kHighWaterBytes;
-using net::LoopContext;
-using net::Outbox;
-using net::WriteOp;
 
 class Worker;
 class ClientCounts;
