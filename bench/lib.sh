@@ -276,7 +276,7 @@ render_confs() {
   render "$BENCH_DIR/conf/haproxy.cfg" "$BENCH_TMP/haproxy.cfg" "${subst[@]}" PORT="$port_haproxy" \
     WORKERS="$w" MAXCONN="$maxconn"
   render "$BENCH_DIR/conf/sluice.toml" "$BENCH_TMP/sluice.toml" "${subst[@]}" PORT="$port_sluice" \
-    WORKERS="$w"
+    WORKERS="$w" MAXCONN="$maxconn" MAXCONN_ALL="$((maxconn > 10000 ? maxconn : 10000))"
   if grep -l '@[A-Z0-9_]*@' "$BENCH_TMP"/nginx-*.conf "$BENCH_TMP"/haproxy.cfg "$BENCH_TMP"/sluice.toml >&2; then
     die "a config above still has an @PLACEHOLDER@"
   fi

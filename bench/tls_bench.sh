@@ -144,8 +144,7 @@ mapfile -t ports < <(free_ports 7)
 up1="${ports[0]}" up2="${ports[1]}" up_status="${ports[2]}"
 port_sluice="${ports[3]}" port_nginx="${ports[4]}" port_haproxy="${ports[5]}" port_probe="${ports[6]}"
 render_confs 1 1 $((IDLE_CONNS + 1024))
-tls_subst=(DIR="$BENCH_TMP" CERT="$certs/ip.pem" KEY="$certs/ip.key" PROBE="$port_probe"
-  MAXCONN=$((IDLE_CONNS + 1024)) MAXCONN_ALL=$((IDLE_CONNS + 1024 > 10000 ? IDLE_CONNS + 1024 : 10000)))
+tls_subst=(DIR="$BENCH_TMP" CERT="$certs/ip.pem" KEY="$certs/ip.key" PROBE="$port_probe")
 render "$BENCH_DIR/conf/nginx-proxy-tls.conf" "$BENCH_TMP/nginx-proxy-tls.conf" "${tls_subst[@]}"
 render "$BENCH_DIR/conf/sluice-tls.toml" "$BENCH_TMP/sluice-tls.toml" "${tls_subst[@]}"
 sed -i -e "s|^\( *listen 127\.0\.0\.1:$port_nginx\) |\1 ssl |" \
@@ -157,7 +156,6 @@ sed -e "s|^\( *bind 127\.0\.0\.1:$port_haproxy\)\$|\1 ssl crt $certs/ip-combined
 mv "$BENCH_TMP/haproxy-tls.cfg" "$BENCH_TMP/haproxy.cfg"
 grep '^tls = ' "$BENCH_TMP/sluice-tls.toml" >"$BENCH_TMP/sluice-tls.line"
 sed -i "/^address = \"127\.0\.0\.1:$port_sluice\"\$/r $BENCH_TMP/sluice-tls.line" "$BENCH_TMP/sluice.toml"
-sed -n '/^# differs/,$p' "$BENCH_TMP/sluice-tls.toml" >>"$BENCH_TMP/sluice.toml"
 if ! grep -q "listen 127.0.0.1:$port_nginx ssl " "$BENCH_TMP/nginx-proxy.conf" ||
   ! grep -q "include $BENCH_TMP/nginx-proxy-tls.conf;" "$BENCH_TMP/nginx-proxy.conf" ||
   ! grep -q "bind 127.0.0.1:$port_haproxy ssl crt " "$BENCH_TMP/haproxy.cfg" ||

@@ -49,6 +49,7 @@ TlsBuild build_tls(const config::Config& cfg, std::shared_ptr<net::TicketKeyRing
     if (!l.tls->ciphers.empty()) o.ciphers = l.tls->ciphers;
     if (!l.tls->ciphersuites.empty()) o.ciphersuites = l.tls->ciphersuites;
     o.ticket_keys = ticket_keys;
+    o.release_buffers = true;
     net::ServerBuild b = net::build_server_context(o, now_s);
     for (const net::TlsProblem& p : b.errors) out.errors.push_back(diagnostic(cfg, l, p));
     for (const net::TlsProblem& p : b.warnings) out.warnings.push_back(diagnostic(cfg, l, p));
