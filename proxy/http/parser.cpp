@@ -74,9 +74,18 @@ Parser::Parser(llhttp_type_t type, Sink& sink, uint32_t max_head_bytes, uint32_t
   llhttp_init(&parser_, type, &settings);
   parser_.data = this;
   if (request_) scan_ = Scan::kStart;
-  head_.reserve(1024);
-  spans_.reserve(32);
-  headers_.reserve(32);
+  // Room for a typical head; more grows once and is kept for the connection's next messages.
+  // Small, because an idle connection keeps it (issue 16: memory per idle connection).
+  head_.reserve(256);
+  spans_.reserve(8);
+  headers_.reserve(8);
+}
+
+void Parser::release_memory() {
+  if (in_message_) return;
+  std::string().swap(head_);
+  std::vector<Span>().swap(spans_);
+  std::vector<Header>().swap(headers_);
 }
 
 void Parser::reset() {

@@ -107,6 +107,8 @@ class Parser {
   ParseError error() const { return error_; }
   const char* error_reason() const { return llhttp_get_error_reason(&parser_); }
   bool in_message() const { return in_message_; }
+  // Between messages: frees the head storage kept for the next one (it grows back as needed).
+  void release_memory();
   bool head_complete() const { return head_complete_; }
 
   // Valid from on_head until the next message begins.

@@ -43,7 +43,7 @@ class WriteOpPool {
 // are copied into scratch storage. Not thread-safe; one per stream direction.
 class Outbox {
  public:
-  Outbox() { scratch_.reserve(256); }
+  Outbox() = default;
 
   void borrow(const char* data, size_t len) {
     if (len) pieces_.push_back({data, len, false});
@@ -63,6 +63,12 @@ class Outbox {
   void clear() {
     pieces_.clear();
     scratch_.clear();
+  }
+  // When empty: frees the storage kept for the next batch (an idle connection's).
+  void release_memory() {
+    if (!pieces_.empty()) return;
+    std::vector<Piece>().swap(pieces_);
+    std::string().swap(scratch_);
   }
 
   // Views of the pieces gathered, in order (valid until the next change; for a TLS layer).

@@ -183,7 +183,7 @@ void ClientConn::on_stream_data(const char* data, size_t len) {
     return;  // discarded
   }
   if (tunnel_) tunnel_activity_ms_ = in_progress_ms_;
-  tls_trimmed_ = false;
+  idle_trimmed_ = false;
   drive(data, len);
 }
 
@@ -323,12 +323,12 @@ uint64_t ClientConn::deadline() const {
   if (tunnel_) return std::min(d, tunnel_activity_ms_ + limits.tunnel_idle_timeout_ms);
   if (close_when_flushed_) return d;
   if (!ctx_.active) {
-    // A TLS client must finish its handshake handshake_timeout after the accept; an idle TLS
-    // keep-alive connection gives its record buffers back after a second.
+    // A TLS client must finish its handshake handshake_timeout after the accept; a keep-alive
+    // connection idle for a second gives back the memory it only needs while serving.
     if (tls_ && !tls_->handshake_done())
       d = std::min(d, accepted_ms_ + limits.handshake_timeout_ms);
-    else if (tls_ && !tls_trimmed_ && served_one_)
-      d = std::min(d, wait_since_ms_ + kTlsTrimAfterMs);
+    else if (!idle_trimmed_ && served_one_)
+      d = std::min(d, wait_since_ms_ + kIdleTrimAfterMs);
     // Waiting for a request: the first one's head is due header_timeout after the accept; a
     // keep-alive connection may stay idle for idle_timeout.
     return std::min(d, served_one_ ? wait_since_ms_ + limits.idle_timeout_ms
@@ -340,6 +340,19 @@ uint64_t ClientConn::deadline() const {
   if (!ctx_.request_done && io_->reading())
     d = std::min(d, in_progress_ms_ + limits.body_timeout_ms);
   return d;
+}
+
+void ClientConn::trim_idle() {
+  idle_trimmed_ = true;
+  if (parser_.in_message() || !pending_in_.empty() || !out_.empty()) return;  // not idle
+  // Capacity kept for the next request: cheap while requests follow each other, a few KiB per
+  // connection that only waits. It grows back on the next request.
+  parser_.release_memory();
+  out_.release_memory();
+  for (std::string* s : {&pending_in_, &work_, &chunk_header_, &upstream_head_, &response_head_,
+                         &set_cookie_, &abs_target_})
+    std::string().swap(*s);
+  if (tls_) tls_->trim();
 }
 
 void ClientConn::schedule() {
@@ -372,10 +385,9 @@ void ClientConn::on_deadline() {
     return;
   }
   if (!ctx_.active) {
-    if (tls_ && tls_->handshake_done() && !tls_trimmed_ && served_one_ &&
+    if (!idle_trimmed_ && served_one_ && (!tls_ || tls_->handshake_done()) &&
         now < wait_since_ms_ + limits.idle_timeout_ms) {
-      tls_->trim();
-      tls_trimmed_ = true;
+      trim_idle();
       schedule();
       return;
     }

@@ -129,6 +129,9 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   // Arms the timer for deadline() unless it already fires no later. Lazy: progress only moves
   // timestamps; an early firing re-arms for the rest.
   void schedule();
+  // Between requests, idle for kIdleTrimAfterMs: frees buffers kept for the next request (the
+  // parser's, the outbox's, per-request text, TLS record buffers).
+  void trim_idle();
   void on_deadline();
   void set_waiting(bool waiting);
   void leave_counts();  // at close: this connection no longer counts toward any limit
@@ -167,8 +170,8 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   std::atomic<uint32_t>* conn_counter_ = nullptr;  // Shared: outlives every worker
   ClientCounts* client_counts_ = nullptr;          // Shared: outlives every worker
   bool trusted_peer_ = false;  // the peer is in its listener's trusted_proxies (set at accept)
-  bool tls_trimmed_ = false;   // TLS buffers given back since the last bytes read
-  static constexpr uint64_t kTlsTrimAfterMs = 1000;
+  bool idle_trimmed_ = false;  // idle memory given back since the last bytes read (trim_idle)
+  static constexpr uint64_t kIdleTrimAfterMs = 1000;
 
   RequestContext ctx_;                  // the request being served
   upstream::Connection* up_ = nullptr;  // cleared by on_upstream_failed / release_upstream
