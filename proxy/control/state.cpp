@@ -64,6 +64,13 @@ json settings_json(const config::UpstreamSettings& s) {
                    {"unhealthy", s.health->unhealthy},
                    {"expect", s.health->expect},
                    {"start_unhealthy", s.health->start_unhealthy}};
+  // A version published with TLS keeps it: its endpoints are never spoken to in plaintext.
+  if (s.tls)
+    j["tls"] = {{"verify", s.tls->verify},
+                {"ca", s.tls->ca},
+                {"server_name", s.tls->server_name},
+                {"cert", s.tls->cert},
+                {"key", s.tls->key}};
   return j;
 }
 
@@ -97,6 +104,16 @@ config::UpstreamSettings settings_from(const json& j) {
     spec.expect = h.value("expect", spec.expect);
     spec.start_unhealthy = h.value("start_unhealthy", spec.start_unhealthy);
     s.health = spec;
+  }
+  if (j.contains("tls")) {
+    const json& t = j["tls"];
+    config::UpstreamTlsSpec spec;
+    spec.verify = t.value("verify", spec.verify);
+    spec.ca = t.value("ca", spec.ca);
+    spec.server_name = t.value("server_name", spec.server_name);
+    spec.cert = t.value("cert", spec.cert);
+    spec.key = t.value("key", spec.key);
+    s.tls = spec;
   }
   return s;
 }

@@ -47,6 +47,9 @@ TEST_CASE("a state survives a JSON round trip unchanged") {
   ep.weight = 2;
   pv.endpoints = {ep};
   pv.settings.response_timeout_ms = 5000;
+  pv.settings.tls = config::UpstreamTlsSpec{};
+  pv.settings.tls->ca = "/etc/sluice/ca.pem";
+  pv.settings.tls->server_name = "checkout.internal";
   pv.time = "2026-01-01T00:00:00.000Z";
   fs.published[6] = pv;
   fs.fingerprints[3] = {{"connect_timeout", "1000ms"}};
@@ -65,6 +68,11 @@ TEST_CASE("a state survives a JSON round trip unchanged") {
   CHECK(got.endpoints.at(0).weight == 2);
   CHECK(got.settings.response_timeout_ms == 5000u);
   CHECK_FALSE(got.settings.connect_timeout_ms.has_value());
+  // A version published with TLS keeps it (never plaintext to its endpoints after a restart).
+  REQUIRE(got.settings.tls.has_value());
+  CHECK(got.settings.tls->ca == "/etc/sluice/ca.pem");
+  CHECK(got.settings.tls->server_name == "checkout.internal");
+  CHECK(got.settings.tls->verify);
   CHECK(*back.functions["checkout"].aliases["prod"].override_traffic ==
         TrafficMap{{"3", 90}, {"4", 10.5}});
 
