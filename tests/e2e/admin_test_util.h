@@ -32,9 +32,10 @@ inline uint16_t admin_port(const Sluice& s) {
 }
 
 struct ApiReply {
-  long status = 0;
+  long status = 0;  // 0: the transfer failed (see error)
   json body;
   std::string raw;
+  std::string error;  // libcurl's reason when status is 0
 };
 
 // One admin API call over `curl` (keep-alive reused across calls on the same client).
@@ -46,7 +47,7 @@ inline ApiReply api(CurlClient& curl, uint16_t port, const std::string& method,
   if (!body.empty()) headers.push_back("Content-Type: application/json");
   HttpResult r =
       curl.request(method, "http://127.0.0.1:" + std::to_string(port) + path, headers, body);
-  ApiReply out{r.status, json::parse(r.body, nullptr, false), r.body};
+  ApiReply out{r.status, json::parse(r.body, nullptr, false), r.body, r.error};
   return out;
 }
 
