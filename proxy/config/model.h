@@ -59,7 +59,6 @@ struct OutlierSpec {
   uint32_t max_ejection_percent = 50;
 };
 
-// Request settings a version inherits from its function when it does not set them.
 // A version's `tls = true` or `tls = { ... }`: its endpoints are reached over TLS.
 struct UpstreamTlsSpec {
   bool verify = true;       // chain and name; false only for labs and tests
@@ -75,6 +74,7 @@ struct UpstreamTlsSpec {
   }
 };
 
+// Request settings a version inherits from its function when it does not set them.
 struct UpstreamSettings {
   std::optional<uint32_t> connect_timeout_ms;   // default 1000
   std::optional<uint32_t> response_timeout_ms;  // default 30000 (until the first response byte)

@@ -9,6 +9,17 @@
 
 #include "config/traffic.h"
 
+// The state's JSON form of the health and TLS settings of a published version: the fields by
+// their config names (positions are not kept); a missing field reads as its default.
+namespace sluice::config {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OutlierSpec, consecutive_failures, consecutive_5xx,
+                                                base_ejection_ms, max_ejection_ms,
+                                                max_ejection_percent)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HealthCheckSpec, path, interval_ms, timeout_ms,
+                                                healthy, unhealthy, expect, start_unhealthy)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpstreamTlsSpec, verify, ca, server_name, cert, key)
+}  // namespace sluice::config
+
 namespace sluice::control {
 namespace {
 
@@ -50,27 +61,10 @@ json settings_json(const config::UpstreamSettings& s) {
   if (s.max_concurrency) j["max_concurrency"] = *s.max_concurrency;
   if (s.retries) j["retries"] = *s.retries;
   if (s.retry_timeout_ms) j["retry_timeout_ms"] = *s.retry_timeout_ms;
-  if (s.outlier)
-    j["outlier"] = {{"consecutive_failures", s.outlier->consecutive_failures},
-                    {"consecutive_5xx", s.outlier->consecutive_5xx},
-                    {"base_ejection_ms", s.outlier->base_ejection_ms},
-                    {"max_ejection_ms", s.outlier->max_ejection_ms},
-                    {"max_ejection_percent", s.outlier->max_ejection_percent}};
-  if (s.health)
-    j["health"] = {{"path", s.health->path},
-                   {"interval_ms", s.health->interval_ms},
-                   {"timeout_ms", s.health->timeout_ms},
-                   {"healthy", s.health->healthy},
-                   {"unhealthy", s.health->unhealthy},
-                   {"expect", s.health->expect},
-                   {"start_unhealthy", s.health->start_unhealthy}};
+  if (s.outlier) j["outlier"] = *s.outlier;
+  if (s.health) j["health"] = *s.health;
   // A version published with TLS keeps it: its endpoints are never spoken to in plaintext.
-  if (s.tls)
-    j["tls"] = {{"verify", s.tls->verify},
-                {"ca", s.tls->ca},
-                {"server_name", s.tls->server_name},
-                {"cert", s.tls->cert},
-                {"key", s.tls->key}};
+  if (s.tls) j["tls"] = *s.tls;
   return j;
 }
 
@@ -83,38 +77,9 @@ config::UpstreamSettings settings_from(const json& j) {
   if (j.contains("max_concurrency")) s.max_concurrency = j["max_concurrency"].get<uint32_t>();
   if (j.contains("retries")) s.retries = j["retries"].get<uint32_t>();
   if (j.contains("retry_timeout_ms")) s.retry_timeout_ms = j["retry_timeout_ms"].get<uint32_t>();
-  if (j.contains("outlier")) {
-    const json& o = j["outlier"];
-    config::OutlierSpec spec;
-    spec.consecutive_failures = o.value("consecutive_failures", spec.consecutive_failures);
-    spec.consecutive_5xx = o.value("consecutive_5xx", spec.consecutive_5xx);
-    spec.base_ejection_ms = o.value("base_ejection_ms", spec.base_ejection_ms);
-    spec.max_ejection_ms = o.value("max_ejection_ms", spec.max_ejection_ms);
-    spec.max_ejection_percent = o.value("max_ejection_percent", spec.max_ejection_percent);
-    s.outlier = spec;
-  }
-  if (j.contains("health")) {
-    const json& h = j["health"];
-    config::HealthCheckSpec spec;
-    spec.path = h.value("path", spec.path);
-    spec.interval_ms = h.value("interval_ms", spec.interval_ms);
-    spec.timeout_ms = h.value("timeout_ms", spec.timeout_ms);
-    spec.healthy = h.value("healthy", spec.healthy);
-    spec.unhealthy = h.value("unhealthy", spec.unhealthy);
-    spec.expect = h.value("expect", spec.expect);
-    spec.start_unhealthy = h.value("start_unhealthy", spec.start_unhealthy);
-    s.health = spec;
-  }
-  if (j.contains("tls")) {
-    const json& t = j["tls"];
-    config::UpstreamTlsSpec spec;
-    spec.verify = t.value("verify", spec.verify);
-    spec.ca = t.value("ca", spec.ca);
-    spec.server_name = t.value("server_name", spec.server_name);
-    spec.cert = t.value("cert", spec.cert);
-    spec.key = t.value("key", spec.key);
-    s.tls = spec;
-  }
+  if (j.contains("outlier")) s.outlier = j["outlier"].get<config::OutlierSpec>();
+  if (j.contains("health")) s.health = j["health"].get<config::HealthCheckSpec>();
+  if (j.contains("tls")) s.tls = j["tls"].get<config::UpstreamTlsSpec>();
   return s;
 }
 

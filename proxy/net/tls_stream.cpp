@@ -102,7 +102,7 @@ void TlsStream::end(int status) {
   owner_.on_stream_end(status);
 }
 
-void TlsStream::fail_handshake() {
+void TlsStream::on_engine_failed() {
   // An alert, if the engine made one, goes out before the end.
   flush();
   if (engine_->failure() == TlsFailure::kNotTls && engine_->is_server()) {
@@ -126,9 +126,7 @@ void TlsStream::pump() {
   for (;;) {
     if (tcp_.closing() || ended_) return;
     const TlsEngine::ReadResult r = engine_->read(plain, kReadBufferBytes);
-    if (flush() < 0) {
-      // Writing failed: the TCP stream reports it (on_stream_written) or its reads end.
-    }
+    flush();  // a failed write surfaces as on_stream_written(< 0) or as the end of reads
     if (!engine_->is_server() && !connected_ && engine_->handshake_done()) {
       connected_ = true;
       sync_reading();
@@ -153,7 +151,7 @@ void TlsStream::pump() {
         end(UV_EOF);
         return;
       case TlsEngine::Status::kFailed:
-        fail_handshake();
+        on_engine_failed();
         return;
     }
   }
@@ -205,7 +203,7 @@ void TlsStream::on_stream_connected(int status) {
   tcp_.start_reading();
   engine_->handshake();  // the ClientHello
   if (engine_->failed()) {
-    fail_handshake();
+    on_engine_failed();
     return;
   }
   flush();

@@ -59,7 +59,8 @@ class TlsStream final : public Stream, private StreamEvents {
   void pump();
   // Sends the engine's pending output. A libuv error, or 0.
   int flush();
-  void fail_handshake();
+  // The engine failed (in the handshake or later): the alert out, then the owner is told.
+  void on_engine_failed();
   void end(int status);
   void sync_reading();
 

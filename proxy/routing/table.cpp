@@ -63,6 +63,14 @@ std::vector<std::string> host_names(const config::Config& cfg) {
   return {names.begin(), names.end()};
 }
 
+std::string Version::tls_server_name(const Endpoint& ep) const {
+  if (tls && !tls->server_name.empty()) return tls->server_name;
+  const std::string& a = ep.address;
+  if (!a.empty() && a[0] == '[') return a.substr(1, a.find(']') - 1);
+  const size_t colon = a.rfind(':');
+  return colon == std::string::npos ? a : a.substr(0, colon);
+}
+
 void take_preferred(const addrinfo* res, ResolvedHost& out) {
   const addrinfo* pick = res;
   for (const addrinfo* ai = res; ai; ai = ai->ai_next) {

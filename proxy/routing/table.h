@@ -73,6 +73,10 @@ struct Version {
   config::OutlierSpec outlier;                    // passive ejection
   std::optional<config::UpstreamTlsSpec> tls;     // set: endpoints are reached over TLS
 
+  // TLS: the name sent as SNI and checked on `ep`'s certificate -- tls.server_name, else the
+  // endpoint's host as configured (an IP literal is checked against the IP names).
+  std::string tls_server_name(const Endpoint& ep) const;
+
   // Weighted round robin over `endpoints` using this worker's state. nullptr if none.
   const Endpoint* pick_endpoint(PickState& state) const;
   // The same over the endpoints `usable(index)` accepts; kNoPick if none does. Weighted round

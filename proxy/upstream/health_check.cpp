@@ -211,13 +211,7 @@ void HealthChecker::set_tls(Target& t, const routing::Version& v, const routing:
   t.server_name.clear();
   if (!v.tls) return;
   if (const auto* found = tls ? tls->upstream(v.tls->identity()) : nullptr) t.tls = *found;
-  if (!v.tls->server_name.empty()) {
-    t.server_name = v.tls->server_name;
-  } else if (!ep.address.empty() && ep.address[0] == '[') {
-    t.server_name = ep.address.substr(1, ep.address.find(']') - 1);
-  } else {
-    t.server_name = ep.address.substr(0, ep.address.rfind(':'));
-  }
+  t.server_name = v.tls_server_name(ep);
 }
 
 void HealthChecker::on_timer(uv_timer_t* timer) {

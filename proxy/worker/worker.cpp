@@ -314,17 +314,6 @@ void Worker::refresh_snapshot() {
   snapshots_.push_back(std::move(snap));
 }
 
-namespace {
-
-// The host part of "host:port" / "[v6]:port": the name an upstream certificate is checked for.
-std::string host_of(const std::string& address) {
-  if (!address.empty() && address[0] == '[') return address.substr(1, address.find(']') - 1);
-  const size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
-
-}  // namespace
-
 upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const routing::Version& version,
                                  const net::TlsContexts* tls, const config::UpstreamPoolSpec& up) {
   // By resolved address (a name that re-resolves gets a new pool); a TLS version's connections
@@ -335,7 +324,7 @@ upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const routing::Ver
   if (version.tls) {
     const auto* found = tls ? tls->upstream(version.tls->identity()) : nullptr;
     if (found) context = *found;
-    server_name = version.tls->server_name.empty() ? host_of(ep.address) : version.tls->server_name;
+    server_name = version.tls_server_name(ep);
     key += "|tls|" + server_name + "|" + (context ? std::to_string(context->id()) : "none");
   }
   auto& slot = pools_[key];
