@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTPS upstream for the e2e tests: HTTP/1.1 keep-alive over TLS on 127.0.0.1, a free port.
 
-Prints "port N" once listening. Every answer says how many TLS handshakes it has completed and how
+Prints "port N" once listening. Paths under /slow answer after 0.3 s. Every answer says how many TLS handshakes it has completed and how
 many of them resumed a session, and whether the client presented a certificate:
   handshakes=H resumed=R client_cert=yes|no path=/...
 With --client-ca, a client certificate signed by that CA is required (mTLS). Stops on SIGTERM or
@@ -34,6 +34,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        if self.path.startswith("/slow"):
+            threading.Event().wait(0.3)  # concurrent requests need connections of their own
         cert = "yes" if self.connection.getpeercert() else "no"
         with lock:
             body = (f"handshakes={counts['handshakes']} resumed={counts['resumed']} "

@@ -47,6 +47,11 @@ TEST_CASE("a state survives a JSON round trip unchanged") {
   ep.weight = 2;
   pv.endpoints = {ep};
   pv.settings.response_timeout_ms = 5000;
+  pv.settings.outlier = config::OutlierSpec{};
+  pv.settings.outlier->consecutive_5xx = 9;
+  pv.settings.health = config::HealthCheckSpec{};
+  pv.settings.health->path = "/ready";
+  pv.settings.health->expect = {200, 204};
   pv.settings.tls = config::UpstreamTlsSpec{};
   pv.settings.tls->ca = "/etc/sluice/ca.pem";
   pv.settings.tls->server_name = "checkout.internal";
@@ -69,6 +74,12 @@ TEST_CASE("a state survives a JSON round trip unchanged") {
   CHECK(got.settings.response_timeout_ms == 5000u);
   CHECK_FALSE(got.settings.connect_timeout_ms.has_value());
   // A version published with TLS keeps it (never plaintext to its endpoints after a restart).
+  REQUIRE(got.settings.outlier.has_value());
+  CHECK(got.settings.outlier->consecutive_5xx == 9u);
+  CHECK(got.settings.outlier->consecutive_failures == 5u);
+  REQUIRE(got.settings.health.has_value());
+  CHECK(got.settings.health->path == "/ready");
+  CHECK(got.settings.health->expect == std::vector<int>{200, 204});
   REQUIRE(got.settings.tls.has_value());
   CHECK(got.settings.tls->ca == "/etc/sluice/ca.pem");
   CHECK(got.settings.tls->server_name == "checkout.internal");
