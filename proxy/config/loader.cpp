@@ -370,7 +370,7 @@ void Loader::load_listen(const toml::table& root) {
   }
   std::map<std::string, SourcePos> seen;
   for (const toml::table* t : tables) {
-    check_keys(*t, {"address", "tls", "trusted_proxies"}, "[listen]");
+    check_keys(*t, {"address", "tls", "trusted_proxies", "http2", "h2c"}, "[listen]");
     ListenSpec spec{SocketAddress{"0.0.0.0:8080", "0.0.0.0", 8080}, {}, pos_of(*t)};
     bool ok = true;
     if (const toml::node* a = t->get("address")) {
@@ -383,6 +383,12 @@ void Loader::load_listen(const toml::table& root) {
     }
     if (const toml::node* tls = t->get("tls")) load_tls(*tls, pos_of(t->find("tls")->first), spec);
     load_trusted_proxies(*t, spec);
+    read_bool(*t, "http2", "listen.http2", &spec.http2);
+    read_bool(*t, "h2c", "listen.h2c", &spec.h2c);
+    if (spec.h2c && spec.tls)
+      error(pos_of(t->find("h2c")->first),
+            "listen.h2c is for plaintext listeners (a TLS listener offers h2 by ALPN; expected "
+            "h2c = false with tls)");
     if (ok) {
       auto [it, inserted] = seen.emplace(spec.address.text, spec.pos);
       if (!inserted) {
@@ -543,11 +549,12 @@ void Loader::load_admin(const toml::table& root) {
 void Loader::load_limits(const toml::table& root) {
   const toml::table* l = table_at(root, "limits", "[limits]");
   if (!l) return;
-  check_keys(*l,
-             {"header_timeout", "handshake_timeout", "idle_timeout", "body_timeout", "send_timeout",
-              "tunnel_idle_timeout", "max_header_bytes", "max_headers", "max_body_size",
-              "max_connections", "max_connections_per_client", "drain_timeout"},
-             "[limits]");
+  check_keys(
+      *l,
+      {"header_timeout", "handshake_timeout", "idle_timeout", "body_timeout", "send_timeout",
+       "tunnel_idle_timeout", "max_header_bytes", "max_headers", "max_body_size", "max_connections",
+       "max_connections_per_client", "drain_timeout", "max_concurrent_streams"},
+      "[limits]");
   LimitsSpec& s = cfg_.limits;
   read_duration(*l, "header_timeout", "limits.header_timeout", false, &s.header_timeout_ms);
   read_duration(*l, "handshake_timeout", "limits.handshake_timeout", false,
@@ -567,6 +574,8 @@ void Loader::load_limits(const toml::table& root) {
                  &s.max_connections);
   read_uint_into(*l, "max_connections_per_client", "limits.max_connections_per_client", 1,
                  10'000'000, &s.max_connections_per_client);
+  read_uint_into(*l, "max_concurrent_streams", "limits.max_concurrent_streams", 1, 10000,
+                 &s.max_concurrent_streams);
 }
 
 void Loader::load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out) {

@@ -171,6 +171,10 @@ struct ListenSpec {
   SourcePos pos;
   // Peers whose X-Forwarded-For/-Proto/-Host are believed (appended to / kept); empty = nobody.
   std::vector<http::Cidr> trusted_proxies;
+  // HTTP/2: a TLS listener offers "h2" by ALPN (preferred) unless `http2 = false`; a plaintext
+  // listener takes HTTP/2 with prior knowledge (h2c) only when `h2c = true`.
+  bool http2 = true;
+  bool h2c = false;
 };
 
 struct AdminSpec {
@@ -196,7 +200,8 @@ struct LimitsSpec {
   uint32_t max_headers = 100;
   uint64_t max_body_size = 0;  // 0 = unlimited
   uint32_t max_connections = 10000;
-  uint32_t drain_timeout_ms = 30000;  // graceful stop: how long in-flight requests may finish
+  uint32_t drain_timeout_ms = 30000;      // graceful stop: how long in-flight requests may finish
+  uint32_t max_concurrent_streams = 100;  // HTTP/2: open streams per client connection
 };
 
 // Upstream keep-alive pools, per endpoint per worker.

@@ -50,6 +50,7 @@ TlsBuild build_tls(const config::Config& cfg, std::shared_ptr<net::TicketKeyRing
     if (!l.tls->ciphersuites.empty()) o.ciphersuites = l.tls->ciphersuites;
     o.ticket_keys = ticket_keys;
     o.release_buffers = true;
+    if (l.http2) o.alpn = {"h2", "http/1.1"};
     net::ServerBuild b = net::build_server_context(o, now_s);
     for (const net::TlsProblem& p : b.errors) out.errors.push_back(diagnostic(cfg, l, p));
     for (const net::TlsProblem& p : b.warnings) out.warnings.push_back(diagnostic(cfg, l, p));

@@ -48,7 +48,7 @@ uint64_t ClientConn::now_ms() const {
 }
 
 bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies,
-                        std::shared_ptr<const net::ServerContext> tls) {
+                        std::shared_ptr<const net::ServerContext> tls, bool h2c) {
   if (uv_timer_init(worker_.context().loop, &timer_) != 0) return false;
   timer_.data = this;
   ++open_handles_;
@@ -70,6 +70,9 @@ bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& 
     }
     tls_ = std::make_unique<net::TlsStream>(tcp_, *this, std::move(engine));
     io_ = tls_.get();
+    secure_ = true;
+  } else {
+    h2c_ = h2c;
   }
   accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
   set_waiting(true);
@@ -78,8 +81,47 @@ bool ClientConn::accept(net::Listener& listener, const std::vector<http::Cidr>& 
   return true;
 }
 
+bool ClientConn::accept_stream(net::Stream& io, const std::string& client_ip, bool trusted,
+                               bool secure) {
+  if (uv_timer_init(worker_.context().loop, &timer_) != 0) return false;
+  timer_.data = this;
+  ++open_handles_;
+  io_ = &io;
+  ++open_handles_;  // the stream reports on_stream_closed like a socket
+  stream_conn_ = true;
+  skip_linger_ = true;  // nothing to linger on: the stream ends with END_STREAM or a reset
+  secure_ = secure;
+  client_ip_ = client_ip;
+  trusted_peer_ = trusted;
+  accepted_ms_ = wait_since_ms_ = in_progress_ms_ = out_progress_ms_ = now_ms();
+  start_reading();
+  schedule();
+  return true;
+}
+
+bool ClientConn::wants_h2(const char* data, size_t len) const {
+  if (tls_) return tls_->engine().alpn() == "h2";
+  if (!h2c_ || len < 3) return false;
+  // RFC 9113 §3.4: a client with prior knowledge starts with the connection preface.
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  const size_t n = std::min(len, kPreface.size());
+  return std::string_view(data, n) == kPreface.substr(0, n);
+}
+
+void ClientConn::start_h2(const char* data, size_t len) {
+  h2_ = std::make_unique<H2Session>(worker_, *this, *io_, secure_);
+  if (!h2_->start()) {
+    close();
+    return;
+  }
+  idle_trimmed_ = true;  // nothing of the HTTP/1.1 machinery is used from here on
+  parser_.release_memory();
+  h2_->on_data(data, len);
+}
+
 void ClientConn::close() {
   if (std::exchange(closing_, true)) return;
+  if (h2_) h2_->abort();  // every stream's engine stops with the connection
   set_waiting(false);
   leave_counts();  // now, not when the handles are gone: shedding makes room synchronously
   release_upstream(false);
@@ -100,6 +142,10 @@ void ClientConn::handle_closed() {
 
 void ClientConn::drain() {
   draining_ = true;
+  if (h2_) {
+    h2_->drain();  // GOAWAY: the streams in flight finish, then the connection closes
+    return;
+  }
   if (!ctx_.active || lingering_)
     close();
   else
@@ -131,7 +177,7 @@ bool ClientConn::output_backlogged() const {
 }
 
 void ClientConn::update_reading() {
-  if (closing_) return;
+  if (closing_ || h2_) return;  // an HTTP/2 session reads as its own rules say
   bool want = !close_when_flushed_ && !peer_eof_;
   if (lingering_) {
     want = true;
@@ -155,6 +201,10 @@ void ClientConn::update_reading() {
 
 void ClientConn::on_stream_end(int) {
   if (closing_) return;
+  if (h2_) {
+    close();  // the client left: its streams end with it
+    return;
+  }
   peer_eof_ = true;
   if (lingering_) {
     close();  // the client finished sending: the lingering close is complete
@@ -181,6 +231,14 @@ void ClientConn::on_stream_data(const char* data, size_t len) {
     linger_bytes_ += len;
     if (linger_bytes_ > kLingerMaxBytes) close();
     return;  // discarded
+  }
+  if (h2_) {
+    h2_->on_data(data, len);
+    return;
+  }
+  if (!served_one_ && !ctx_.active && pending_in_.empty() && len > 0 && wants_h2(data, len)) {
+    start_h2(data, len);
+    return;
   }
   if (tunnel_) tunnel_activity_ms_ = in_progress_ms_;
   idle_trimmed_ = false;
@@ -320,6 +378,7 @@ uint64_t ClientConn::deadline() const {
   uint64_t d = kNever;
   // The client stopped taking what we send it.
   if (io_->queued_bytes() > 0) d = out_progress_ms_ + limits.send_timeout_ms;
+  if (h2_) return std::min(d, h2_->deadline());
   if (tunnel_) return std::min(d, tunnel_activity_ms_ + limits.tunnel_idle_timeout_ms);
   if (close_when_flushed_) return d;
   if (!ctx_.active) {
@@ -344,6 +403,7 @@ uint64_t ClientConn::deadline() const {
 
 void ClientConn::trim_idle() {
   idle_trimmed_ = true;
+  if (h2_) return;
   if (parser_.in_message() || !pending_in_.empty() || !out_.empty()) return;  // not idle
   // Capacity kept for the next request: cheap while requests follow each other, a few KiB per
   // connection that only waits. It grows back on the next request.
@@ -382,6 +442,11 @@ void ClientConn::on_deadline() {
     // Lingering over, tunnel idle, or a client that stopped reading: nothing more can be sent.
     // None of these is the version's fault: no failure is recorded.
     close();
+    return;
+  }
+  if (h2_) {
+    h2_->on_deadline();
+    if (!closing_) schedule();
     return;
   }
   if (!ctx_.active) {
@@ -429,6 +494,10 @@ void ClientConn::on_stream_written(int status) {
     return;
   }
   out_progress_ms_ = now_ms();
+  if (h2_) {
+    h2_->on_written();
+    return;
+  }
   if (close_when_flushed_) {
     finish_if_flushed();
     return;
@@ -599,7 +668,7 @@ int ClientConn::start_upstream(http::Parser& p) {
   info.request_id = ctx_.generated_id();
   info.fallback_host = ctx_.endpoint->address;
   info.trusted_peer = trusted_peer_;
-  info.tls = tls_ != nullptr;
+  info.tls = secure_;
   info.chunked_body = ctx_.chunked;
   info.upgrade = ctx_.upgrade_requested;
   info.target = target.origin;  // empty unless absolute-form

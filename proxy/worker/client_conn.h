@@ -20,6 +20,7 @@
 #include "net/tls_stream.h"
 #include "observe/stats.h"
 #include "upstream/connection.h"
+#include "worker/h2_session.h"
 #include "worker/request.h"
 #include "worker/worker.h"  // the transport names this layer uses (net/)
 
@@ -39,8 +40,13 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   // Accepts from `server` into this connection. Returns false (and closes) on failure.
   // `trusted_proxies`: the accepting listener's ranges; the peer's trust is decided here, once.
   // `tls`: the listener's context (TLS is layered over the TCP stream), or null for plaintext.
+  // `h2c`: a plaintext client may speak HTTP/2 with prior knowledge (its first bytes are the
+  // connection preface); a TLS client that chose "h2" by ALPN speaks HTTP/2 anyway.
   bool accept(net::Listener& listener, const std::vector<http::Cidr>& trusted_proxies,
-              std::shared_ptr<const net::ServerContext> tls);
+              std::shared_ptr<const net::ServerContext> tls, bool h2c = false);
+  // Serves one HTTP/2 stream (see H2Session) instead of a socket: `io` carries its request and
+  // response; the client's address, trust and TLS are those of the connection it came on.
+  bool accept_stream(net::Stream& io, const std::string& client_ip, bool trusted, bool secure);
   // Closes the connection now (teardown starts from: client EOF/error, timeouts, fatal errors,
   // worker drain deadline, shedding). Safe to call twice.
   void close();
@@ -63,6 +69,13 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   bool in_wait_list_ = false;
 
  private:
+  friend class H2Session;
+  friend class H2Stream;
+  // The first bytes (or the TLS handshake's ALPN) say the client speaks HTTP/2.
+  bool wants_h2(const char* data, size_t len) const;
+  // Switches the connection to HTTP/2 and hands it the first bytes read.
+  void start_h2(const char* data, size_t len);
+
   // http::Sink (client requests)
   void on_message_begin(http::Parser& p) override;
   int on_head(http::Parser& p) override;
@@ -169,8 +182,12 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   std::string chunk_header_;
   std::atomic<uint32_t>* conn_counter_ = nullptr;  // Shared: outlives every worker
   ClientCounts* client_counts_ = nullptr;          // Shared: outlives every worker
-  bool trusted_peer_ = false;  // the peer is in its listener's trusted_proxies (set at accept)
-  bool idle_trimmed_ = false;  // idle memory given back since the last bytes read (trim_idle)
+  bool trusted_peer_ = false;      // the peer is in its listener's trusted_proxies (set at accept)
+  bool idle_trimmed_ = false;      // idle memory given back since the last bytes read (trim_idle)
+  bool secure_ = false;            // the client came over TLS (X-Forwarded-Proto)
+  bool h2c_ = false;               // HTTP/2 with prior knowledge is allowed (plaintext listener)
+  bool stream_conn_ = false;       // serves one HTTP/2 stream (accept_stream)
+  std::unique_ptr<H2Session> h2_;  // the connection speaks HTTP/2
   static constexpr uint64_t kIdleTrimAfterMs = 1000;
 
   RequestContext ctx_;                  // the request being served

@@ -175,8 +175,8 @@ void Worker::on_connection(net::Listener& from, int status) {
   const uint32_t open = self->shared_.connections.fetch_add(1, std::memory_order_relaxed);
   c->set_counter(&self->shared_.connections);
   Snapshot* snap = self->acquire_snapshot();
-  const bool accepted =
-      c->accept(from, self->trusted_proxies(*snap, from.index()), self->tls_context(from.index()));
+  const bool accepted = c->accept(from, self->trusted_proxies(*snap, from.index()),
+                                  self->tls_context(from.index()), self->h2c(*snap, from.index()));
   self->release_snapshot(snap);
   if (!accepted) {
     if (!c->has_handles()) self->erase(c);  // nothing to close: free it now
@@ -247,6 +247,20 @@ const std::vector<http::Cidr>& Worker::trusted_proxies(const Snapshot& snap,
     for (const config::ListenSpec& l : snap.table->config().listen)
       if (l.address.text == listen_addresses_[listener]) return l.trusted_proxies;
   return kNobody;
+}
+
+bool Worker::h2c(const Snapshot& snap, size_t listener) const {
+  if (listener < listen_addresses_.size())
+    for (const config::ListenSpec& l : snap.table->config().listen)
+      if (l.address.text == listen_addresses_[listener]) return l.h2c;
+  return false;
+}
+
+ClientConn* Worker::open_stream_conn() {
+  auto owned = std::make_unique<ClientConn>(*this);
+  ClientConn* c = owned.get();
+  conns_.emplace(c, std::move(owned));
+  return c;
 }
 
 void Worker::erase(ClientConn* c) {

@@ -114,6 +114,9 @@ class Worker {
   Snapshot* acquire_snapshot();         // the current one; caller must release_snapshot()
   void release_snapshot(Snapshot* s);
   void erase(ClientConn* c);  // last use of c
+  // A connection object for one HTTP/2 stream (ClientConn::accept_stream), owned like the others
+  // (a graceful stop waits for it) but counted in no connection limit: its connection is.
+  ClientConn* open_stream_conn();
   // The [limits] of the newest routing snapshot this worker has seen (reloads apply them to new
   // connections and new waits).
   const config::LimitsSpec& limits() const { return limits_; }
@@ -142,6 +145,8 @@ class Worker {
   // The trusted_proxies of listener number `listener`, from the current config so that a reload
   // applies to the next connection; none if that listener's address is no longer configured.
   const std::vector<http::Cidr>& trusted_proxies(const Snapshot& snap, size_t listener) const;
+  // Whether listener number `listener` takes HTTP/2 with prior knowledge (listen.h2c).
+  bool h2c(const Snapshot& snap, size_t listener) const;
   // The TLS context for new connections of listener number `listener`; null = plaintext.
   std::shared_ptr<const net::ServerContext> tls_context(size_t listener) const;
   void on_connection(net::Listener& from, int status);
