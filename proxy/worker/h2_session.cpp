@@ -323,7 +323,7 @@ void H2Stream::close() {
     else
       nghttp2_session_consume(session_.session_, id_, unacked);
   }
-  if (!nghttp2_closed_ && !reset_sent_ && !(head_submitted_ && response_end_)) {
+  if (!nghttp2_closed_ && !reset_sent_ && !(head_submitted_ && response_complete())) {
     // The engine gave up before the response was complete (a timeout, an upstream cut off
     // mid-way): the client must not take a truncated response for a whole one.
     reset_sent_ = true;
