@@ -593,6 +593,19 @@ void Loader::load_settings(const toml::table& t, const std::string& where, Upstr
   load_health(t, where, out);
   load_outlier(t, where, out);
   load_upstream_tls(t, where, out);
+  std::string protocol;
+  if (read_string(t, "protocol", where + ".protocol", &protocol)) {
+    out->protocol_pos = pos_of(*t.get("protocol"));
+    if (protocol == "http1")
+      out->protocol = Protocol::kHttp1;
+    else if (protocol == "h2")
+      out->protocol = Protocol::kH2;
+    else if (protocol == "h2c")
+      out->protocol = Protocol::kH2c;
+    else
+      error(out->protocol_pos, "bad " + where + ".protocol " + quote(protocol) +
+                                   " (expected \"http1\", \"h2\" or \"h2c\")");
+  }
 }
 
 void Loader::load_upstream_tls(const toml::table& t, const std::string& where,
@@ -726,7 +739,8 @@ void Loader::load_function(std::string name, SourcePos pos, const toml::table& t
   const std::string where = "functions." + f.name;
   check_keys(t,
              {"version_header", "connect_timeout", "response_timeout", "max_concurrency", "retries",
-              "retry_timeout", "health", "outlier", "tls", "latest", "versions", "aliases"},
+              "retry_timeout", "health", "outlier", "tls", "protocol", "grpc_error_codes", "latest",
+              "versions", "aliases"},
              "[" + where + "]");
   std::string header;
   if (read_string(t, "version_header", where + ".version_header", &header)) {
@@ -739,6 +753,22 @@ void Loader::load_function(std::string name, SourcePos pos, const toml::table& t
     }
   }
   load_settings(t, where, &f.defaults);
+  if (const toml::node* codes = t.get("grpc_error_codes")) {
+    const std::string what = where + ".grpc_error_codes";
+    const char* expected = "an array of gRPC status codes 1 to 16, e.g. [2, 4, 8, 13, 14, 15]";
+    if (!codes->is_array()) {
+      wrong_type(*codes, what, expected);
+    } else {
+      f.grpc_errors = 0;
+      for (const toml::node& c : *codes->as_array()) {
+        const int64_t* n = c.is_integer() ? &c.as_integer()->get() : nullptr;
+        if (!n || *n < 1 || *n > 16)
+          wrong_type(c, "an entry of " + what, expected);
+        else
+          f.grpc_errors |= 1u << *n;
+      }
+    }
+  }
 
   if (const toml::table* latest = table_at(t, "latest", where + ".latest"))
     load_version(f, kLatest, pos_of(t.find("latest")->first), *latest);
@@ -793,7 +823,7 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   const std::string label = f.name + ":" + v.number;
   check_keys(t,
              {"endpoints", "connect_timeout", "response_timeout", "max_concurrency", "retries",
-              "retry_timeout", "health", "outlier", "tls"},
+              "retry_timeout", "health", "outlier", "tls", "protocol"},
              "[" + where + "]");
   const char* endpoints_hint =
       "expected endpoints = [\"host:port\", ...] or [{ address = \"host:port\", weight = 2 }]";
@@ -857,6 +887,25 @@ void Loader::load_version(FunctionSpec& f, std::string number, SourcePos pos,
   if (!v.settings.health) v.settings.health = f.defaults.health;
   if (!v.settings.outlier) v.settings.outlier = f.defaults.outlier;
   if (!v.settings.tls) v.settings.tls = f.defaults.tls;
+  if (!v.settings.protocol) {
+    v.settings.protocol = f.defaults.protocol;
+    v.settings.protocol_pos = f.defaults.protocol_pos;
+  }
+  if (v.settings.protocol == Protocol::kH2 && !v.settings.tls)
+    error(v.settings.protocol_pos, label +
+                                       " has protocol = \"h2\" without tls (expected tls = true "
+                                       "or a tls table, or protocol = \"h2c\" for plaintext)");
+  if (v.settings.protocol == Protocol::kH2c && v.settings.tls)
+    error(v.settings.protocol_pos, label +
+                                       " has protocol = \"h2c\" with tls (expected "
+                                       "protocol = \"h2\" for HTTP/2 over TLS)");
+  if (v.settings.tls) v.settings.tls->h2 = v.settings.protocol == Protocol::kH2;
+  if (v.settings.health && v.settings.protocol && v.settings.protocol != Protocol::kHttp1)
+    error(v.settings.protocol_pos,
+          label + " has active health checks, which speak HTTP/1.1, and protocol = \"" +
+              std::string(protocol_name(*v.settings.protocol)) +
+              "\" (expected no health table for an HTTP/2 version: passive outlier detection "
+              "still ejects failing endpoints)");
   if (v.number == kLatest) {
     f.latest = std::move(v);
   } else {

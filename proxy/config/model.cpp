@@ -17,4 +17,16 @@ std::string Diagnostic::to_string() const {
   return out;
 }
 
+std::string_view protocol_name(Protocol p) {
+  switch (p) {
+    case Protocol::kH2:
+      return "h2";
+    case Protocol::kH2c:
+      return "h2c";
+    case Protocol::kHttp1:
+      break;
+  }
+  return "http1";
+}
+
 }  // namespace sluice::config

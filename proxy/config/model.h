@@ -65,14 +65,21 @@ struct UpstreamTlsSpec {
   std::string ca;           // PEM bundle of trusted CAs; empty = the system store
   std::string server_name;  // SNI and the name verified; empty = each endpoint's host
   std::string cert, key;    // client certificate for mTLS; empty = none
+  bool h2 = false;          // offer only "h2" by ALPN (the version's protocol is "h2")
   SourcePos pos, ca_pos, cert_pos, key_pos;
 
   // What makes two specs need different client contexts (server_name does not: it is per
   // connection). Contexts are shared by every version whose spec has this identity.
   std::string identity() const {
-    return std::string(verify ? "verify" : "no-verify") + "|" + ca + "|" + cert + "|" + key;
+    return std::string(verify ? "verify" : "no-verify") + "|" + ca + "|" + cert + "|" + key +
+           (h2 ? "|h2" : "");
   }
 };
+
+// How a version's endpoints are spoken to: HTTP/1.1, HTTP/2 over TLS (ALPN h2), or HTTP/2 over
+// plaintext with prior knowledge (h2c).
+enum class Protocol : uint8_t { kHttp1, kH2, kH2c };
+std::string_view protocol_name(Protocol p);  // "http1", "h2", "h2c"
 
 // Request settings a version inherits from its function when it does not set them.
 struct UpstreamSettings {
@@ -86,6 +93,8 @@ struct UpstreamSettings {
   std::optional<HealthCheckSpec> health;     // default: no active checks
   std::optional<OutlierSpec> outlier;        // default: OutlierSpec{}
   std::optional<UpstreamTlsSpec> tls;        // default: plaintext
+  std::optional<Protocol> protocol;          // default: kHttp1
+  SourcePos protocol_pos;
 };
 
 inline constexpr const char* kLatest = "$LATEST";
@@ -129,9 +138,12 @@ struct AliasSpec {
 struct FunctionSpec {
   std::string name;
   std::string version_header = "x-sluice-version";  // empty: do not add the header
-  UpstreamSettings defaults;                        // function-level request settings
-  std::optional<VersionSpec> latest;                // $LATEST
-  std::map<uint32_t, VersionSpec> versions;         // published, keyed by number
+  // gRPC statuses that count as errors of the version (bit n: status n). Default: UNKNOWN (2),
+  // DEADLINE_EXCEEDED (4), RESOURCE_EXHAUSTED (8), INTERNAL (13), UNAVAILABLE (14), DATA_LOSS (15).
+  uint32_t grpc_errors = (1u << 2) | (1u << 4) | (1u << 8) | (1u << 13) | (1u << 14) | (1u << 15);
+  UpstreamSettings defaults;                 // function-level request settings
+  std::optional<VersionSpec> latest;         // $LATEST
+  std::map<uint32_t, VersionSpec> versions;  // published, keyed by number
   std::vector<AliasSpec> aliases;
   SourcePos pos;
 };

@@ -65,6 +65,7 @@ json settings_json(const config::UpstreamSettings& s) {
   if (s.health) j["health"] = *s.health;
   // A version published with TLS keeps it: its endpoints are never spoken to in plaintext.
   if (s.tls) j["tls"] = *s.tls;
+  if (s.protocol) j["protocol"] = std::string(config::protocol_name(*s.protocol));
   return j;
 }
 
@@ -80,6 +81,13 @@ config::UpstreamSettings settings_from(const json& j) {
   if (j.contains("outlier")) s.outlier = j["outlier"].get<config::OutlierSpec>();
   if (j.contains("health")) s.health = j["health"].get<config::HealthCheckSpec>();
   if (j.contains("tls")) s.tls = j["tls"].get<config::UpstreamTlsSpec>();
+  if (j.contains("protocol")) {
+    const std::string p = j["protocol"].get<std::string>();
+    s.protocol = p == "h2"    ? config::Protocol::kH2
+                 : p == "h2c" ? config::Protocol::kH2c
+                              : config::Protocol::kHttp1;
+  }
+  if (s.tls) s.tls->h2 = s.protocol == config::Protocol::kH2;
   return s;
 }
 

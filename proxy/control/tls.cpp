@@ -67,6 +67,7 @@ TlsBuild build_tls(const config::Config& cfg, std::shared_ptr<net::TicketKeyRing
     o.ca = spec.ca;
     o.cert = spec.cert;
     o.key = spec.key;
+    if (spec.h2) o.alpn = {"h2"};  // an HTTP/2 endpoint must choose h2 (RFC 9113 §3.2)
     net::ClientBuild b = net::build_client_context(o, now_s);
     auto where = [&](const net::TlsProblem& p) {
       config::SourcePos pos = spec.pos;

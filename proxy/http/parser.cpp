@@ -292,6 +292,12 @@ int Parser::on_message_begin_cb(llhttp_t* p) {
   s->upgrade_ = false;
   s->body_bytes_ = 0;
   s->trailer_bytes_ = 0;
+  if (s->keep_trailers_) {
+    s->trailer_text_.clear();
+    s->trailers_.clear();
+    s->trailer_spans_.clear();
+    s->trailer_in_value_ = false;
+  }
   s->sink_.on_message_begin(*s);
   return 0;
 }
@@ -305,7 +311,19 @@ int Parser::on_first_cb(llhttp_t* p, const char* at, size_t len) {
 
 int Parser::on_field_cb(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
-  if (s->head_complete_) return s->skip_trailer(len);
+  if (s->head_complete_) {
+    if (s->keep_trailers_) {
+      if (s->trailer_spans_.empty() || s->trailer_in_value_) {
+        const uint32_t off = static_cast<uint32_t>(s->trailer_text_.size());
+        s->trailer_spans_.push_back({off, 0, off, 0});
+        s->trailer_in_value_ = false;
+      }
+      s->trailer_text_.append(at, len);
+      s->trailer_spans_.back().name_len += static_cast<uint32_t>(len);
+      s->trailer_spans_.back().value_off = static_cast<uint32_t>(s->trailer_text_.size());
+    }
+    return s->skip_trailer(len);
+  }
   if (s->spans_.empty() || s->in_value_) {
     if (s->spans_.size() >= s->max_headers_) {
       s->error_ = ParseError::kTooManyHeaders;
@@ -324,7 +342,14 @@ int Parser::on_field_cb(llhttp_t* p, const char* at, size_t len) {
 
 int Parser::on_value_cb(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
-  if (s->head_complete_) return s->skip_trailer(len);
+  if (s->head_complete_) {
+    if (s->keep_trailers_ && !s->trailer_spans_.empty()) {
+      s->trailer_in_value_ = true;
+      s->trailer_text_.append(at, len);
+      s->trailer_spans_.back().value_len += static_cast<uint32_t>(len);
+    }
+    return s->skip_trailer(len);
+  }
   if (s->spans_.empty()) return -1;
   s->in_value_ = true;
   if (!s->append(at, len)) return -1;
@@ -445,6 +470,17 @@ int Parser::on_message_complete_cb(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
   if (s->request_) s->scan_ = Scan::kStart;
+  if (s->keep_trailers_) {
+    for (const Span& sp : s->trailer_spans_) {
+      std::string_view value(s->trailer_text_.data() + sp.value_off, sp.value_len);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+        value.remove_suffix(1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+      s->trailers_.push_back(
+          {std::string_view(s->trailer_text_.data() + sp.name_off, sp.name_len), value});
+    }
+  }
   if (s->sink_.on_message_end(*s)) {
     s->paused_by_sink_ = true;
     return HPE_PAUSED;

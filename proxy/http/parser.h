@@ -135,6 +135,10 @@ class Parser {
   // Response with neither length nor chunking: body ends when the connection closes.
   bool needs_eof() const { return llhttp_message_needs_eof(&parser_) != 0; }
   uint64_t body_bytes() const { return body_bytes_; }
+  // Trailer fields of a chunked message are kept (not only counted) from now on: a gRPC status
+  // travels in them. Valid in on_message_end, until the next message begins.
+  void keep_trailers(bool keep) { keep_trailers_ = keep; }
+  const std::vector<Header>& trailers() const { return trailers_; }
 
  private:
   static int on_message_begin_cb(llhttp_t* p);
@@ -183,7 +187,11 @@ class Parser {
   bool prev_space_ = false;        // scan_head: the previous request-line byte was SP
   uint32_t line_spaces_ = 0;       // scan_head: SPs seen in the request line
   uint32_t first_len_ = 0;
-  uint64_t trailer_bytes_ = 0;  // trailer fields are counted against the head limit, not kept
+  uint64_t trailer_bytes_ = 0;  // trailer fields are counted against the head limit
+  bool keep_trailers_ = false;
+  bool trailer_in_value_ = false;
+  std::string trailer_text_;  // kept trailer fields: name/value bytes (keep_trailers)
+  std::vector<Header> trailers_;
   uint64_t content_length_ = 0;
   uint64_t body_bytes_ = 0;
   std::string head_;  // first-line text then name/value bytes; capacity reused across messages
@@ -191,6 +199,7 @@ class Parser {
     uint32_t name_off, name_len, value_off, value_len;
   };
   std::vector<Span> spans_;
+  std::vector<Span> trailer_spans_;  // keep_trailers: positions in trailer_text_
   std::vector<Header> headers_;
 };
 

@@ -42,6 +42,8 @@ std::string_view failure_kind_name(FailureKind kind) {
       return "bad_response";
     case FailureKind::kTls:
       return "tls_failed";
+    case FailureKind::kGrpcError:
+      return "grpc_error";
     case FailureKind::kNone:
       break;
   }
@@ -156,8 +158,8 @@ void Series::end(int status, uint64_t duration_us, uint64_t upstream_us, Failure
   note_first(now_ms);
   Slot& slot = slot_at(now_ms);
   size_t cls = status_class_index(status);
-  bool error =
-      cls == 4 || failure == FailureKind::kConnectFailed || failure == FailureKind::kTimeout;
+  bool error = cls == 4 || failure == FailureKind::kConnectFailed ||
+               failure == FailureKind::kTimeout || failure == FailureKind::kGrpcError;
   for (LiveCounts* c : {&total_, &slot.counts}) {
     bump(c->requests_by_class[cls]);
     if (failure != FailureKind::kNone) bump(c->failures_by_kind[static_cast<size_t>(failure) - 1]);

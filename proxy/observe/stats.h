@@ -17,11 +17,22 @@
 namespace sluice::observe {
 
 // Why an upstream attempt failed. kNone: it did not (or no upstream was involved).
-enum class FailureKind : uint8_t { kNone, kConnectFailed, kTimeout, kReset, kBadResponse, kTls };
-inline constexpr size_t kFailureKindCount = 5;  // not counting kNone
+// kGrpcError: the upstream answered with a gRPC status its function counts as an error
+// (function grpc_error_codes); the HTTP status was 200.
+enum class FailureKind : uint8_t {
+  kNone,
+  kConnectFailed,
+  kTimeout,
+  kReset,
+  kBadResponse,
+  kTls,
+  kGrpcError
+};
+inline constexpr size_t kFailureKindCount = 6;  // not counting kNone
 inline constexpr size_t kStatusClassCount = 5;  // 1xx .. 5xx
 
-// Prometheus label values: "connect_failed", "timeout", "reset", "bad_response", "tls_failed";
+// Prometheus label values: "connect_failed", "timeout", "reset", "bad_response", "tls_failed",
+// "grpc_error";
 // "1xx".."5xx".
 std::string_view failure_kind_name(FailureKind kind);
 std::string_view status_class_name(size_t class_index);

@@ -176,6 +176,7 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
     auto fn = std::make_unique<Function>();
     fn->name = fs.name;
     fn->version_header = fs.version_header;
+    fn->grpc_errors = fs.grpc_errors;
 
     auto add_version = [&](const config::VersionSpec& vs) {
       auto v = std::make_unique<Version>();
@@ -191,6 +192,7 @@ std::shared_ptr<const RoutingTable> RoutingTable::build(config::Config cfg,
       v->health = vs.settings.health;
       v->outlier = vs.settings.outlier.value_or(config::OutlierSpec{});
       v->tls = vs.settings.tls;
+      v->protocol = vs.settings.protocol.value_or(config::Protocol::kHttp1);
       for (const config::Endpoint& es : vs.endpoints) {
         Endpoint ep;
         ep.address = es.address.text;

@@ -72,6 +72,7 @@ struct Version {
   std::optional<config::HealthCheckSpec> health;  // active checks, if any
   config::OutlierSpec outlier;                    // passive ejection
   std::optional<config::UpstreamTlsSpec> tls;     // set: endpoints are reached over TLS
+  config::Protocol protocol = config::Protocol::kHttp1;
 
   // TLS: the name sent as SNI and checked on `ep`'s certificate -- tls.server_name, else the
   // endpoint's host as configured (an IP literal is checked against the IP names).
@@ -125,6 +126,7 @@ class Alias {
 struct Function {
   std::string name;
   std::string version_header;            // empty: none added
+  uint32_t grpc_errors = 0;              // gRPC statuses counted as errors (bit n: status n)
   std::vector<const Version*> versions;  // published ascending, then $LATEST if defined
   std::vector<const Alias*> aliases;
 

@@ -18,7 +18,9 @@ constexpr uint32_t kMaxResponseHeaders = 256;
 Connection::Connection(Pool& pool)
     : pool_(pool),
       tcp_(pool.context(), *this),
-      parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {}
+      parser_(HTTP_RESPONSE, *this, kMaxResponseHeadBytes, kMaxResponseHeaders) {
+  parser_.keep_trailers(true);  // relayed to the client (a gRPC status travels in them)
+}
 
 const routing::Endpoint& Connection::endpoint() const {
   return pool_.endpoint();
@@ -38,6 +40,20 @@ Connection* Connection::open(Pool& pool, uint32_t connect_timeout_ms) {
   }
   c->timer_.data = c;
   ++c->open_handles_;
+  if (pool.h2()) {
+    c->h2_ = pool.h2_channel(*c);
+    if (!c->h2_) {
+      c->close();
+      return nullptr;
+    }
+    c->io_ = c->h2_.get();
+    ++c->open_handles_;               // the channel reports on_stream_closed like a socket
+    c->connected_ = c->h2_->ready();  // a session already up: no connect to wait for
+    c->connect_timeout_ms_ = connect_timeout_ms;
+    c->since_ms_ = c->progress_ms_ = c->now_ms();
+    c->schedule();
+    return c;
+  }
   const routing::Endpoint& ep = pool.endpoint();
   int rc = c->tcp_.connect(reinterpret_cast<const sockaddr*>(&ep.sockaddr));
   if (c->tcp_.open()) ++c->open_handles_;
@@ -242,8 +258,9 @@ void Connection::on_stream_connected(int status) {
     // A TCP connection that came up and a TLS handshake that did not (verification, protocol --
     // e.g. a plaintext endpoint --, an alert, or a reset in the middle) is a TLS failure; a
     // refused TCP connection stays a connect failure.
-    fail(tls_ && (status == UV_EPROTO || tls_->tcp_connected()) ? Failure::kTls
-                                                                : Failure::kConnect);
+    const bool tls_failed =
+        (tls_ && (status == UV_EPROTO || tls_->tcp_connected())) || (h2_ && status == UV_EPROTO);
+    fail(tls_failed ? Failure::kTls : Failure::kConnect);
     return;
   }
   connected_ = true;
@@ -401,6 +418,36 @@ bool Connection::on_message_end(http::Parser& p) {
 
 Pool::~Pool() = default;
 
+std::unique_ptr<H2Channel> Pool::h2_channel(net::StreamEvents& owner) {
+  H2Client* client = nullptr;
+  for (auto& c : h2_clients_)
+    if (c->has_room()) {
+      client = c.get();
+      break;
+    }
+  if (!client) {
+    auto fresh = std::make_unique<H2Client>(*this);
+    if (!fresh->open()) {
+      // A socket that exists is closing (erase_h2 frees it then); none: freed now.
+      if (fresh->closed()) h2_clients_.push_back(std::move(fresh));
+      return nullptr;
+    }
+    client = fresh.get();
+    h2_clients_.push_back(std::move(fresh));
+  }
+  auto channel = std::make_unique<H2Channel>(*client, owner);
+  client->attach(channel.get());
+  return channel;
+}
+
+void Pool::erase_h2(H2Client* c) {
+  for (auto it = h2_clients_.begin(); it != h2_clients_.end(); ++it)
+    if (it->get() == c) {
+      h2_clients_.erase(it);
+      return;
+    }
+}
+
 void Pool::close_idle() {
   while (!idle_.empty()) idle_.front()->close();  // close() unlists it
 }
@@ -472,6 +519,9 @@ void Pool::close_all() {
   all.reserve(all_.size());
   for (auto& [c, owned] : all_) all.push_back(c);
   for (Connection* c : all) c->close();
+  std::vector<H2Client*> sessions;
+  for (auto& c : h2_clients_) sessions.push_back(c.get());
+  for (H2Client* c : sessions) c->close();
 }
 
 }  // namespace sluice::upstream

@@ -15,6 +15,7 @@
 #include "net/stream.h"
 #include "net/tls_stream.h"
 #include "routing/table.h"
+#include "upstream/h2_client.h"
 
 namespace sluice::upstream {
 
@@ -115,6 +116,7 @@ class Connection final : public http::Sink, public net::StreamEvents {
   Pool& pool_;  // pools live as long as their worker, which outlives its connections
   net::TcpStream tcp_;
   std::unique_ptr<net::TlsStream> tls_;  // over tcp_ when the pool's version speaks TLS
+  std::unique_ptr<H2Channel> h2_;        // instead of tcp_ when the pool speaks HTTP/2
   net::Stream* io_ = &tcp_;              // what the exchange travels over
   uv_timer_t timer_{};
   http::Parser parser_;
@@ -168,6 +170,10 @@ class Pool {
     session_key_ = endpoint_.resolved + "|" + server_name_;
   }
   bool tls_required() const { return tls_required_; }
+  // Connections of this pool speak HTTP/2 (h2 over the TLS set by use_tls, or h2c): they are
+  // channels multiplexed over a few sessions (upstream/h2_client.h).
+  void use_h2() { h2_ = true; }
+  bool h2() const { return h2_; }
   ~Pool();
 
   // An idle connection (most recently used first), or nullptr.
@@ -186,6 +192,10 @@ class Pool {
 
  private:
   friend class Connection;
+  friend class H2Client;
+  // A channel on a session with room (a new session if none); null if no socket could be made.
+  std::unique_ptr<H2Channel> h2_channel(net::StreamEvents& owner);
+  void erase_h2(H2Client* c);  // last use of c
   void add_idle(Connection* c);
   void remove_idle(Connection* c);
   void erase(Connection* c);  // last use of c
@@ -208,6 +218,8 @@ class Pool {
   uint64_t window_start_ms_ = 0;
   std::vector<Connection*> idle_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> all_;
+  bool h2_ = false;
+  std::vector<std::unique_ptr<H2Client>> h2_clients_;
 };
 
 }  // namespace sluice::upstream

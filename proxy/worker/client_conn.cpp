@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "http/grpc.h"
 #include "http/rewrite.h"
 #include "worker/route.h"
 #include "worker/worker.h"
@@ -680,11 +681,23 @@ int ClientConn::start_upstream(http::Parser& p) {
   return 0;
 }
 
+void ClientConn::note_grpc_status(std::string_view value) {
+  const int code = http::grpc_status(value);
+  if (code > 0 && ctx_.function && ((ctx_.function->grpc_errors >> code) & 1u))
+    ctx_.failure = observe::FailureKind::kGrpcError;
+}
+
 bool ClientConn::connect_upstream(bool fresh) {
   up_ = fresh ? nullptr : ctx_.pool->take_idle();
   if (!up_) up_ = upstream::Connection::open(*ctx_.pool, ctx_.version->connect_timeout_ms);
   if (!up_) return false;
-  up_->lend(this, ctx_.version->response_timeout_ms, ctx_.head_request);
+  uint32_t response_timeout_ms = ctx_.version->response_timeout_ms;
+  // A gRPC client's deadline, when shorter, is the wait for the upstream's answer.
+  if (const std::string_view t = parser_.header("grpc-timeout"); !t.empty())
+    if (const std::optional<uint64_t> ms = http::grpc_timeout_ms(t))
+      response_timeout_ms =
+          uint32_t(std::min<uint64_t>(response_timeout_ms, std::max<uint64_t>(*ms, 1)));
+  up_->lend(this, response_timeout_ms, ctx_.head_request);
   ++ctx_.attempts;
   if (!ctx_.upstream_start_ns) ctx_.upstream_start_ns = uv_hrtime();
   return true;
@@ -799,6 +812,7 @@ int ClientConn::on_upstream_head(http::Parser& resp) {
   }
   if (status == 101 && !ctx_.upgrade_requested) return -1;
   note_outcome(status >= 500 ? routing::Outcome::k5xx : routing::Outcome::kSuccess);
+  note_grpc_status(resp.header("grpc-status"));  // a trailers-only gRPC answer
   const bool no_body = ctx_.head_request || status == 204 || status == 304 || status == 101;
   const bool eof_body = !no_body && !resp.chunked() && !resp.has_content_length();
   ctx_.chunk_response = !no_body && !ctx_.http10 && (resp.chunked() || eof_body);
@@ -837,7 +851,21 @@ int ClientConn::on_upstream_body(const char* data, size_t len) {
 bool ClientConn::on_upstream_end(http::Parser& resp) {
   const int status = resp.status_code();
   if (status >= 100 && status < 200 && status != 101) return false;
-  if (ctx_.chunk_response) out_.copy("0\r\n\r\n");
+  if (ctx_.chunk_response) {
+    // The upstream's trailer fields follow the last chunk (gRPC's status is one), except those
+    // that frame or route a message.
+    chunk_header_.assign("0\r\n");
+    for (const http::Header& t : resp.trailers()) {
+      if (http::is_hop_by_hop(t.name) || http::iequals(t.name, "content-length") ||
+          http::iequals(t.name, "transfer-encoding") || http::iequals(t.name, "host"))
+        continue;
+      chunk_header_.append(t.name).append(": ").append(t.value).append("\r\n");
+    }
+    chunk_header_.append("\r\n");
+    out_.copy(chunk_header_);
+  }
+  for (const http::Header& t : resp.trailers())
+    if (http::iequals(t.name, "grpc-status")) note_grpc_status(t.value);
   ctx_.response_done = true;
   ctx_.upstream_end_ns = uv_hrtime();
   if (status == 101) {

@@ -110,6 +110,9 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   bool connect_upstream(bool fresh);
   // Passive health: the outcome of the current attempt on its endpoint.
   void note_outcome(routing::Outcome outcome);
+  // A grpc-status from the upstream: a code the function counts as an error marks the request
+  // failed (FailureKind::kGrpcError) though its HTTP status is 200.
+  void note_grpc_status(std::string_view value);
   // Another attempt after a failure before any response byte (see may_replay, retry budget):
   // true if one is under way.
   bool retry_elsewhere(upstream::Failure kind, bool stale, std::string* unsent);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "http/grpc.h"
 #include "http/rewrite.h"
 #include "worker/client_conn.h"
 #include "worker/worker.h"
@@ -22,29 +23,6 @@ constexpr uint32_t kMaxContinuations = 64;    // CONTINUATION frames in one head
 constexpr uint64_t kEarlyResetBudget = 100;   // streams cancelled early, and over half of them
 constexpr uint32_t kControlFramesPerSecond = 1000;  // PING + SETTINGS from the client
 
-// gRPC's answer for a request sluice itself could not serve (doc/statuscodes.md in gRPC).
-int grpc_status_of(int http_status) {
-  switch (http_status) {
-    case 404:
-      return 5;  // NOT_FOUND: no route, unknown version
-    case 405:
-    case 501:
-      return 12;  // UNIMPLEMENTED
-    case 408:
-    case 504:
-      return 4;  // DEADLINE_EXCEEDED
-    case 413:
-    case 429:
-    case 431:
-      return 8;  // RESOURCE_EXHAUSTED
-    case 502:
-    case 503:
-      return 14;  // UNAVAILABLE
-    default:
-      return 13;  // INTERNAL
-  }
-}
-
 nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
           reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
@@ -60,7 +38,9 @@ H2Stream::H2Stream(H2Session& session, int32_t id, uint32_t max_head_bytes, uint
       id_(id),
       max_head_bytes_(max_head_bytes),
       max_headers_(max_headers),
-      parser_(HTTP_RESPONSE, *this, max_head_bytes * 2 + 4096, max_headers * 2 + 16) {}
+      parser_(HTTP_RESPONSE, *this, max_head_bytes * 2 + 4096, max_headers * 2 + 16) {
+  parser_.keep_trailers(true);  // the upstream's trailers become a trailing HEADERS frame
+}
 
 bool H2Stream::add_header(std::string_view name, std::string_view value) {
   decoded_ += name.size() + value.size() + 32;  // RFC 9113 §6.5.2's size of a field
@@ -82,7 +62,7 @@ bool H2Stream::add_header(std::string_view name, std::string_view value) {
   }
   if (name == "host" && !authority_.empty()) return true;  // :authority wins (RFC 9113 §8.3.1)
   if (name == "content-length") has_length_ = true;
-  if (name == "content-type" && value.starts_with("application/grpc")) grpc_ = true;
+  if (name == "content-type" && http::is_grpc(value)) grpc_ = true;
   // Past the limits the head is not grown further: it is already too large, and the engine's
   // parser answers 431 exactly as for HTTP/1.1.
   if (head_.size() > max_head_bytes_ || ++header_count_ > max_headers_ + 1) return true;
@@ -231,7 +211,7 @@ int H2Stream::on_head(http::Parser& p) {
     // sluice answered this gRPC call itself: say it the way a gRPC client reads it (HTTP 200,
     // trailers only), not with a status line it cannot interpret.
     trailers_only_ = true;
-    const int code = grpc_status_of(status);
+    const int code = http::grpc_status_for_http(status);
     const int n = std::snprintf(grpc_code_, sizeof grpc_code_, "%d", code);
     nv_.push_back(make_nv(":status", "200"));
     nv_.push_back(make_nv("content-type", "application/grpc"));
@@ -268,13 +248,27 @@ int H2Stream::on_body(http::Parser&, const char* data, size_t len) {
 bool H2Stream::on_message_end(http::Parser& p) {
   if (p.status_code() < 200) return false;  // the final response follows
   response_end_ = true;
+  if (!p.trailers().empty() && !trailers_only_) {
+    size_t total = 0;
+    for (const http::Header& t : p.trailers()) total += t.name.size() + t.value.size();
+    trailer_text_.reserve(total);  // no reallocation below: trailer_nv_ points into it
+    for (const http::Header& t : p.trailers()) {
+      if (http::is_hop_by_hop(t.name)) continue;
+      const size_t at = trailer_text_.size();
+      for (char c : t.name) trailer_text_.push_back(c >= 'A' && c <= 'Z' ? char(c + 32) : c);
+      trailer_text_.append(t.value);
+      const std::string_view all(trailer_text_);
+      trailer_nv_.push_back(
+          make_nv(all.substr(at, t.name.size()), all.substr(at + t.name.size(), t.value.size())));
+    }
+  }
   return true;
 }
 
 void H2Stream::submit_head() {
   head_submitted_ = true;
   nghttp2_session* s = session_.session_;
-  if (trailers_only_ || (response_end_ && queued_bytes() == 0)) {
+  if (trailers_only_ || (response_end_ && queued_bytes() == 0 && trailer_nv_.empty())) {
     nghttp2_submit_response(s, id_, nv_.data(), nv_.size(), nullptr);  // END_STREAM on HEADERS
   } else {
     nghttp2_data_provider provider{};
@@ -302,6 +296,12 @@ ssize_t H2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
   }
   if (queued_bytes() == 0 && response_end_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!trailer_nv_.empty()) {
+      // The stream ends with the trailers' HEADERS frame instead (gRPC's status).
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      nghttp2_submit_trailer(session_.session_, id_, trailer_nv_.data(), trailer_nv_.size());
+      trailer_nv_.clear();
+    }
     return ssize_t(n);
   }
   if (n == 0) {

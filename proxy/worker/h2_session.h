@@ -99,8 +99,10 @@ class H2Stream final : public net::Stream, private http::Sink {
   http::Parser parser_;
   std::vector<std::string_view> views_;
   std::vector<nghttp2_nv> nv_;
-  std::string names_;  // lower-cased header names for nv_
-  std::string body_;   // response body bytes waiting for the client's window
+  std::string names_;                   // lower-cased header names for nv_
+  std::vector<nghttp2_nv> trailer_nv_;  // the response's trailers, sent after the body
+  std::string trailer_text_;            // names and values trailer_nv_ points into
+  std::string body_;                    // response body bytes waiting for the client's window
   size_t body_off_ = 0;
   int status_ = 0;
   char status_text_[4] = {};

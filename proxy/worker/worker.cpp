@@ -341,10 +341,12 @@ upstream::Pool* Worker::pool_for(const routing::Endpoint& ep, const routing::Ver
     server_name = version.tls_server_name(ep);
     key += "|tls|" + server_name + "|" + (context ? std::to_string(context->id()) : "none");
   }
+  if (version.protocol != config::Protocol::kHttp1) key += "|h2";
   auto& slot = pools_[key];
   if (!slot) {
     slot = std::make_unique<upstream::Pool>(ctx_, ep, up.keepalive, up.idle_timeout_ms);
     if (version.tls) slot->use_tls(std::move(context), std::move(server_name), &tls_sessions_);
+    if (version.protocol != config::Protocol::kHttp1) slot->use_h2();
   }
   return slot.get();
 }

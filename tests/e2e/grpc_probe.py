@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""One gRPC unary call with raw bytes through sluice, by python3-grpcio (a real gRPC client).
+"""gRPC calls with raw bytes through sluice, by python3-grpcio (a real gRPC client).
 
-Prints one line of JSON: {"code": "OK" | "<StatusCode name>", "details": ..., "response": ...,
-plus every initial and trailing metadata key}. Exit code 0 whatever the call's status; 2 on usage.
-
-  grpc_probe.py --target 127.0.0.1:PORT --method /pkg.Svc/Method [--metadata k=v ...]
+  grpc_probe.py --target 127.0.0.1:PORT --method /pkg.Svc/Method [--kind unary|server-stream|
+                client-stream|bidi] [--count N] [--calls N] [--metadata k=v ...]
                 [--tls-ca ca.pem --authority example.test] [--payload text] [--timeout 5]
+
+Prints one line of JSON for the last call: {"code": "OK" | "<StatusCode name>", "details": ...,
+"responses": [...], plus every initial and trailing metadata key (binary values in hex)}, and
+with --calls N > 1 also "codes": {name: count} over all calls. Exit code 0 whatever the status.
 """
 import argparse
 import json
@@ -17,6 +19,10 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--target", required=True)
     p.add_argument("--method", required=True)
+    p.add_argument("--kind", default="unary",
+                   choices=["unary", "server-stream", "client-stream", "bidi"])
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--calls", type=int, default=1)
     p.add_argument("--metadata", action="append", default=[])
     p.add_argument("--tls-ca")
     p.add_argument("--authority")
@@ -33,19 +39,43 @@ def main():
         channel = grpc.secure_channel(a.target, creds, options=options)
     else:
         channel = grpc.insecure_channel(a.target, options=options)
-    call = channel.unary_unary(a.method, request_serializer=lambda b: b,
-                               response_deserializer=lambda b: b)
+    ident = lambda b: b
     metadata = [tuple(m.split("=", 1)) for m in a.metadata]
+    payload = a.payload.encode()
+    codes = {}
     out = {}
-    try:
-        response, c = call.with_call(a.payload.encode(), metadata=metadata, timeout=a.timeout)
-        out.update({"code": "OK", "details": "", "response": response.decode(errors="replace")})
-        for k, v in list(c.initial_metadata() or []) + list(c.trailing_metadata() or []):
+    for _ in range(a.calls):
+        out = {"responses": []}
+        call = None
+        try:
+            if a.kind == "unary":
+                r, call = channel.unary_unary(a.method, ident, ident).with_call(
+                    payload, metadata=metadata, timeout=a.timeout)
+                out["responses"].append(r.decode(errors="replace"))
+            elif a.kind == "client-stream":
+                r, call = channel.stream_unary(a.method, ident, ident).with_call(
+                    iter([payload] * a.count), metadata=metadata, timeout=a.timeout)
+                out["responses"].append(r.decode(errors="replace"))
+            else:
+                if a.kind == "server-stream":
+                    call = channel.unary_stream(a.method, ident, ident)(
+                        str(a.count).encode(), metadata=metadata, timeout=a.timeout)
+                else:
+                    call = channel.stream_stream(a.method, ident, ident)(
+                        iter([payload + str(i).encode() for i in range(a.count)]),
+                        metadata=metadata, timeout=a.timeout)
+                for r in call:
+                    out["responses"].append(r.decode(errors="replace"))
+            out.update({"code": "OK", "details": ""})
+            md = list(call.initial_metadata() or []) + list(call.trailing_metadata() or [])
+        except grpc.RpcError as e:
+            out.update({"code": e.code().name, "details": e.details() or ""})
+            md = list(e.initial_metadata() or []) + list(e.trailing_metadata() or [])
+        for k, v in md:
             out[k] = v if isinstance(v, str) else v.hex()
-    except grpc.RpcError as e:
-        out.update({"code": e.code().name, "details": e.details() or ""})
-        for k, v in list(e.initial_metadata() or []) + list(e.trailing_metadata() or []):
-            out[k] = v if isinstance(v, str) else v.hex()
+        codes[out["code"]] = codes.get(out["code"], 0) + 1
+    if a.calls > 1:
+        out["codes"] = codes
     channel.close()
     print(json.dumps(out))
 
