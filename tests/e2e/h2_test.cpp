@@ -321,7 +321,7 @@ TEST_CASE("a graceful stop sends GOAWAY and lets the HTTP/2 streams in flight fi
   CHECK(s.wait_exit(10000) == 0);
 }
 
-TEST_CASE("gRPC clients get sluice's own failures as gRPC statuses") {
+TEST_CASE("gRPC clients get sluice's own failures as gRPC statuses, and grpc-timeout bounds the wait") {
   const std::string py = grpc_python();
   if (py.empty()) return skip_test("python3-grpcio is not installed");
   Upstream v1{"v1"};
@@ -329,7 +329,8 @@ TEST_CASE("gRPC clients get sluice's own failures as gRPC statuses") {
   c.listen_extra = "h2c = true\n";
   c.function("shop", {{"1", {v1.address()}}, {"2", {"127.0.0.1:1"}}})
       .alias("shop", "live", R"({ "1" = 100 })", "allow_override = true\n")
-      .route("shop:live", "/shop.");
+      .route("shop:live", "/shop.")
+      .route("shop:live", "/slow");
   Sluice s(c.str());
   REQUIRE(s.started());
   const std::string probe =
@@ -345,4 +346,15 @@ TEST_CASE("gRPC clients get sluice's own failures as gRPC statuses") {
   INFO(out);
   CHECK(json_field(out, "code") == "UNAVAILABLE");
   CHECK(json_field(out, "x-sluice-error") == "connect-failed");
+  // grpc-timeout 300m on a call its upstream takes 3 s over (response_timeout is 30 s): sluice
+  // stops waiting after 300 ms and answers DEADLINE_EXCEEDED. curl keeps no deadline itself.
+  const auto t0 = std::chrono::steady_clock::now();
+  out =
+      run("curl -s -i --max-time 10 --http2-prior-knowledge -H 'content-type: application/grpc' "
+          "-H 'grpc-timeout: 300m' 'http://127.0.0.1:" +
+          std::to_string(s.port()) + "/slow?ms=3000'");
+  INFO(out);
+  CHECK(elapsed_ms(t0) < 2000);
+  CHECK(out.find("grpc-status: 4\r\n") != std::string::npos);
+  CHECK(out.find("x-sluice-error: timeout\r\n") != std::string::npos);
 }
