@@ -165,7 +165,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("SIGHUP and POST /admin/reload re-read the file; upstream pools survive") {
+TEST_CASE("SIGHUP and POST /admin/reload re-read the file, upstream pools survive") {
   Upstream a("a"), b("b");
   Sluice s(shop_config(a, b, R"({ "1" = 100, "2" = 0 })"));
   REQUIRE_STARTED(s);

@@ -321,7 +321,8 @@ TEST_CASE("a graceful stop sends GOAWAY and lets the HTTP/2 streams in flight fi
   CHECK(s.wait_exit(10000) == 0);
 }
 
-TEST_CASE("gRPC clients get sluice's own failures as gRPC statuses, and grpc-timeout bounds the wait") {
+TEST_CASE(
+    "gRPC clients get sluice's own failures as gRPC statuses, and grpc-timeout bounds the wait") {
   const std::string py = grpc_python();
   if (py.empty()) return skip_test("python3-grpcio is not installed");
   Upstream v1{"v1"};

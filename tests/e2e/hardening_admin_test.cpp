@@ -127,7 +127,7 @@ class SlowClients {
 
 }  // namespace
 
-TEST_CASE("GET /admin/status with a config path that is not UTF-8 answers; the proxy serves on") {
+TEST_CASE("GET /admin/status with a config path that is not UTF-8 answers, the proxy serves on") {
   Upstream a("a"), b("b");
   TempDir dir;
   // The directory name holds bytes that are not UTF-8: json::dump threw on them and the

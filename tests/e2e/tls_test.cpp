@@ -308,7 +308,7 @@ TEST_CASE("a session resumes on any worker, with TLS 1.3 and with TLS 1.2 ticket
   CHECK(s.stop() == 0);
 }
 
-TEST_CASE("SNI picks the certificate; an unknown name and no SNI get the first") {
+TEST_CASE("SNI picks the certificate, an unknown name and no SNI get the first") {
   Upstream up("v1");
   Sluice s(tls_config(up, "certificates = [ { " + pair_of("rsa.pem", "rsa.key") + " }, { " +
                               pair_of("cn-only.pem", "cn-only.key") + " } ]"));

@@ -134,7 +134,7 @@ TEST_CASE("an exception in a hook answers 500 and the server keeps answering") {
   CHECK(admin.handle(req("GET", "/admin/status")).status == 200);
 }
 
-TEST_CASE("off loopback every endpoint needs a token; a read token allows reads only") {
+TEST_CASE("off loopback every endpoint needs a token, a read token allows reads only") {
   Dir dir;
   std::string conf_dir = std::filesystem::path(dir.path).parent_path().string();
   std::ofstream(conf_dir + "/token") << "full-token\n";

@@ -148,7 +148,7 @@ TEST_CASE("no arguments at all is a usage error that shows the root's help on st
   CHECK_FALSE(o.run);
 }
 
-TEST_CASE("values read in every form; given twice, the last wins; options mix with positionals") {
+TEST_CASE("values read in every form, given twice, the last wins, options mix with positionals") {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"get", "--where", "here", "x"},
            {"get", "--where=here", "x"},

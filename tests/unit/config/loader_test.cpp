@@ -1008,4 +1008,68 @@ target = "f:prod"
 }
 
 }  // namespace
+TEST_CASE("protocol: h2 over TLS, h2c over plaintext, inherited, and wrong pairings name the key") {
+  SUBCASE("h2c on the function reaches every version; grpc_error_codes set the counted codes") {
+    const LoadResult r = load(std::string(R"(
+[functions.f]
+protocol = "h2c"
+grpc_error_codes = [14, 4])") +
+                              kBase + "[[routes]]\ntarget = \"f:prod\"\n");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    CHECK(r.config->functions[0].versions.at(1).settings.protocol == Protocol::kH2c);
+    CHECK(r.config->functions[0].grpc_errors == ((1u << 14) | (1u << 4)));
+  }
+  SUBCASE("h2 with tls offers only h2 by ALPN (its own TLS context)") {
+    const LoadResult r = load(std::string(R"(
+[functions.f]
+protocol = "h2"
+tls = true)") + kBase + "[[routes]]\ntarget = \"f:prod\"\n");
+    CAPTURE(test::all_messages(r.errors));
+    REQUIRE(r.config.has_value());
+    const auto& v = r.config->functions[0].versions.at(1);
+    REQUIRE(v.settings.tls.has_value());
+    CHECK(v.settings.tls->h2);
+    CHECK(v.settings.tls->identity().find("|h2") != std::string::npos);
+  }
+  SUBCASE("the default: HTTP/1.1 and the default gRPC error codes") {
+    const LoadResult r = load(with_base("[[routes]]\ntarget = \"f:prod\"\n"));
+    REQUIRE(r.config.has_value());
+    CHECK_FALSE(r.config->functions[0].versions.at(1).settings.protocol.has_value());
+    CHECK(r.config->functions[0].grpc_errors ==
+          ((1u << 2) | (1u << 4) | (1u << 8) | (1u << 13) | (1u << 14) | (1u << 15)));
+  }
+  SUBCASE("h2 without tls") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "protocol = \"h2\"\n"),
+                     7, 12, "has protocol = \"h2\" without tls");
+  }
+  SUBCASE("h2c with tls") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "tls = true\nprotocol = \"h2c\"\n"),
+                     8, 12, "has protocol = \"h2c\" with tls");
+  }
+  SUBCASE("an unknown protocol") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "protocol = \"http3\"\n"),
+                     7, 12, "expected \"http1\", \"h2\" or \"h2c\"");
+  }
+  SUBCASE("active health checks cannot speak to an h2c version") {
+    expect_one_error(with_base("[functions.f.latest]\nendpoints = [\"127.0.0.1:1\"]\n"
+                               "protocol = \"h2c\"\nhealth = { path = \"/\" }\n"),
+                     7, 12, "has active health checks, which speak HTTP/1.1");
+  }
+  SUBCASE("a gRPC code out of range") {
+    expect_one_error(std::string("[functions.f]\ngrpc_error_codes = [0]\n") + kBase +
+                         "[[routes]]\ntarget = \"f:prod\"\n",
+                     2, 21, "grpc_error_codes");
+  }
+  SUBCASE("h2c on a TLS listener") {
+    expect_one_error(
+        with_base("[[routes]]\ntarget = \"f:prod\"\n[listen]\naddress = \"127.0.0.1:1\"\n"
+                  "tls = { cert = \"c.pem\", key = \"k.pem\" }\nh2c = true\n"),
+        10, 1, "listen.h2c is for plaintext listeners");
+  }
+}
+
 }  // namespace sluice::config

@@ -168,7 +168,7 @@ TEST_CASE("a state another writer committed becomes the running snapshot") {
   }
 }
 
-TEST_CASE("the state directory is a local store; without one the state stays in memory") {
+TEST_CASE("the state directory is a local store, without one the state stays in memory") {
   Fixture fx;
   Control c(fx.path);
   REQUIRE(c.init());

@@ -378,7 +378,7 @@ TEST_CASE(
   client.reset();
 }
 
-TEST_CASE("cancel() drops a request's callback; the connection stays usable") {
+TEST_CASE("cancel() drops a request's callback, the connection stays usable") {
   FakeGateway slow([](const FakeRequest&, int fd) {
     ::poll(nullptr, 0, 50);
     FakeGateway::send(fd, FakeGateway::ok(kRangeAnswer));

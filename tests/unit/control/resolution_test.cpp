@@ -31,7 +31,7 @@ json traffic(const char* version) {
 
 }  // namespace
 
-TEST_CASE("names resolve once at start; one that does not resolve stops the start") {
+TEST_CASE("names resolve once at start, one that does not resolve stops the start") {
   DnsFixture fx;
   auto c = fx.control();
   auto t = c->init();
@@ -108,7 +108,7 @@ TEST_CASE("a reload re-resolves names off the loop and answers once they resolve
   }
 }
 
-TEST_CASE("a reload adding a name that does not resolve is refused; the old snapshot stays") {
+TEST_CASE("a reload adding a name that does not resolve is refused, the old snapshot stays") {
   DnsFixture fx;
   auto c = fx.control();
   auto first = c->init();

@@ -441,3 +441,54 @@ TEST_CASE("responses parse the same however they are split") {
 }
 
 }  // namespace sluice::http
+
+namespace sluice::http {
+namespace {
+
+// Keeps the trailers it sees at each message end.
+class TrailerSink final : public Sink {
+ public:
+  std::vector<std::string> seen;
+  int on_head(Parser&) override { return 0; }
+  int on_body(Parser&, const char*, size_t) override { return 0; }
+  bool on_message_end(Parser& p) override {
+    std::string t;
+    for (const Header& h : p.trailers())
+      t += std::string(h.name) + "=" + std::string(h.value) + ";";
+    seen.push_back(t);
+    return false;
+  }
+};
+
+TEST_CASE("kept trailers: every field of a chunked response, however the bytes are split") {
+  const std::string input =
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nping\r\n0\r\n"
+      "grpc-status: 14\r\ngrpc-message:  no backend \r\nx-bin: AAE=\r\n\r\n"
+      "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+  for (size_t step : {input.size(), size_t(1), size_t(7)}) {
+    CAPTURE(step);
+    TrailerSink sink;
+    Parser p(HTTP_RESPONSE, sink, 4096, 32);
+    p.keep_trailers(true);
+    for (size_t at = 0; at < input.size(); at += step) {
+      const Parser::Result r = p.feed(input.data() + at, std::min(step, input.size() - at));
+      REQUIRE(r.status != Parser::Status::kError);
+    }
+    REQUIRE(sink.seen.size() == 2);
+    CHECK(sink.seen[0] == "grpc-status=14;grpc-message=no backend;x-bin=AAE=;");
+    CHECK(sink.seen[1].empty());  // the next message starts with none
+  }
+}
+
+TEST_CASE("trailers are only counted, not kept, unless asked") {
+  TrailerSink sink;
+  Parser p(HTTP_RESPONSE, sink, 4096, 32);
+  const std::string input =
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\ngrpc-status: 0\r\n\r\n";
+  CHECK(p.feed(input.data(), input.size()).status != Parser::Status::kError);
+  REQUIRE(sink.seen.size() == 1);
+  CHECK(sink.seen[0].empty());
+}
+
+}  // namespace
+}  // namespace sluice::http

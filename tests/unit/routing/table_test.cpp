@@ -276,7 +276,7 @@ traffic = { "1" = 100 }
 
 }  // namespace
 
-TEST_CASE("endpoint host names come from the resolved hosts; the build itself never looks up") {
+TEST_CASE("endpoint host names come from the resolved hosts, the build itself never looks up") {
   const config::Config cfg = load_config(kNamed);
   CHECK(host_names(cfg) == std::vector<std::string>{"api.internal", "db.internal"});
   HostAddresses hosts = {{"api.internal", host_at("10.0.0.5")},

@@ -153,7 +153,7 @@ TEST_CASE("the override header picks a version where the alias allows it, or fai
   }
 }
 
-TEST_CASE("a sticky key keeps a client on one version; a missing cookie is issued once") {
+TEST_CASE("a sticky key keeps a client on one version, a missing cookie is issued once") {
   Decide d;
   for (const char* user : {"alice", "bob", "carol", "dave"}) {
     CAPTURE(user);
