@@ -81,7 +81,7 @@ int H2Channel::write(net::Outbox& out) {
     deferred_ = false;
     nghttp2_session_resume_data(client_->session_, stream_id_);
   }
-  if (client_) client_->send();
+  if (client_) client_->send_soon();
   return 0;
 }
 
@@ -257,7 +257,7 @@ void H2Channel::deliver() {
     bytes.clear();
     in_.swap(bytes);  // keep the capacity
   }
-  if (client_) client_->send();
+  if (client_) client_->send_soon();
 }
 
 void H2Channel::stream_closed(uint32_t error_code) {
@@ -292,7 +292,7 @@ void H2Channel::close() {
       if (unacked_) nghttp2_session_consume_connection(client->session_, unacked_);
     }
     client->detach(this);
-    client->send();
+    client->send_soon();
   }
   stream_id_ = -1;
   if (events) events->on_stream_closed();
@@ -303,7 +303,16 @@ void H2Channel::close() {
 H2Client::H2Client(Pool& pool) : pool_(pool), tcp_(pool.context(), *this) {}
 
 H2Client::~H2Client() {
+  pool_.context().cancel(this);
   if (session_) nghttp2_session_del(session_);
+}
+
+void H2Client::send_soon() {
+  if (depth_ > 0 || closing_) {
+    send_again_ = depth_ > 0;  // inside nghttp2: on_stream_data sends once it returns
+    return;
+  }
+  if (!pool_.context().defer(this)) send();
 }
 
 bool H2Client::open() {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "http/parser.h"
+#include "net/loop_context.h"
 #include "net/outbox.h"
 #include "net/stream.h"
 #include "net/tls_stream.h"
@@ -98,7 +99,7 @@ class H2Channel final : public net::Stream, private http::Sink {
 };
 
 // One HTTP/2 connection to an endpoint, owned by its pool; shared by the pool's channels.
-class H2Client final : public net::StreamEvents {
+class H2Client final : public net::StreamEvents, public net::Deferred {
  public:
   explicit H2Client(Pool& pool);
   ~H2Client() override;
@@ -128,6 +129,10 @@ class H2Client final : public net::StreamEvents {
 
   bool start_session();
   void send();
+  // send() after this loop iteration's events: the requests of every channel that wrote
+  // meanwhile leave in one write.
+  void send_soon();
+  void run_deferred() override { send(); }
   void fail(int status);  // the connection broke: every channel hears it, then it closes
   H2Channel* channel(int32_t stream_id) const;
 

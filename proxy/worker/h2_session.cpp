@@ -156,7 +156,7 @@ void H2Stream::deliver() {
   H2Session& session = session_;
   events_->on_stream_data(bytes.data(), bytes.size());  // may close this stream's engine
   delivering_ = false;
-  session.send();
+  session.send_soon();
 }
 
 // ---- H2Stream: the response side ----
@@ -179,7 +179,7 @@ int H2Stream::write(net::Outbox& out) {
         nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_,
                                   NGHTTP2_INTERNAL_ERROR);
       }
-      session_.send();
+      session_.send_soon();
       return 0;
     }
   }
@@ -190,7 +190,7 @@ int H2Stream::write(net::Outbox& out) {
     deferred_ = false;
     nghttp2_session_resume_data(session_.session_, id_);
   }
-  session_.send();
+  session_.send_soon();
   return 0;
 }
 
@@ -332,7 +332,7 @@ void H2Stream::close() {
   H2Session& session = session_;
   if (nghttp2_closed_) session.retire(this);
   if (events) events->on_stream_closed();
-  session.send();
+  session.send_soon();
 }
 
 // ---- H2Session ----
@@ -341,7 +341,21 @@ H2Session::H2Session(Worker& worker, ClientConn& owner, net::Stream& io, bool se
     : worker_(worker), owner_(owner), io_(io), secure_(secure) {}
 
 H2Session::~H2Session() {
+  worker_.context().cancel(this);
   if (session_) nghttp2_session_del(session_);
+}
+
+void H2Session::send_soon() {
+  if (depth_ > 0) {
+    send_again_ = true;  // inside nghttp2: on_data sends once it returns
+    return;
+  }
+  if (!worker_.context().defer(this)) send();
+}
+
+void H2Session::run_deferred() {
+  send();
+  dead_.clear();  // here no stream's call is on the stack
 }
 
 uint64_t H2Session::now_ms() const {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "http/parser.h"
+#include "net/loop_context.h"
 #include "net/outbox.h"
 #include "net/stream.h"
 
@@ -118,7 +119,7 @@ class H2Stream final : public net::Stream, private http::Sink {
   bool written_pending_ = false;  // listed in the session's written_
 };
 
-class H2Session {
+class H2Session final : public net::Deferred {
  public:
   // `io` is `owner`'s transport; `secure`: it is TLS (x-forwarded-proto https).
   H2Session(Worker& worker, ClientConn& owner, net::Stream& io, bool secure);
@@ -156,6 +157,10 @@ class H2Session {
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
 
   H2Stream* stream(int32_t id) const;
+  // send() once this loop iteration's events are handled: the frames of every stream that wrote
+  // meanwhile leave in one write.
+  void send_soon();
+  void run_deferred() override;
   // Sends what nghttp2 has for the client (unless called from inside nghttp2: then afterwards),
   // tells streams whose bytes left, frees closed streams and ends a finished session.
   void send();

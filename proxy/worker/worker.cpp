@@ -66,6 +66,7 @@ void Worker::start() {
   ctx_.loop = &loop_;
   std::random_device rd;
   rng_ = routing::Rng((uint64_t(rd()) << 32) ^ rd() ^ (uint64_t(index_) << 56));
+  ctx_.init_deferred();
   uv_async_init(&loop_, &async_, &Worker::on_async);
   async_.data = this;
   uv_timer_init(&loop_, &drain_timer_);
@@ -157,6 +158,7 @@ void Worker::on_drain_timer(uv_timer_t* t) {
 void Worker::maybe_finish_stop() {
   if (!stopping_ || !conns_.empty()) return;
   for (auto& [addr, pool] : pools_) pool->close_all();
+  ctx_.close_deferred();
   if (!uv_is_closing(as_handle(&async_))) uv_close(as_handle(&async_), nullptr);
   if (!uv_is_closing(as_handle(&drain_timer_))) uv_close(as_handle(&drain_timer_), nullptr);
   if (!uv_is_closing(as_handle(&log_timer_))) uv_close(as_handle(&log_timer_), nullptr);
