@@ -55,7 +55,7 @@ TEST_CASE("a healthy candidate is promoted to 100% through every step with figur
         std::vector<std::string>{"start", "advance", "advance", "promote"});
   // The decision lines carry the figures that decided them.
   for (const json& j : audit_lines(state.path()))
-    if (j.value("event", "") == "advance") {
+    if (j.is_object() && j.value("event", "") == "advance") {
       CHECK(j["cause"] == "shift");
       CHECK(j["figures"]["candidate"]["requests"].get<uint64_t>() >= 5);
     }

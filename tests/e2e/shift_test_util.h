@@ -209,6 +209,9 @@ inline json wait_finished(CurlClient& curl, uint16_t port, int timeout_ms) {
   poll_until(
       [&] {
         ApiReply r = api(curl, port, "GET", kShiftPath);
+        // A reply that is not a JSON object (the request failed on a loaded machine): poll on,
+        // keeping the last object seen.
+        if (!r.body.is_object()) return false;
         last = r.body;
         const std::string state = last.value("state", "");
         return r.status == 200 && state != "running" && state != "pre_traffic";
@@ -228,7 +231,7 @@ inline std::vector<json> audit_lines(const std::string& dir) {
 inline std::vector<std::string> shift_events(const std::string& dir) {
   std::vector<std::string> out;
   for (const json& j : audit_lines(dir))
-    if (j.contains("event")) out.push_back(j["event"].get<std::string>());
+    if (j.is_object() && j.contains("event")) out.push_back(j["event"].get<std::string>());
   return out;
 }
 
