@@ -220,6 +220,9 @@ class Pool {
   std::unordered_map<Connection*, std::unique_ptr<Connection>> all_;
   bool h2_ = false;
   std::vector<std::unique_ptr<H2Client>> h2_clients_;
+  // The concurrent streams the endpoint's last session allowed (SETTINGS); a session still
+  // connecting takes no more channels than that. 100 until one says otherwise.
+  uint32_t h2_stream_limit_ = 100;
 };
 
 }  // namespace sluice::upstream

@@ -15,7 +15,7 @@ namespace {
 constexpr size_t kSocketHighWater = 256 * 1024;
 constexpr uint32_t kStreamWindow = 1u << 20;      // per stream: the upstream may run ahead 1 MiB
 constexpr int32_t kConnectionWindow = 16u << 20;  // per session
-constexpr size_t kMaxChannelsPerSession = 100;    // before the upstream's SETTINGS arrive
+constexpr size_t kMaxChannelsPerSession = 256;    // channels per session, whatever it allows
 // The request head the connection writes was built from a client request within its limits.
 constexpr uint32_t kMaxRequestHead = 16u << 20;
 constexpr uint32_t kMaxRequestHeaders = 10000;
@@ -336,12 +336,14 @@ bool H2Client::open() {
 
 bool H2Client::has_room() const {
   if (broken_ || closing_) return false;
-  size_t limit = kMaxChannelsPerSession;
-  if (session_)
-    limit = std::min<size_t>(
-        nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
-        256);
-  return channels_.size() < limit;
+  // Until this session has the upstream's SETTINGS, the limit its previous sessions announced.
+  return channels_.size() < (settings_seen_ ? stream_limit() : pool_.h2_stream_limit_);
+}
+
+size_t H2Client::stream_limit() const {
+  return std::min<size_t>(
+      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+      kMaxChannelsPerSession);
 }
 
 void H2Client::detach(H2Channel* c) {
@@ -528,6 +530,12 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
           c->response_end_ = true;
           c->deliver();
         }
+      break;
+    case NGHTTP2_SETTINGS:
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        self->settings_seen_ = true;
+        self->pool_.h2_stream_limit_ = uint32_t(std::max<size_t>(self->stream_limit(), 1));
+      }
       break;
     case NGHTTP2_GOAWAY: {
       // No new stream on this session; channels between exchanges leave it now (their pooled

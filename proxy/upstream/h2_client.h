@@ -135,6 +135,7 @@ class H2Client final : public net::StreamEvents, public net::Deferred {
   void run_deferred() override { send(); }
   void fail(int status);  // the connection broke: every channel hears it, then it closes
   H2Channel* channel(int32_t stream_id) const;
+  size_t stream_limit() const;  // the upstream's SETTINGS_MAX_CONCURRENT_STREAMS, capped
 
   static ssize_t read_cb(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
                          nghttp2_data_source* source, void* user);
@@ -157,7 +158,8 @@ class H2Client final : public net::StreamEvents, public net::Deferred {
   int depth_ = 0;
   bool sending_ = false;
   bool send_again_ = false;
-  bool broken_ = false;  // failed or GOAWAY received: no new channel
+  bool broken_ = false;         // failed or GOAWAY received: no new channel
+  bool settings_seen_ = false;  // the upstream's SETTINGS arrived
   bool closing_ = false;
 };
 

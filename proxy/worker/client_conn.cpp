@@ -109,6 +109,39 @@ bool ClientConn::wants_h2(const char* data, size_t len) const {
   return std::string_view(data, n) == kPreface.substr(0, n);
 }
 
+void ClientConn::recycle() {
+  // Every field as a new ClientConn has it (see client_conn.h), buffers cleared, not freed --
+  // unless one grew large serving its stream.
+  auto clear = [](std::string& s) {
+    if (s.capacity() > 16 * 1024)
+      std::string().swap(s);
+    else
+      s.clear();
+  };
+  io_ = &tcp_;
+  timer_ = uv_timer_t{};
+  parser_.reset();
+  out_.clear();
+  out_.release_memory();
+  open_handles_ = 0;
+  closing_ = peer_eof_ = close_after_response_ = close_when_flushed_ = lingering_ = false;
+  draining_ = tunnel_ = served_one_ = skip_linger_ = false;
+  accepted_ms_ = wait_since_ms_ = head_deadline_ms_ = in_progress_ms_ = out_progress_ms_ = 0;
+  tunnel_activity_ms_ = linger_start_ms_ = linger_bytes_ = armed_due_ms_ = 0;
+  client_ip_.clear();
+  for (std::string* s : {&pending_in_, &work_, &chunk_header_, &upstream_head_, &response_head_,
+                         &set_cookie_, &abs_target_})
+    clear(*s);
+  conn_counter_ = nullptr;
+  client_counts_ = nullptr;
+  trusted_peer_ = idle_trimmed_ = secure_ = h2c_ = stream_conn_ = false;
+  h2_.reset();
+  ctx_ = {};
+  up_ = nullptr;
+  wait_prev_ = wait_next_ = nullptr;
+  in_wait_list_ = false;
+}
+
 void ClientConn::start_h2(const char* data, size_t len) {
   h2_ = std::make_unique<H2Session>(worker_, *this, *io_, secure_);
   if (!h2_->start()) {

@@ -57,6 +57,10 @@ class ClientConn final : public http::Sink, public upstream::Borrower, public ne
   void set_client_counts(ClientCounts* counts) { client_counts_ = counts; }
   const std::string& client_ip() const { return client_ip_; }
   bool has_handles() const { return open_handles_ > 0; }
+  // A stream connection (accept_stream) whose handles are all closed may serve another stream
+  // after recycle(), which resets every field and keeps the buffers' capacity.
+  bool recyclable() const { return stream_conn_ && closing_ && open_handles_ == 0; }
+  void recycle();
   // The client sent bytes we have not read yet: it is not silent, we are behind (see shed()).
   bool has_unread_input() const { return tcp_.unread_bytes() > 0; }
 

@@ -42,6 +42,34 @@ H2Stream::H2Stream(H2Session& session, int32_t id, uint32_t max_head_bytes, uint
   parser_.keep_trailers(true);  // the upstream's trailers become a trailing HEADERS frame
 }
 
+void H2Stream::reuse(int32_t id) {
+  auto clear = [](std::string& s) {
+    if (s.capacity() > 16 * 1024)
+      std::string().swap(s);
+    else
+      s.clear();
+  };
+  id_ = id;
+  conn_ = nullptr;
+  events_ = nullptr;
+  for (std::string* s :
+       {&method_, &path_, &authority_, &cookie_, &head_, &in_, &names_, &trailer_text_, &body_})
+    clear(*s);
+  unacked_ = 0;
+  decoded_ = 0;
+  header_count_ = 0;
+  has_length_ = chunked_ = grpc_ = head_request_ = head_done_ = request_ended_ = false;
+  reading_ = delivering_ = false;
+  parser_.reset();
+  views_.clear();
+  nv_.clear();
+  trailer_nv_.clear();
+  body_off_ = 0;
+  status_ = 0;
+  head_parsed_ = head_submitted_ = trailers_only_ = response_end_ = deferred_ = false;
+  closed_by_conn_ = nghttp2_closed_ = reset_sent_ = written_pending_ = end_sent_ = false;
+}
+
 bool H2Stream::add_header(std::string_view name, std::string_view value) {
   decoded_ += name.size() + value.size() + 32;  // RFC 9113 §6.5.2's size of a field
   if (decoded_ > kDecodedHeaderFactor * max_head_bytes_) return false;
@@ -112,7 +140,7 @@ void H2Stream::head_complete(bool end_stream) {
 }
 
 void H2Stream::request_data(const char* data, size_t len) {
-  if (closed_by_conn_ || request_ended_) {
+  if (closed_by_conn_ || request_ended_ || end_sent_) {
     // Nobody reads it any more: the window is given back at once.
     nghttp2_session_consume(session_.session_, id_, len);
     return;
@@ -355,7 +383,19 @@ void H2Session::send_soon() {
 
 void H2Session::run_deferred() {
   send();
-  dead_.clear();  // here no stream's call is on the stack
+  bury_dead();  // here no stream's call is on the stack
+}
+
+void H2Session::bury_dead() {
+  const config::LimitsSpec& limits = worker_.limits();
+  for (std::unique_ptr<H2Stream>& s : dead_) {
+    if (spare_.size() >= 16 || s->max_head_bytes_ != limits.max_header_bytes ||
+        s->max_headers_ != limits.max_headers)
+      continue;  // freed below
+    s->reuse(0);
+    spare_.push_back(std::move(s));
+  }
+  dead_.clear();
 }
 
 uint64_t H2Session::now_ms() const {
@@ -444,13 +484,13 @@ void H2Session::on_data(const char* data, size_t len) {
     finishing_ = true;
   }
   send();
-  dead_.clear();
+  bury_dead();
 }
 
 void H2Session::on_written() {
   send();
   if (!finishing_ && io_.queued_bytes() < kSocketHighWater) io_.start_reading();
-  dead_.clear();
+  bury_dead();
 }
 
 void H2Session::send() {
@@ -478,6 +518,19 @@ void H2Session::send() {
         owner_.close();
         return;
       }
+    }
+    if (!reset_after_write_.empty()) {
+      // RST_STREAM NO_ERROR for streams answered before their request ended (on_frame_send),
+      // in a write of its own.
+      for (const int32_t id : reset_after_write_) {
+        H2Stream* s = stream(id);
+        if (s && !s->reset_sent_ && !s->request_ended_) {
+          s->reset_sent_ = true;
+          nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+          send_again_ = true;
+        }
+      }
+      reset_after_write_.clear();
     }
     std::vector<H2Stream*> written;
     written.swap(written_);
@@ -538,7 +591,7 @@ uint64_t H2Session::deadline() const {
 }
 
 void H2Session::on_deadline() {
-  dead_.clear();
+  bury_dead();
   if (finishing_ || aborted_) return;
   const config::LimitsSpec& limits = worker_.limits();
   const uint64_t now = now_ms();
@@ -567,7 +620,14 @@ int H2Session::on_begin_headers(nghttp2_session* session, const nghttp2_frame* f
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers of a request
   const config::LimitsSpec& limits = self->worker_.limits();
   const int32_t id = frame->hd.stream_id;
-  auto s = std::make_unique<H2Stream>(*self, id, limits.max_header_bytes, limits.max_headers);
+  std::unique_ptr<H2Stream> s;
+  if (!self->spare_.empty()) {
+    s = std::move(self->spare_.back());
+    self->spare_.pop_back();
+    s->id_ = id;
+  } else {
+    s = std::make_unique<H2Stream>(*self, id, limits.max_header_bytes, limits.max_headers);
+  }
   nghttp2_session_set_stream_user_data(session, id, s.get());
   self->streams_[id] = std::move(s);
   ++self->streams_opened_;
@@ -688,12 +748,15 @@ int H2Session::on_frame_send(nghttp2_session* session, const nghttp2_frame* fram
   if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
+  (void)session;
   H2Stream* s = self->stream(frame->hd.stream_id);
-  if (s && !s->request_ended_ && !s->reset_sent_) {
-    // The response is complete before the request: the rest of it is not wanted (RFC 9113 §8.1).
-    s->reset_sent_ = true;
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
-  }
+  if (!s || s->request_ended_) return 0;
+  // The response is complete before the request: the rest of it is not wanted, which the client
+  // is told with RST_STREAM NO_ERROR (RFC 9113 §8.1) -- in the write after the response's, as
+  // nginx does: curl 7.88 reports a reset read together with the response as an error, and
+  // stops reading after a response that ends before its upload, never seeing a later one.
+  s->end_sent_ = true;
+  self->reset_after_write_.push_back(frame->hd.stream_id);
   return 0;
 }
 

@@ -69,6 +69,8 @@ class H2Stream final : public net::Stream, private http::Sink {
   ssize_t read_body(uint8_t* buf, size_t length, uint32_t* flags);
   void submit_head();
   bool response_complete() const { return response_end_ && queued_bytes() == 0; }
+  // Resets every field for stream `id`, keeping the buffers' capacity (a spare stream).
+  void reuse(int32_t id);
 
   // http::Sink: the HTTP/1.1 response the ClientConn writes.
   int on_head(http::Parser& p) override;
@@ -117,6 +119,7 @@ class H2Stream final : public net::Stream, private http::Sink {
   bool nghttp2_closed_ = false;  // the stream is closed at the HTTP/2 level
   bool reset_sent_ = false;
   bool written_pending_ = false;  // listed in the session's written_
+  bool end_sent_ = false;         // our END_STREAM went out (the response is complete)
 };
 
 class H2Session final : public net::Deferred {
@@ -178,18 +181,22 @@ class H2Session final : public net::Deferred {
   nghttp2_session* session_ = nullptr;
   net::Outbox out_;
   std::unordered_map<int32_t, std::unique_ptr<H2Stream>> streams_;
-  std::vector<std::unique_ptr<H2Stream>> dead_;  // freed outside nghttp2's callbacks
-  std::vector<H2Stream*> written_;               // streams whose queued bytes went down
-  int depth_ = 0;                                // inside nghttp2_session_mem_recv
+  std::vector<std::unique_ptr<H2Stream>> dead_;   // freed outside nghttp2's callbacks
+  std::vector<std::unique_ptr<H2Stream>> spare_;  // dead ones, reset for the next streams
+  // Frees or keeps (spare_) the dead streams; only where no stream's call is on the stack.
+  void bury_dead();
+  std::vector<H2Stream*> written_;  // streams whose queued bytes went down
+  int depth_ = 0;                   // inside nghttp2_session_mem_recv
   bool sending_ = false;
   bool send_again_ = false;
   bool draining_ = false;
   bool finishing_ = false;  // closing once our output is written
   bool aborted_ = false;
-  uint32_t streams_open_ = 0;     // streams open at the HTTP/2 level
-  uint64_t idle_since_ms_ = 0;    // no stream open since then
-  uint64_t head_started_ms_ = 0;  // a header block is arriving since then (0: none)
-  uint32_t continuations_ = 0;    // CONTINUATION frames in the current header block
+  uint32_t streams_open_ = 0;               // streams open at the HTTP/2 level
+  std::vector<int32_t> reset_after_write_;  // answered before their request ended (send())
+  uint64_t idle_since_ms_ = 0;              // no stream open since then
+  uint64_t head_started_ms_ = 0;            // a header block is arriving since then (0: none)
+  uint32_t continuations_ = 0;              // CONTINUATION frames in the current header block
   uint64_t streams_opened_ = 0;
   uint64_t early_resets_ = 0;  // streams the client reset before their response ended
   uint64_t control_window_ms_ = 0;

@@ -259,14 +259,26 @@ bool Worker::h2c(const Snapshot& snap, size_t listener) const {
 }
 
 ClientConn* Worker::open_stream_conn() {
-  auto owned = std::make_unique<ClientConn>(*this);
+  std::unique_ptr<ClientConn> owned;
+  if (!spare_stream_conns_.empty()) {
+    owned = std::move(spare_stream_conns_.back());
+    spare_stream_conns_.pop_back();
+  } else {
+    owned = std::make_unique<ClientConn>(*this);
+  }
   ClientConn* c = owned.get();
   conns_.emplace(c, std::move(owned));
   return c;
 }
 
 void Worker::erase(ClientConn* c) {
-  conns_.erase(c);
+  auto it = conns_.find(c);
+  if (it == conns_.end()) return;
+  if (c->recyclable() && !stopping_ && spare_stream_conns_.size() < kMaxSpareStreamConns) {
+    c->recycle();
+    spare_stream_conns_.push_back(std::move(it->second));
+  }
+  conns_.erase(it);
   maybe_finish_stop();
 }
 
@@ -293,7 +305,11 @@ void Worker::refresh_snapshot() {
   const routing::RoutingTable& table = *snap->table;
   // A reload's [limits] and [upstream] apply from here on: to new connections and waits, and to
   // every pool as its connections come back.
-  limits_ = table.config().limits;
+  const config::LimitsSpec& limits = table.config().limits;
+  if (limits.max_header_bytes != limits_.max_header_bytes ||
+      limits.max_headers != limits_.max_headers)
+    spare_stream_conns_.clear();  // their parsers were built with the old limits
+  limits_ = limits;
   for (auto& [key, pool] : pools_)
     pool->configure(table.config().upstream.keepalive, table.config().upstream.idle_timeout_ms);
   snap->picks = std::make_unique<routing::PickState>(table);

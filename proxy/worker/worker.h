@@ -179,6 +179,11 @@ class Worker {
   net::ClientSessionCache tls_sessions_;
   std::unordered_map<std::string, std::unique_ptr<upstream::Pool>> pools_;  // by address (+ TLS)
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> conns_;
+  // Stream connections whose stream ended, reset for the next stream (ClientConn::recycle): a
+  // stream then costs no allocation of its engine or of the buffers it grew. Built with the
+  // current [limits]; a reload that changes them empties it.
+  std::vector<std::unique_ptr<ClientConn>> spare_stream_conns_;
+  static constexpr size_t kMaxSpareStreamConns = 256;
   ClientConn* wait_head_ = nullptr;  // oldest waiting connection
   ClientConn* wait_tail_ = nullptr;
 };

@@ -23,6 +23,8 @@ def main():
                    choices=["unary", "server-stream", "client-stream", "bidi"])
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--calls", type=int, default=1)
+    p.add_argument("--parallel", type=int, default=0,
+                   help="unary only: N calls at once; prints codes and the wall time")
     p.add_argument("--metadata", action="append", default=[])
     p.add_argument("--tls-ca")
     p.add_argument("--authority")
@@ -42,6 +44,22 @@ def main():
     ident = lambda b: b
     metadata = [tuple(m.split("=", 1)) for m in a.metadata]
     payload = a.payload.encode()
+    if a.parallel:
+        import time
+        from concurrent import futures
+        call = channel.unary_unary(a.method, ident, ident)
+        t0 = time.monotonic()
+        with futures.ThreadPoolExecutor(max_workers=a.parallel) as pool:
+            fs = [pool.submit(call.future(payload, metadata=metadata, timeout=a.timeout).exception)
+                  for _ in range(a.parallel)]
+            errors = [f.result() for f in fs]
+        codes = {}
+        for e in errors:
+            name = "OK" if e is None else e.code().name
+            codes[name] = codes.get(name, 0) + 1
+        print(json.dumps({"codes": codes, "seconds": round(time.monotonic() - t0, 3)}))
+        channel.close()
+        return
     codes = {}
     out = {}
     for _ in range(a.calls):

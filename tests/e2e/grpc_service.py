@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A gRPC test service (python3-grpcio, raw bytes, no generated code) for the e2e tests.
 
-  grpc_service.py --port P --name v1 [--fail-every N] [--tls-cert c.pem --tls-key k.pem]
+  grpc_service.py --port P --name v1 [--fail-every N] [--max-streams N]
+                  [--tls-cert c.pem --tls-key k.pem]
 
 Service test.Echo:
   Unary         -> b"<name>:<request>"; every Nth call (--fail-every) fails UNAVAILABLE instead
   ServerStream  -> request "k" (a number): k replies b"<name>:<i>"
   ClientStream  -> b"<name>:<count of requests>:<total bytes>"
   Bidi          -> each request echoed as b"<name>:<request>"
+  Sleep         -> waits <request> milliseconds, then b"<name>:slept"
 Every call sends initial metadata x-served-by: <name> and trailing metadata
 x-trailer-bin: b"\\x00\\x01<name>" (binary metadata). Prints "listening on PORT" once serving, then
 runs until SIGTERM/SIGINT. Port 0 picks a free port.
@@ -16,6 +18,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -26,6 +29,7 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--name", required=True)
     p.add_argument("--fail-every", type=int, default=0)
+    p.add_argument("--max-streams", type=int, default=0)  # SETTINGS_MAX_CONCURRENT_STREAMS
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     a = p.parse_args()
@@ -64,13 +68,20 @@ def main():
         for r in requests:
             yield name + b":" + r
 
+    def sleep(request, context):
+        time.sleep(int(request or b"0") / 1000.0)
+        start(context)
+        return name + b":slept"
+
     handler = grpc.method_handlers_generic_handler("test.Echo", {
+        "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    options = [("grpc.max_concurrent_streams", a.max_streams)] if a.max_streams else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
     server.add_generic_rpc_handlers((handler,))
     address = "127.0.0.1:%d" % a.port
     if a.tls_cert:

@@ -71,16 +71,22 @@ std::string field(const std::string& json, const std::string& key) {
 // tests/e2e/grpc_service.py, started on a free port and stopped by PID.
 class GrpcService {
  public:
-  GrpcService(const std::string& py, const std::string& name, int fail_every = 0,
-              bool tls = false) {
+  GrpcService(const std::string& py, const std::string& name, int fail_every = 0, bool tls = false,
+              int max_streams = 0) {
     int out[2];
     if (::pipe(out) != 0) return;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::vector<std::string> args = {
-        py, script("grpc_service.py"), "--name", name, "--fail-every", std::to_string(fail_every)};
+    std::vector<std::string> args = {py,
+                                     script("grpc_service.py"),
+                                     "--name",
+                                     name,
+                                     "--fail-every",
+                                     std::to_string(fail_every),
+                                     "--max-streams",
+                                     std::to_string(max_streams)};
     if (tls) {
       for (const std::string& a : {std::string("--tls-cert"), tls_asset("ip.pem"),
                                    std::string("--tls-key"), tls_asset("ip.key")})
@@ -285,4 +291,28 @@ TEST_CASE("sluice's own failures reach gRPC clients as gRPC statuses") {
   INFO(out);
   CHECK(field(out, "code") == "NOT_FOUND");
   CHECK(field(out, "x-sluice-error") == "unknown-version");
+}
+
+TEST_CASE("an upstream allowing 2 concurrent streams gets more sessions, not a queue") {
+  const std::string py = grpc_python();
+  if (py.empty()) return skip_test("python3-grpcio is not installed");
+  GrpcService g1(py, "g1", 0, false, 2), g2(py, "g2");
+  REQUIRE(g1.up());
+  std::string cfg = grpc_config(g1.address(), g2.address(), "h2c", R"({ "1" = 100 })");
+  cfg.replace(cfg.find("workers = 2"), 11, "workers = 1");  // one worker: one pool
+  Sluice s(cfg);
+  REQUIRE(s.started());
+  // One call first: the pool learns the endpoint's limit from its SETTINGS.
+  const std::string probe =
+      py + " " + script("grpc_probe.py") + " --target 127.0.0.1:" + std::to_string(s.port());
+  CHECK(field(run(probe + " --method /test.Echo/Unary"), "code") == "OK");
+  // 6 calls of 600 ms at once: on one session limited to 2 streams they would take 1.8 s.
+  const std::string out =
+      run(py + " " + script("grpc_probe.py") + " --target 127.0.0.1:" + std::to_string(s.port()) +
+          " --method /test.Echo/Sleep --payload 600 --parallel 6");
+  INFO(out);
+  CHECK(out.find("\"codes\": {\"OK\": 6}") != std::string::npos);
+  const std::string seconds = field(out, "seconds");
+  REQUIRE(!seconds.empty());
+  CHECK(std::stod(seconds) < 1.5);
 }

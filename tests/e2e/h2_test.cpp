@@ -370,3 +370,66 @@ TEST_CASE(
   CHECK(out.find("grpc-status: 4\r\n") != std::string::npos);
   CHECK(out.find("x-sluice-error: timeout\r\n") != std::string::npos);
 }
+
+TEST_CASE("a stream whose upstream reads its body slowly does not hold up the others") {
+  Upstream v1{"v1"}, v2{"v2"};
+  ConfigText c = h2c_config(v1, v2);
+  c.listen_extra =
+      "tls = { cert = \"" + tls_asset("rsa.pem") + "\", key = \"" + tls_asset("rsa.key") + "\" }\n";
+  Sluice s(c.str());
+  REQUIRE(s.started());
+  const std::string body = s.dir().write("big.bin", std::string(size_t{4} << 20, 'x'));
+  const std::string port = std::to_string(s.port());
+  const std::string base = "https://example.test:" + port;
+  // curl multiplexes both transfers on one connection (--parallel; over TLS: curl 7.88 fails a
+  // second multiplexed transfer with prior-knowledge h2c whatever the server). The upload's
+  // upstream reads nothing for 3 s: its stream's window stays shut, the connection's does not.
+  const std::string out =
+      run("curl -s --http2 --parallel --parallel-max 2 --cacert " + tls_asset("ca.pem") +
+          " --resolve example.test:" + port + ":127.0.0.1 -X POST " +
+          "-w '%{url_effective} %{http_code} %{time_total} %{num_connects}\\n' -o /dev/null -T " +
+          body + " '" + base + "/count-body?delay_ms=3000' -o /dev/null '" + base + "/quick'");
+  INFO(out);
+  double slow_s = 0, quick_s = 99;
+  int connects = 0, ok = 0;
+  for (size_t at = 0; at < out.size();) {
+    const size_t nl = out.find('\n', at);
+    const std::string line = out.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    at = nl == std::string::npos ? out.size() : nl + 1;
+    char url[512] = {};
+    int code = 0, conns = 0;
+    double t = 0;
+    if (std::sscanf(line.c_str(), "%511s %d %lf %d", url, &code, &t, &conns) != 4) continue;
+    ok += code == 200;
+    connects += conns;
+    (std::string(url).find("/quick") != std::string::npos ? quick_s : slow_s) = t;
+  }
+  CHECK(ok == 2);
+  CHECK(connects == 1);  // one connection, two streams
+  CHECK(slow_s >= 2.5);
+  CHECK(quick_s < 1.5);
+}
+
+TEST_CASE("an upload answered before it ends gets the answer, then RST_STREAM NO_ERROR") {
+  if (!have_tool("nghttp")) return skip_test("nghttp (nghttp2-client) is not installed");
+  Upstream v1{"v1"}, v2{"v2"};
+  Sluice s(h2c_config(v1, v2).str());
+  REQUIRE(s.started());
+  const std::string body = s.dir().write("big.bin", std::string(size_t{8} << 20, 'x'));
+  // /early answers at once without reading the body: the client gets the whole answer, then
+  // RST_STREAM NO_ERROR in a write of its own (as nginx does), and stops sending (RFC 9113 §8.1).
+  // nghttp, not curl: curl 7.88 fails an upload answered early with 200 against nginx too.
+  for (int i = 0; i < 3; ++i) {
+    const std::string out =
+        run("timeout 20 nghttp -v -d " + body + " http://127.0.0.1:" + std::to_string(s.port()) +
+                "/early; echo rc=$?",
+            true);
+    INFO(out);
+    CHECK(out.find(":status: 200") != std::string::npos);
+    CHECK(out.find("early v") != std::string::npos);
+    const size_t rst = out.find("recv RST_STREAM");
+    REQUIRE(rst != std::string::npos);
+    CHECK(out.find("error_code=NO_ERROR", rst) != std::string::npos);
+    CHECK(out.find("rc=0") != std::string::npos);
+  }
+}
