@@ -87,19 +87,20 @@ int H2Channel::write(net::Outbox& out) {
 
 int H2Channel::on_head(http::Parser& p) {
   head_request_ = p.method() == HTTP_HEAD;
-  // Every name and value is copied into nv_text_ first (its capacity reserved, so nothing moves),
-  // then nv_ points into it.
+  // Every name and value is copied into nv_text_, whose capacity is reserved first so that
+  // nothing moves while nv_ points into it.
   size_t total = p.url().size() + p.method_name().size() + 64;
   for (const http::Header& h : p.headers()) total += h.name.size() + h.value.size();
   nv_text_.clear();
   nv_text_.reserve(total);
-  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  nv_.clear();
   auto keep = [&](std::string_view name, std::string_view value, bool lower) {
     const size_t at = nv_text_.size();
     for (char c : name) nv_text_.push_back(lower && c >= 'A' && c <= 'Z' ? char(c + 32) : c);
     nv_text_.append(value);
-    fields.emplace_back(std::string_view(nv_text_).substr(at, name.size()),
-                        std::string_view(nv_text_).substr(at + name.size(), value.size()));
+    auto* text = reinterpret_cast<uint8_t*>(nv_text_.data());
+    nv_.push_back(
+        {text + at, text + at + name.size(), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
   };
   keep(":method", p.method_name(), false);
   keep(":scheme", client_ && client_->tls_ ? "https" : "http", false);
@@ -113,12 +114,6 @@ int H2Channel::on_head(http::Parser& p) {
     keep(h.name, h.value, true);
   }
   keep("te", "trailers", false);  // we relay trailers (gRPC requires the field)
-  nv_.clear();
-  for (const auto& [name, value] : fields) {
-    nv_.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                   value.size(), NGHTTP2_NV_FLAG_NONE});
-  }
   head_ready_ = true;
   return 0;
 }

@@ -58,14 +58,13 @@ void H2Stream::reuse(int32_t id) {
   unacked_ = 0;
   decoded_ = 0;
   header_count_ = 0;
-  has_length_ = chunked_ = grpc_ = head_request_ = head_done_ = request_ended_ = false;
+  has_length_ = chunked_ = grpc_ = head_request_ = request_ended_ = false;
   reading_ = delivering_ = false;
   parser_.reset();
   views_.clear();
   nv_.clear();
   trailer_nv_.clear();
   body_off_ = 0;
-  status_ = 0;
   head_parsed_ = head_submitted_ = trailers_only_ = response_end_ = deferred_ = false;
   closed_by_conn_ = nghttp2_closed_ = reset_sent_ = written_pending_ = end_sent_ = false;
 }
@@ -99,25 +98,21 @@ bool H2Stream::add_header(std::string_view name, std::string_view value) {
 }
 
 void H2Stream::head_complete(bool end_stream) {
-  head_done_ = true;
   head_request_ = method_ == "HEAD";
   if (method_ == "CONNECT") path_ = authority_;  // answered 405 by the engine
-  std::string head;
-  head.reserve(method_.size() + path_.size() + authority_.size() + cookie_.size() + head_.size() +
-               96);
-  head.append(method_).append(" ").append(path_).append(" HTTP/1.1\r\n");
-  if (!authority_.empty()) head.append("host: ").append(authority_).append("\r\n");
-  if (!cookie_.empty()) head.append("cookie: ").append(cookie_).append("\r\n");
-  head.append(head_);
+  // The whole HTTP/1.1 head goes into in_ (empty until now; its capacity kept across streams).
+  in_.append(method_).append(" ").append(path_).append(" HTTP/1.1\r\n");
+  if (!authority_.empty()) in_.append("host: ").append(authority_).append("\r\n");
+  if (!cookie_.empty()) in_.append("cookie: ").append(cookie_).append("\r\n");
+  in_.append(head_);
   if (!end_stream && !has_length_) {
     chunked_ = true;
-    head.append("transfer-encoding: chunked\r\n");
+    in_.append("transfer-encoding: chunked\r\n");
   }
   // One request per engine: it answers and closes (its Connection: close is not forwarded).
-  head.append("connection: close\r\n\r\n");
+  in_.append("connection: close\r\n\r\n");
   head_.clear();
-  std::string().swap(cookie_);
-  in_.swap(head);
+  cookie_.clear();
 
   ClientConn* conn = session_.worker_.open_stream_conn();
   conn_ = conn;
@@ -225,7 +220,6 @@ int H2Stream::write(net::Outbox& out) {
 int H2Stream::on_head(http::Parser& p) {
   const int status = p.status_code();
   if (status < 200) return 0;  // interim responses are not relayed over HTTP/2
-  status_ = status;
   head_parsed_ = true;
   nv_.clear();
   names_.clear();
@@ -305,7 +299,7 @@ void H2Stream::submit_head() {
     nghttp2_submit_response(s, id_, nv_.data(), nv_.size(), &provider);
   }
   nv_.clear();
-  std::string().swap(names_);
+  names_.clear();
 }
 
 ssize_t H2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {

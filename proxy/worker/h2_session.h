@@ -85,7 +85,7 @@ class H2Stream final : public net::Stream, private http::Sink {
   net::StreamEvents* events_ = nullptr;  // == conn_ while it is attached
   // Request side.
   std::string method_, path_, authority_, cookie_;
-  std::string head_;      // regular header lines, then the whole HTTP/1.1 head
+  std::string head_;      // the regular header lines, as HTTP/1.1 header lines
   std::string in_;        // request bytes held while the engine does not read
   size_t unacked_ = 0;    // DATA payload bytes in in_ (acknowledged once delivered)
   uint64_t decoded_ = 0;  // bytes of header list decoded for this stream (abuse bound)
@@ -94,7 +94,6 @@ class H2Stream final : public net::Stream, private http::Sink {
   bool chunked_ = false;     // no length: the body is re-chunked for the engine
   bool grpc_ = false;        // content-type application/grpc*
   bool head_request_ = false;
-  bool head_done_ = false;
   bool request_ended_ = false;
   bool reading_ = false;
   bool delivering_ = false;
@@ -107,7 +106,6 @@ class H2Stream final : public net::Stream, private http::Sink {
   std::string trailer_text_;            // names and values trailer_nv_ points into
   std::string body_;                    // response body bytes waiting for the client's window
   size_t body_off_ = 0;
-  int status_ = 0;
   char status_text_[4] = {};
   char grpc_code_[8] = {};
   bool head_parsed_ = false;     // a final head was parsed (nv_ is ready)
@@ -141,7 +139,6 @@ class H2Session final : public net::Deferred {
   // The loop time by which the connection must make progress, or UINT64_MAX.
   uint64_t deadline() const;
   void on_deadline();
-  bool idle() const { return streams_.empty(); }
 
  private:
   friend class H2Stream;

@@ -7,7 +7,8 @@
 
 Prints one line of JSON for the last call: {"code": "OK" | "<StatusCode name>", "details": ...,
 "responses": [...], plus every initial and trailing metadata key (binary values in hex)}, and
-with --calls N > 1 also "codes": {name: count} over all calls. Exit code 0 whatever the status.
+with --calls N > 1 also "codes": {name: count} and "served": {x-served-by: count} over all
+calls. Exit code 0 whatever the status.
 """
 import argparse
 import json
@@ -61,6 +62,7 @@ def main():
         channel.close()
         return
     codes = {}
+    served = {}
     out = {}
     for _ in range(a.calls):
         out = {"responses": []}
@@ -92,8 +94,11 @@ def main():
         for k, v in md:
             out[k] = v if isinstance(v, str) else v.hex()
         codes[out["code"]] = codes.get(out["code"], 0) + 1
+        by = out.get("x-served-by", "none")
+        served[by] = served.get(by, 0) + 1
     if a.calls > 1:
         out["codes"] = codes
+        out["served"] = served
     channel.close()
     print(json.dumps(out))
 

@@ -16,11 +16,13 @@
 
 #include "admin_test_util.h"
 #include "e2e.h"
+#include "h2_test_util.h"
 #include "shift_test_util.h"
 #include "skip.h"
 #include "tls_test_certs.h"
 
 using namespace sluice::e2e;
+using namespace sluice::e2e::h2;
 using nlohmann::json;
 using sluice::e2e::admin::admin_port;
 using sluice::e2e::admin::api;
@@ -29,44 +31,6 @@ using sluice::test::skip_test;
 using sluice::test::tls_asset;
 
 namespace {
-
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>/dev/null").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-// A Python with grpcio: Debian's (python3-grpcio installs there), else python3 on PATH; "".
-std::string grpc_python() {
-  for (const char* py : {"/usr/bin/python3", "python3"})
-    if (std::system((std::string(py) + " -c 'import grpc' >/dev/null 2>&1").c_str()) == 0)
-      return py;
-  return "";
-}
-
-std::string script(const std::string& name) {
-  return std::string(SLUICE_SOURCE_DIR) + "/tests/e2e/" + name;
-}
-
-// The value of "key" in the probe's one-line JSON ("" if absent).
-std::string field(const std::string& json, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const size_t at = json.find(k);
-  if (at == std::string::npos) return "";
-  size_t from = at + k.size();
-  if (json[from] == '"') {
-    const size_t to = json.find('"', from + 1);
-    return json.substr(from + 1, to - from - 1);
-  }
-  size_t to = from;
-  while (to < json.size() && json[to] != ',' && json[to] != '}') ++to;
-  return json.substr(from, to - from);
-}
 
 // tests/e2e/grpc_service.py, started on a free port and stopped by PID.
 class GrpcService {
@@ -180,16 +144,20 @@ TEST_CASE("gRPC unary and streaming calls pass through h2c and TLS with trailers
       const std::string out = run(probe + " --kind " + k.kind + " --method /test.Echo/" + k.method +
                                   " --metadata x-sluice-version=1");
       INFO(out);
-      CHECK(field(out, "code") == "OK");
+      CHECK(json_field(out, "code") == "OK");
       CHECK(out.find("\"responses\": " + std::string(k.response)) != std::string::npos);
-      CHECK(field(out, "x-sluice-version") == "shop:1");  // the version, in the metadata
-      CHECK(field(out, "x-served-by") == "g1");
-      CHECK(field(out, "x-trailer-bin") == "00016731");  // binary trailing metadata, intact
+      CHECK(json_field(out, "x-sluice-version") == "shop:1");  // the version, in the metadata
+      CHECK(json_field(out, "x-served-by") == "g1");
+      CHECK(json_field(out, "x-trailer-bin") == "00016731");  // binary trailing metadata, intact
     }
     // Unpinned calls are split between the versions.
     const std::string many = run(probe + " --method /test.Echo/Unary --calls 40");
     INFO(many);
-    CHECK(field(many, "code") == "OK");
+    CHECK(many.find("\"codes\": {\"OK\": 40}") != std::string::npos);
+    const size_t served = many.find("\"served\": {");
+    REQUIRE(served != std::string::npos);
+    CHECK(many.find("\"g1\": ", served) != std::string::npos);  // both versions answered
+    CHECK(many.find("\"g2\": ", served) != std::string::npos);
   }
 }
 
@@ -281,16 +249,16 @@ TEST_CASE("sluice's own failures reach gRPC clients as gRPC statuses") {
       py + " " + script("grpc_probe.py") + " --target 127.0.0.1:" + std::to_string(s.port()) + " ";
   std::string out = run(probe + "--method /other.Svc/Call");
   INFO(out);
-  CHECK(field(out, "code") == "NOT_FOUND");
-  CHECK(field(out, "x-sluice-error") == "no-route");
+  CHECK(json_field(out, "code") == "NOT_FOUND");
+  CHECK(json_field(out, "x-sluice-error") == "no-route");
   out = run(probe + "--method /test.Echo/Unary --metadata x-sluice-version=2");
   INFO(out);
-  CHECK(field(out, "code") == "UNAVAILABLE");
-  CHECK(field(out, "x-sluice-error") == "connect-failed");
+  CHECK(json_field(out, "code") == "UNAVAILABLE");
+  CHECK(json_field(out, "x-sluice-error") == "connect-failed");
   out = run(probe + "--method /test.Echo/Unary --metadata x-sluice-version=9");
   INFO(out);
-  CHECK(field(out, "code") == "NOT_FOUND");
-  CHECK(field(out, "x-sluice-error") == "unknown-version");
+  CHECK(json_field(out, "code") == "NOT_FOUND");
+  CHECK(json_field(out, "x-sluice-error") == "unknown-version");
 }
 
 TEST_CASE("an upstream allowing 2 concurrent streams gets more sessions, not a queue") {
@@ -305,14 +273,14 @@ TEST_CASE("an upstream allowing 2 concurrent streams gets more sessions, not a q
   // One call first: the pool learns the endpoint's limit from its SETTINGS.
   const std::string probe =
       py + " " + script("grpc_probe.py") + " --target 127.0.0.1:" + std::to_string(s.port());
-  CHECK(field(run(probe + " --method /test.Echo/Unary"), "code") == "OK");
+  CHECK(json_field(run(probe + " --method /test.Echo/Unary"), "code") == "OK");
   // 6 calls of 600 ms at once: on one session limited to 2 streams they would take 1.8 s.
   const std::string out =
       run(py + " " + script("grpc_probe.py") + " --target 127.0.0.1:" + std::to_string(s.port()) +
           " --method /test.Echo/Sleep --payload 600 --parallel 6");
   INFO(out);
   CHECK(out.find("\"codes\": {\"OK\": 6}") != std::string::npos);
-  const std::string seconds = field(out, "seconds");
+  const std::string seconds = json_field(out, "seconds");
   REQUIRE(!seconds.empty());
   CHECK(std::stod(seconds) < 1.5);
 }

@@ -15,54 +15,20 @@
 #include <vector>
 
 #include "e2e.h"
+#include "h2_test_util.h"
 #include "skip.h"
 #include "tls_test_certs.h"
 
 using namespace sluice::e2e;
+using namespace sluice::e2e::h2;
 using sluice::test::have_tool;
 using sluice::test::skip_test;
 using sluice::test::tls_asset;
 
 namespace {
 
-// Runs a shell command; its stdout (stderr too when `with_stderr`).
-std::string run(const std::string& cmd, bool with_stderr = false) {
-  std::string out;
-  FILE* p = ::popen((cmd + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-// A Python with grpcio: Debian's (python3-grpcio installs there), else whatever python3 is first
-// on PATH if it has it; "" if none.
-std::string grpc_python() {
-  for (const char* py : {"/usr/bin/python3", "python3"})
-    if (std::system((std::string(py) + " -c 'import grpc' >/dev/null 2>&1").c_str()) == 0)
-      return py;
-  return "";
-}
-
 std::string attacks_script() {
-  return std::string(SLUICE_SOURCE_DIR) + "/tests/e2e/h2_attacks.py";
-}
-
-// The value of "key": in the attack client's one-line JSON ("" if absent), e.g. "true", "11".
-std::string json_field(const std::string& json, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const size_t at = json.find(k);
-  if (at == std::string::npos) return "";
-  const size_t from = at + k.size();
-  size_t to = from;
-  if (json[from] == '"') {
-    to = json.find('"', from + 1);
-    return json.substr(from + 1, to - from - 1);
-  }
-  while (to < json.size() && json[to] != ',' && json[to] != '}') ++to;
-  return json.substr(from, to - from);
+  return script("h2_attacks.py");
 }
 
 // "<http_version> <status>" and the body, from one curl CLI run.
