@@ -387,7 +387,8 @@ void ClientConn::record_request() {
           : observe::kNoUpstream;
   const int status = ctx_.status ? ctx_.status : 499;  // 499: the client left before an answer
   if (ctx_.series) {
-    ctx_.series->end(status, duration_us, upstream_us, ctx_.failure,
+    // A gRPC client whose own deadline passed gave up, as one that left: a 499 of the version.
+    ctx_.series->end(ctx_.deadline_passed ? 499 : status, duration_us, upstream_us, ctx_.failure,
                      ctx_.attempts > 1 ? ctx_.attempts - 1u : 0u, now_ms());
     ctx_.series = nullptr;
   }
@@ -727,9 +728,11 @@ bool ClientConn::connect_upstream(bool fresh) {
   uint32_t response_timeout_ms = ctx_.version->response_timeout_ms;
   // A gRPC client's deadline, when shorter, is the wait for the upstream's answer.
   if (const std::string_view t = parser_.header("grpc-timeout"); !t.empty())
-    if (const std::optional<uint64_t> ms = http::grpc_timeout_ms(t))
-      response_timeout_ms =
-          uint32_t(std::min<uint64_t>(response_timeout_ms, std::max<uint64_t>(*ms, 1)));
+    if (const std::optional<uint64_t> ms = http::grpc_timeout_ms(t);
+        ms && *ms < response_timeout_ms) {
+      response_timeout_ms = uint32_t(std::max<uint64_t>(*ms, 1));
+      ctx_.client_deadline = true;
+    }
   up_->lend(this, response_timeout_ms, ctx_.head_request);
   ++ctx_.attempts;
   if (!ctx_.upstream_start_ns) ctx_.upstream_start_ns = uv_hrtime();
@@ -963,12 +966,15 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
                                     std::string* unsent) {
   up_ = nullptr;
   if (closing_) return;
-  ctx_.failure = failure_kind(kind);
+  // The wait ended at the gRPC client's own deadline (grpc-timeout, shorter than the version's
+  // response_timeout): the client's fault, never the version's or the endpoint's, not retried.
+  ctx_.deadline_passed = kind == upstream::Failure::kTimeout && ctx_.client_deadline;
+  ctx_.failure = ctx_.deadline_passed ? observe::FailureKind::kNone : failure_kind(kind);
   // A pooled connection reset before any answer is the keep-alive race (the upstream closed it
   // as we reused it), not the endpoint failing: no mark against it, and a fresh connection to
   // the same endpoint is tried first.
   const bool stale = reused && kind == upstream::Failure::kReset && !response_started;
-  if (!stale) note_outcome(routing::Outcome::kFailure);
+  if (!stale && !ctx_.deadline_passed) note_outcome(routing::Outcome::kFailure);
   if (tunnel_) {
     close_when_flushed();
     drive(nullptr, 0);
@@ -976,7 +982,7 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
   }
   // Before any response byte: another attempt where that is safe and the budget allows
   // (another endpoint, another version of the alias, or a fresh connection).
-  if (!response_started) {
+  if (!response_started && !ctx_.deadline_passed) {
     const observe::FailureKind failed_as = ctx_.failure;
     observe::Series* failed_series = ctx_.series;
     if (retry_elsewhere(kind, stale, unsent)) {
@@ -1008,7 +1014,7 @@ void ClientConn::on_upstream_failed(upstream::Failure kind, bool response_starte
       break;
     case upstream::Failure::kConnectTimeout:
     case upstream::Failure::kTimeout:
-      respond_error(504, "timeout", !ctx_.request_done);
+      respond_error(504, ctx_.deadline_passed ? "grpc-deadline" : "timeout", !ctx_.request_done);
       break;
     case upstream::Failure::kReset:
     case upstream::Failure::kBadResponse:

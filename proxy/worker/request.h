@@ -52,7 +52,11 @@ struct RequestContext {
   uint64_t tried = 0;           // bit i: endpoint i of `version` failed this request
   RouteChoice choice;           // how the version was chosen (for a failover to another one)
   bool body_sent = false;       // body bytes went upstream (no transparent retry)
-  bool accounted = false;       // this request's figures were recorded
+  // The gRPC client's grpc-timeout, shorter than the version's response_timeout, bounds the
+  // wait: a timeout then is the client's deadline passing, not the version failing.
+  bool client_deadline = false;
+  bool deadline_passed = false;  // ... and it did: answered 504 grpc-deadline, counted as a 499
+  bool accounted = false;        // this request's figures were recorded
   uint64_t body_bytes_in = 0;
   uint64_t start_ns = 0;
   uint64_t upstream_start_ns = 0;
