@@ -730,6 +730,23 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
   }
   ApiResult bad_body;
   auto takes_no_body = [&](const std::string& what) { return no_body(body, what, &bad_body); };
+  // A change answers once its store committed it (an etcd store: later, on the loop).
+  using ApiDone = control::Control::ApiDone;
+  auto deferred = [&later](const std::function<void(ApiDone)>& start) -> Reply {
+    auto done = *later;
+    start([done](ApiResult result) {
+      Reply rep;
+      try {
+        rep = json_reply(result);
+      } catch (...) {
+        rep = {500, "application/json", "{\"error\": \"internal error\"}\n"};
+      }
+      done(std::move(rep));
+    });
+    Reply rep;
+    rep.deferred = true;
+    return rep;
+  };
 
   if (p.size() == 2 && p[1] == "status") {
     if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
@@ -743,37 +760,30 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
     if (m != "POST") return method_not_allowed("POST");
     if (!takes_no_body("POST /admin/reload")) return json_reply(bad_body);
     if (!later) return json_reply(control_.reload("api"));
-    control_.reload("api", [done = *later](ApiResult result) {
-      Reply rep;
-      try {
-        rep = json_reply(result);
-      } catch (...) {
-        rep = {500, "application/json", "{\"error\": \"internal error\"}\n"};
-      }
-      done(std::move(rep));
-    });
-    Reply rep;
-    rep.deferred = true;
-    return rep;
+    return deferred([this](ApiDone done) { control_.reload("api", std::move(done)); });
   }
   if (p.size() >= 3 && p[1] == "functions") {
     const std::string& f = p[2];
     if (p.size() == 4 && p[3] == "versions") {
       if (m != "POST") return method_not_allowed("POST");
       if (!takes_no_body("publishing a version")) return json_reply(bad_body);
-      return json_reply(control_.publish_version(f, actor));
+      if (!later) return json_reply(control_.publish_version(f, actor));
+      return deferred([&](ApiDone done) { control_.publish_version(f, actor, std::move(done)); });
     }
     if (p.size() == 5 && p[3] == "aliases") {
       if (m != "PUT") return method_not_allowed("PUT");
       if (!body)
         return json_reply(
             api_error(400, "the body is empty (expected {\"traffic\": {...}})", "body"));
-      return json_reply(control_.set_alias(f, p[4], *body, actor));
+      if (!later) return json_reply(control_.set_alias(f, p[4], *body, actor));
+      return deferred(
+          [&](ApiDone done) { control_.set_alias(f, p[4], *body, actor, "api", std::move(done)); });
     }
     if (p.size() == 6 && p[3] == "aliases" && p[5] == "rollback") {
       if (m != "POST") return method_not_allowed("POST");
       if (!takes_no_body("rollback")) return json_reply(bad_body);
-      return json_reply(control_.rollback(f, p[4], actor));
+      if (!later) return json_reply(control_.rollback(f, p[4], actor));
+      return deferred([&](ApiDone done) { control_.rollback(f, p[4], actor, std::move(done)); });
     }
     // /admin/functions/{f}/versions/{v}/endpoints/{host:port}: drain, maint, ready
     if (p.size() == 7 && p[3] == "versions" && p[5] == "endpoints") {
@@ -781,7 +791,10 @@ AdminServer::Reply AdminServer::route(const Request& r, const ReplyDone* later) 
       if (!body)
         return json_reply(
             api_error(400, "the body is empty (expected {\"state\": \"drain\"})", "body"));
-      return json_reply(control_.set_endpoint_state(f, p[4], p[6], *body, actor));
+      if (!later) return json_reply(control_.set_endpoint_state(f, p[4], p[6], *body, actor));
+      return deferred([&](ApiDone done) {
+        control_.set_endpoint_state(f, p[4], p[6], *body, actor, std::move(done));
+      });
     }
   }
   if (extension_)

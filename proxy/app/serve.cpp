@@ -45,8 +45,9 @@ int serve(const ServeOptions& options) {
   control.set_health(&server.health());
   admin.attach_shifts(shifts);
   // GET /readyz: the config is loaded (init() above) and every listener accepts (on_ready), and
-  // no stop has begun. TODO(issue 14): once the etcd store exists, also require it to be
-  // reachable here, e.g. `accepting && control.store_reachable()`.
+  // no stop has begun. Not whether a shared store (etcd) is reachable: a node that cannot reach
+  // it serves its last applied state, and taking every node out of its load balancer during an
+  // etcd outage would turn that outage into a full one (docs/fleet.md). sluice_store_up says it.
   bool accepting = false;  // control-loop thread only, like the admin handler that reads it
   admin.set_ready([&accepting] { return accepting; });
   server.set_on_start([&](Server& s) {
@@ -54,6 +55,10 @@ int serve(const ServeOptions& options) {
     std::string error;
     if (!admin.start(s.control_loop(), &error)) {
       std::fprintf(stderr, "sluice: %s\n", error.c_str());
+      return false;
+    }
+    if (int rc = control.store().attach(s.control_loop()); rc != 0) {
+      std::fprintf(stderr, "sluice: store: %s\n", uv_err_name(rc));
       return false;
     }
     if (int rc = shifts.start(s.control_loop()); rc != 0)
@@ -74,6 +79,7 @@ int serve(const ServeOptions& options) {
     shifts.close();
     admin.close();
     control.close();
+    control.store().detach();
   });
   if (options.setup) options.setup(server, control, admin);
   server.set_on_ready([&](Server& s) {

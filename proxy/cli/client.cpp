@@ -141,7 +141,14 @@ void print_status(const json& s) {
   }
   std::printf("\n");
   const json& st = s["state"];
-  if (st.value("durable", false))
+  if (st.value("kind", "") == "etcd") {
+    std::printf("state: etcd %s (node %s): %s, revision %lld", st.value("prefix", "").c_str(),
+                st.value("node", "").c_str(), st.value("up", false) ? "up" : "DOWN",
+                static_cast<long long>(st.value("revision", int64_t{0})));
+    if (!st.value("up", false))
+      std::printf(" (%s; serving the last applied state)", st.value("error", "").c_str());
+    std::printf("\n");
+  } else if (st.value("durable", false))
     std::printf("state: %s\n", st.value("dir", "").c_str());
   else
     std::printf("state: %s\n", st.value("note", "in memory only").c_str());

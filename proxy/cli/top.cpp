@@ -207,6 +207,19 @@ void render_status(const json& s, int columns, const Style& st, std::vector<std:
                                   r.value("error", json(0)).dump().c_str());
   if (live) foot += "; req/s, err% and p50/p99 cover the sliding window";
   lines.push_back(foot + st.reset());
+  const json store = s.value("store", json::object());
+  if (store.value("kind", "") == "etcd") {
+    const bool up = store.value("up", false);
+    std::string line =
+        fmt("store: etcd %s, node %s, revision %s: ", store.value("prefix", "").c_str(),
+            store.value("node", "").c_str(), store.value("revision", json(0)).dump().c_str());
+    if (up)
+      line = std::string(st.dim()) + line + "up" + st.reset();
+    else
+      line = std::string(st.red()) + line + "DOWN (" + store.value("error", "") +
+             "): serving the last applied state; changes answer 503" + st.reset();
+    lines.push_back(line);
+  }
 }
 
 volatile sig_atomic_t g_stop_signal = 0;

@@ -2,6 +2,8 @@
 // file:line:column and what was expected. toml++ is used here and nowhere else.
 #include "config/loader.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -174,6 +176,7 @@ class Loader {
   std::string resolve_path(const std::string& path) const;
   void load_admin(const toml::table& root);
   void load_limits(const toml::table& root);
+  void load_store(const toml::table& root);
   void load_functions(const toml::table& root);
   void load_function(std::string name, SourcePos pos, const toml::table& t);
   void load_settings(const toml::table& t, const std::string& where, UpstreamSettings* out);
@@ -298,7 +301,7 @@ std::optional<SocketAddress> Loader::read_address(const toml::node& n, const std
 
 void Loader::load(const toml::table& root) {
   check_keys(root,
-             {"workers", "strict", "listen", "admin", "state", "limits", "upstream", "log",
+             {"workers", "strict", "listen", "admin", "state", "store", "limits", "upstream", "log",
               "functions", "routes"},
              "the top level");
   read_uint_into(root, "workers", "workers", 0, 1024, &cfg_.workers);
@@ -309,6 +312,7 @@ void Loader::load(const toml::table& root) {
     check_keys(*state, {"dir"}, "[state]");
     read_string(*state, "dir", "state.dir", &cfg_.state_dir);
   }
+  load_store(root);
   load_limits(root);
   if (const toml::table* up = table_at(root, "upstream", "[upstream]")) {
     check_keys(*up, {"keepalive", "idle_timeout", "resolve_interval"}, "[upstream]");
@@ -341,6 +345,121 @@ void Loader::load(const toml::table& root) {
   }
   load_functions(root);
   load_routes(root);
+}
+
+namespace {
+
+// An etcd member's client URL as the store takes it: "http://host:port" or "host:port" (the
+// control plane's etcd client checks the host is an IP literal or localhost).
+bool store_endpoint_ok(const std::string& text, std::string* why) {
+  std::string_view rest = text;
+  if (rest.substr(0, 8) == "https://") {
+    *why =
+        "TLS to etcd is not supported yet (expected \"http://host:port\"; keep etcd on a "
+        "trusted network)";
+    return false;
+  }
+  if (rest.substr(0, 7) == "http://") rest.remove_prefix(7);
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) {
+    *why = "expected \"http://host:port\" without a path or another scheme";
+    return false;
+  }
+  std::string host_port(rest);
+  if (host_port.rfind("localhost:", 0) == 0) host_port = "127.0.0.1" + host_port.substr(9);
+  std::string reason;
+  std::optional<SocketAddress> addr = parse_socket_address(host_port, false, &reason);
+  unsigned char ip[16];
+  if (addr && inet_pton(AF_INET, addr->host.c_str(), ip) != 1 &&
+      inet_pton(AF_INET6, addr->host.c_str(), ip) != 1)
+    reason = "the host must be an IP address or localhost (etcd endpoints are not resolved)";
+  else if (addr)
+    return true;
+  *why = reason + " (expected \"http://host:port\", e.g. \"http://127.0.0.1:2379\")";
+  return false;
+}
+
+}  // namespace
+
+void Loader::load_store(const toml::table& root) {
+  const toml::table* t = table_at(root, "store", "[store]");
+  if (!t) return;
+  StoreSpec& s = cfg_.store;
+  s.pos = pos_of(*t);
+  check_keys(*t, {"kind", "endpoints", "prefix", "node", "timeout", "lease_ttl"}, "[store]");
+  std::string kind;
+  if (read_string(*t, "kind", "store.kind", &kind)) {
+    if (kind == "local") {
+      s.kind = StoreSpec::Kind::kLocal;
+    } else if (kind == "etcd") {
+      s.kind = StoreSpec::Kind::kEtcd;
+    } else {
+      error(pos_of(*t->get("kind")),
+            "unknown store.kind " + quote(kind) + " (expected \"local\" or \"etcd\")");
+    }
+  }
+  if (const toml::node* n = t->get("endpoints")) {
+    if (!n->is_array()) {
+      wrong_type(*n, "store.endpoints", "an array of \"http://host:port\" strings");
+    } else {
+      for (const toml::node& e : *n->as_array()) {
+        if (!e.is_string()) {
+          wrong_type(e, "a store.endpoints entry", "a string \"http://host:port\"");
+          continue;
+        }
+        const std::string& text = e.as_string()->get();
+        std::string why;
+        if (!store_endpoint_ok(text, &why)) {
+          error(pos_of(e), "bad store.endpoints entry " + quote(text) + ": " + why);
+          continue;
+        }
+        s.endpoints.push_back(text);
+      }
+    }
+  }
+  if (read_string(*t, "prefix", "store.prefix", &s.prefix)) {
+    if (s.prefix.size() < 2 || s.prefix.front() != '/' || s.prefix.back() != '/' ||
+        s.prefix.find_first_of(std::string("\0\n\r", 3)) != std::string::npos)
+      error(pos_of(*t->get("prefix")),
+            "store.prefix " + quote(s.prefix) +
+                " is not a key prefix (expected one that starts and ends with \"/\", e.g. "
+                "\"/sluice/\"; give each fleet its own)");
+  }
+  if (read_string(*t, "node", "store.node", &s.node)) {
+    bool ok = !s.node.empty() && s.node.size() <= 128;
+    for (char c : s.node)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+            c == '@' || c == '-'))
+        ok = false;
+    if (!ok)
+      error(pos_of(*t->get("node")),
+            "store.node " + quote(s.node) +
+                " is not a node name (expected 1 to 128 of A-Z a-z 0-9 . _ : @ -)");
+  }
+  uint32_t ms = 0;
+  if (read_duration(*t, "timeout", "store.timeout", false, &ms)) {
+    if (ms < 100 || ms > 60000)
+      error(pos_of(*t->get("timeout")), "store.timeout " + format_duration_ms(ms) +
+                                            " is out of range (expected \"100ms\" to \"60s\")");
+    else
+      s.timeout_ms = ms;
+  }
+  if (read_duration(*t, "lease_ttl", "store.lease_ttl", false, &ms)) {
+    if (ms < 2000 || ms > 300000 || ms % 1000 != 0)
+      error(pos_of(*t->get("lease_ttl")),
+            "store.lease_ttl " + format_duration_ms(ms) +
+                " is out of range (expected whole seconds from \"2s\" to \"300s\")");
+    else
+      s.lease_ttl_ms = ms;
+  }
+  if (s.kind == StoreSpec::Kind::kEtcd && s.endpoints.empty())
+    error(s.pos,
+          "[store] kind = \"etcd\" needs endpoints (expected endpoints = "
+          "[\"http://127.0.0.1:2379\", ...], one per etcd member)");
+  if (s.kind == StoreSpec::Kind::kLocal && t->get("endpoints"))
+    error(pos_of(*t->get("endpoints")),
+          "store.endpoints is for kind = \"etcd\" (the local store keeps its state in [state] "
+          "dir)");
 }
 
 void Loader::load_listen(const toml::table& root) {

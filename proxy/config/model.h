@@ -230,6 +230,23 @@ struct LogSpec {
   std::string access = "stdout";  // a path, "stdout" or "off"
 };
 
+// Where the control plane keeps its runtime state ([store]): the [state] dir (or memory), or an
+// etcd cluster shared by a fleet of sluice nodes (docs/fleet.md).
+struct StoreSpec {
+  enum class Kind { kLocal, kEtcd };
+  Kind kind = Kind::kLocal;
+  std::vector<std::string> endpoints;  // "http://host:port"; kEtcd only
+  std::string prefix = "/sluice/";
+  std::string node;  // empty = "<hostname>@<admin address>"
+  uint32_t timeout_ms = 2000;
+  uint32_t lease_ttl_ms = 10000;
+  SourcePos pos;  // the [store] table, for messages
+  bool operator==(const StoreSpec& o) const {
+    return kind == o.kind && endpoints == o.endpoints && prefix == o.prefix && node == o.node &&
+           timeout_ms == o.timeout_ms && lease_ttl_ms == o.lease_ttl_ms;
+  }
+};
+
 struct Config {
   std::string source;    // file path the config came from (for messages)
   uint32_t workers = 0;  // 0 = CPU count
@@ -237,6 +254,7 @@ struct Config {
   std::vector<ListenSpec> listen;
   AdminSpec admin;
   std::string state_dir;  // empty = no durable state
+  StoreSpec store;
   LimitsSpec limits;
   UpstreamPoolSpec upstream;
   LogSpec log;

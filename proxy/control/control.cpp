@@ -2,6 +2,7 @@
 #include "control/control.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "config/loader.h"
 #include "config/traffic.h"
 #include "config/values.h"
+#include "control/etcd_store.h"
 #include "control/local_store.h"
 #include "control/memory_store.h"
 #include "control/tls.h"
@@ -76,8 +78,27 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
   if (running.admin.read_token_file != file.admin.read_token_file)
     out.push_back("[admin] read_token_file");
   if (running.state_dir != file.state_dir) out.push_back("[state] dir");
+  if (!(running.store == file.store)) out.push_back("[store]");
   if (running.log.access != file.log.access) out.push_back("[log] access");
   return out;
+}
+
+// The etcd store of a config with [store] kind = "etcd".
+EtcdStoreOptions etcd_options(const config::Config& c) {
+  EtcdStoreOptions o;
+  o.endpoints = c.store.endpoints;
+  o.prefix = c.store.prefix;
+  o.node = c.store.node;
+  if (o.node.empty()) {
+    char host[256] = "sluice";
+    if (gethostname(host, sizeof host) != 0) std::snprintf(host, sizeof host, "sluice");
+    host[sizeof host - 1] = '\0';
+    o.node = std::string(host) + "@" + c.admin.address.text;
+  }
+  o.timeout_ms = c.store.timeout_ms;
+  o.lease_ttl_ms = c.store.lease_ttl_ms;
+  if (!c.state_dir.empty()) o.snapshot_path = c.state_dir + "/etcd-snapshot.json";
+  return o;
 }
 
 // The address a host name resolved to, without port: "10.0.0.5", "::1".
@@ -200,7 +221,9 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
              " error(s); configuration not loaded");
     return nullptr;
   }
-  if (!store_) {
+  if (!store_ && r.config->store.kind == config::StoreSpec::Kind::kEtcd) {
+    store_ = std::make_unique<EtcdStore>(etcd_options(*r.config));
+  } else if (!store_) {
     if (r.config->state_dir.empty())
       store_ = std::make_unique<MemoryStore>();
     else
@@ -258,6 +281,13 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
     std::optional<CommitResult> done;
     store_->commit({{{kStateDoc, to_json(next), state_version_}}, audits},
                    [&done](CommitResult c) { done = std::move(c); });
+    if (done && done->status == CommitResult::Status::kConflict && store_->shared() &&
+        init_attempts_++ < 5) {
+      // Another node of the fleet wrote the state first (several starting at once): start
+      // again from what it wrote.
+      log_line("sluice: state: " + done->error + "; reading it again");
+      return init();
+    }
     if (!done || !done->committed()) {
       log_line("sluice: state: " + (done ? done->error : "the store did not answer"));
       return nullptr;
@@ -878,6 +908,7 @@ void Control::apply_stored(const Document& doc) noexcept {
     state_version_ = doc.version;
     state_ = std::move(next);
     current_ = b.table;
+    apply_endpoint_states();
     if (publish_) publish_(std::move(b.table));
     log_line("sluice: state: applied another writer's change (version " +
              std::to_string(doc.version) + ")");
@@ -1125,6 +1156,7 @@ json Control::status(const observe::Snapshot* live) const {
                      {"hosts", hosts}};
   return {{"config", path_},
           {"state", state},
+          {"store", state},
           {"resolution", resolution},
           {"reloads", {{"ok", reloads_ok_}, {"error", reloads_error_}, {"last", last_reload_}}},
           {"live_figures", live != nullptr},
@@ -1135,6 +1167,12 @@ void Control::write_metrics(observe::PrometheusWriter& w) const {
   w.family("sluice_config_reloads_total", "counter", "Configuration reloads, by result.");
   w.sample("sluice_config_reloads_total", {{"result", "ok"}}, reloads_ok_);
   w.sample("sluice_config_reloads_total", {{"result", "error"}}, reloads_error_);
+  w.family("sluice_store_up", "gauge",
+           "1 if the last exchange with the state store worked (a local store: always 1).");
+  w.sample("sluice_store_up", {}, uint64_t(store_->up()));
+  w.family("sluice_store_revision", "gauge",
+           "The state store's revision this node has applied (etcd; 0 for a local store).");
+  w.sample("sluice_store_revision", {}, uint64_t(store_->revision()));
   w.family("sluice_alias_weight", "gauge", "Current traffic weight of a version in an alias.");
   for (const config::FunctionSpec& fn : current_->config().functions)
     for (const config::AliasSpec& al : fn.aliases)

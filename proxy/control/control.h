@@ -247,6 +247,7 @@ class Control {
   Publisher publish_;
   routing::HealthRegistry* health_ = nullptr;  // see set_health()
 
+  int init_attempts_ = 0;  // init() again after a conflict with another node starting
   uint64_t reloads_ok_ = 0, reloads_error_ = 0;
   nlohmann::json last_reload_;  // {time, cause, result, errors, needs_restart}
   std::string last_seen_hash_;  // content hash of the last file text tried

@@ -270,12 +270,17 @@ int ShiftManager::start(uv_loop_t* loop) {
   }
   inbox_->async->data = this;
   load_and_resume(now_ms());
+  if (fleet())
+    shifts_watch_ = control_.store().watch(
+        control::kShiftsDoc, [this](const control::Document& d) { on_shifts_changed(d); });
   check_file_shifts();
   arm();
   return 0;
 }
 
 void ShiftManager::close() {
+  if (shifts_watch_) control_.store().unwatch(shifts_watch_);
+  shifts_watch_ = 0;
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     inbox_->closed = true;  // hook threads still running drop their result
@@ -361,7 +366,8 @@ std::string ShiftManager::cannot_serve(const Shift& s) const {
 bool ShiftManager::apply(const Shift& s, const control::TrafficMap& map, std::string* error) {
   control::ApiResult r = control_.set_alias(
       s.function, s.alias, json{{"traffic", control::traffic_json(map)}}, "shift", "shift");
-  if (r.status == 200) return true;
+  // 202: a shared store commits later (the next tick sees whether it did: the step map check).
+  if (r.status == 200 || r.status == 202) return true;
   *error = r.body.value("error", "HTTP " + std::to_string(r.status));
   return false;
 }
@@ -389,27 +395,141 @@ void ShiftManager::audit(const Shift& s, const std::string& event, const std::st
 }
 
 void ShiftManager::persist() {
+  if (persisting_) {
+    persist_again_ = true;
+    return;
+  }
   json doc = {{"shifts", json::array()}};
-  for (const auto& [key, s] : shifts_)
-    if (s.state != "pre_traffic") doc["shifts"].push_back(to_json(s, false));  // not started
+  auto written = std::make_shared<std::map<Key, json>>();
+  for (const auto& [key, s] : shifts_) {
+    if (s.state == "pre_traffic") continue;  // not started
+    json j = to_json(s, false);
+    (*written)[key] = j;
+    doc["shifts"].push_back(std::move(j));
+  }
   control::Change change;
   change.puts.push_back({control::kShiftsDoc, std::move(doc), shifts_version_});
   change.audits = std::move(pending_audits_);
   pending_audits_.clear();
-  const size_t records = change.audits.size();
+  // Kept for a retry: a fleet node that lost a race commits them again after merging.
+  auto audits = std::make_shared<std::vector<control::AuditEntry>>(change.audits);
+  persisting_ = true;
   // A store that answers later may do so after this manager is gone.
   std::weak_ptr<int> alive = alive_;
-  control_.store().commit(std::move(change), [this, alive, records](control::CommitResult r) {
-    if (alive.expired()) return;
-    if (r.committed()) {
-      shifts_version_ = r.versions[control::kShiftsDoc];
-      if (!r.audit_lag.empty())
-        log_line("sluice: shift: audit: " + r.audit_lag + " (retried with the next change)");
-      return;
+  control_.store().commit(
+      std::move(change), [this, alive, audits, written](control::CommitResult r) {
+        if (alive.expired()) return;
+        persisting_ = false;
+        if (r.committed()) {
+          shifts_version_ = r.versions[control::kShiftsDoc];
+          saved_ = std::move(*written);
+          if (!r.audit_lag.empty())
+            log_line("sluice: shift: audit: " + r.audit_lag + " (retried with the next change)");
+          if (persist_again_) {
+            persist_again_ = false;
+            persist();
+          }
+          return;
+        }
+        if (r.status == control::CommitResult::Status::kConflict && fleet()) {
+          // Another node saved the document first: its version arrives by the store's watch, is
+          // merged (this node's unsaved changes win for the shifts it changed), and saved again.
+          pending_audits_.insert(pending_audits_.begin(), audits->begin(), audits->end());
+          persist_again_ = true;
+          return;
+        }
+        log_line("sluice: shift: cannot save state: " + r.error +
+                 (audits->empty()
+                      ? ""
+                      : " (" + std::to_string(audits->size()) + " audit record(s) not kept)"));
+        if (fleet() && r.status == control::CommitResult::Status::kUnavailable) {
+          // Kept for when the store is back: the next tick saves again.
+          pending_audits_.insert(pending_audits_.begin(), audits->begin(), audits->end());
+          persist_again_ = true;
+        }
+      });
+}
+
+void ShiftManager::on_shifts_changed(const control::Document& stored) {
+  shifts_version_ = stored.version;
+  const json& doc = stored.value;
+  if (!stored.unreadable.empty() || !doc.is_object() || !doc.contains("shifts") ||
+      !doc["shifts"].is_array()) {
+    log_line("sluice: shift: another node's shifts document does not parse; kept this node's");
+    return;
+  }
+  const uint64_t now = now_ms();
+  std::optional<observe::Snapshot> snap;
+  std::map<Key, json> theirs_saved;
+  for (const json& j : doc["shifts"]) {
+    Shift theirs;
+    bool readable = false;
+    try {
+      readable = from_json(j, theirs);
+    } catch (...) {
     }
-    log_line("sluice: shift: cannot save state: " + r.error +
-             (records ? " (" + std::to_string(records) + " audit record(s) not kept)" : ""));
-  });
+    if (!readable) continue;
+    const Key key{theirs.function, theirs.alias};
+    theirs_saved[key] = j;
+    auto it = shifts_.find(key);
+    if (it != shifts_.end()) {
+      Shift& ours = it->second;
+      const bool ours_unsaved = !saved_.count(key) || saved_[key] != to_json(ours, false);
+      // A finished shift is final (another node's abort, promotion or rollback wins); a running
+      // one this node changed and has not saved yet is kept.
+      if (active(theirs) && ours_unsaved && active(ours)) continue;
+      if (ours.state == "pre_traffic") continue;  // waiting for its hook here
+      if (theirs.started == ours.started && theirs.step == ours.step &&
+          theirs.state == ours.state) {
+        // The same step: keep this node's windows, take the durable part.
+        theirs.step_started_ms = ours.step_started_ms;
+        theirs.candidate_window = std::move(ours.candidate_window);
+        theirs.stable_window = std::move(ours.stable_window);
+        theirs.last_candidate = ours.last_candidate;
+        theirs.last_stable = ours.last_stable;
+        theirs.led = ours.led;
+        ours = std::move(theirs);
+        continue;
+      }
+    }
+    if (!snap) snap = snapshot(now);
+    Shift& s = shifts_[key] = std::move(theirs);
+    if (s.state == "running") fresh_windows(s, now, snap ? &*snap : nullptr);
+    if (!active(s)) control_.store().drop_lead(job_of(s));
+  }
+  for (auto& [key, j] : theirs_saved) saved_[key] = j;
+  if (persist_again_ && !persisting_) {
+    persist_again_ = false;
+    persist();
+  }
+}
+
+void ShiftManager::fresh_windows(Shift& s, uint64_t now, const observe::Snapshot* snap) {
+  s.step_started_ms = now;
+  s.candidate_window = SeriesWindow(snapshot_span_ms());
+  s.stable_window = SeriesWindow(snapshot_span_ms());
+  s.candidate_window.reset(now, snap ? snap->find(s.function, s.alias, s.plan.to) : nullptr);
+  s.stable_window.reset(now, snap ? snap->find(s.function, s.alias, s.stable) : nullptr);
+}
+
+void ShiftManager::fleet_figures(Shift& s) {
+  control::Store& store = control_.store();
+  WindowCounts cand = s.candidate_window.last_counts();
+  WindowCounts stable = s.stable_window.last_counts();
+  const std::string job = job_of(s);
+  store.publish_figures(job, {{"started", s.started},
+                              {"step", s.step},
+                              {"candidate", to_json(cand)},
+                              {"stable", to_json(stable)}});
+  for (const auto& [node, j] : store.peer_figures(job)) {
+    if (!j.is_object() || j.value("started", "") != s.started || !j.contains("step") ||
+        !j["step"].is_number_unsigned() || j["step"].get<size_t>() != s.step)
+      continue;  // another shift, or a step this node has not seen (yet)
+    cand.add(window_counts_from_json(j.value("candidate", json())));
+    stable.add(window_counts_from_json(j.value("stable", json())));
+  }
+  s.last_candidate = figures_of(cand);
+  s.last_stable = figures_of(stable);
 }
 
 void ShiftManager::begin_step(Shift& s, size_t step, uint64_t now, const observe::Snapshot* snap) {
@@ -674,7 +794,9 @@ control::ApiResult ShiftManager::get(const std::string& f, const std::string& a)
   if (it == shifts_.end())
     return control::api_error(404, "no shift has run on " + f + ":" + a + " since the state began",
                               "alias");
-  return {200, to_json(it->second, true)};
+  json out = to_json(it->second, true);
+  if (fleet()) out["leader"] = control_.store().leader(job_of(it->second));
+  return {200, std::move(out)};
 }
 
 control::ApiResult ShiftManager::abort(const std::string& f, const std::string& a,
@@ -749,6 +871,7 @@ void ShiftManager::finish(Shift& s, const std::string& state, const std::string&
                                  : state,
         actor, old_map, target, s.reason);
   persist();
+  if (fleet()) control_.store().drop_lead(job_of(s));
   if (!s.plan.post_traffic.empty()) post_hook(s);
 }
 
@@ -784,8 +907,40 @@ void ShiftManager::tick(uint64_t now) {
     snap_error = std::current_exception();
   }
   bool changed = false;
+  control::Store& store = control_.store();
   for (auto& [key, s] : shifts_) {
     if (s.state != "running") continue;
+    if (fleet()) {
+      // One node of the fleet judges each shift: the one that leads its job. The others add
+      // their window counts to its figures.
+      const std::string job = job_of(s);
+      store.want_lead(job);
+      if (!store.leads(job)) {
+        s.led = false;
+        const std::string leader = store.leader(job);
+        s.reason = leader.empty() ? "waiting for a node to lead it" : "led by node " + leader;
+        if (snap) {
+          s.candidate_window.sample(now, snap->find(s.function, s.alias, s.plan.to));
+          s.stable_window.sample(now, snap->find(s.function, s.alias, s.stable));
+          fleet_figures(s);
+        }
+        continue;
+      }
+      if (!store.up()) {
+        s.reason = "holding: the state store is unavailable";
+        continue;
+      }
+      if (!s.led) {
+        // Taken over (or newly led): the persisted step goes on with a fresh window.
+        s.led = true;
+        fresh_windows(s, now, snap ? &*snap : nullptr);
+        s.reason = "led by node " + store.node() + " from step " + std::to_string(s.step + 1) +
+                   " with a fresh window";
+        log_line("sluice: shift " + alias_name(s) + ": this node (" + store.node() +
+                 ") leads it now, at step " + std::to_string(s.step + 1));
+        continue;
+      }
+    }
     // Error boundary: an exception judging one shift ends that shift (fail_safe), never the
     // process, and the other shifts are still judged.
     try {
@@ -796,7 +951,8 @@ void ShiftManager::tick(uint64_t now) {
                 std::current_exception());
     }
   }
-  if (changed) {
+  if (changed || (persist_again_ && !persisting_ && store.up())) {
+    persist_again_ = false;
     try {
       persist();
     } catch (...) {
@@ -820,6 +976,7 @@ bool ShiftManager::tick_one(Shift& s, uint64_t now, const observe::Snapshot* sna
   const observe::SeriesSnapshot* ss = snap ? snap->find(s.function, s.alias, s.stable) : nullptr;
   s.last_candidate = s.candidate_window.sample(now, cs);
   s.last_stable = s.stable_window.sample(now, ss);
+  if (fleet()) fleet_figures(s);  // the sum over the fleet's live nodes
   if (!s.steps.empty()) {
     s.steps.back().candidate = s.last_candidate;
     s.steps.back().stable = s.last_stable;
@@ -932,8 +1089,15 @@ void ShiftManager::load_and_resume(uint64_t now) {
       continue;
     }
     Key key{s.function, s.alias};
+    saved_[key] = j;
     Shift& stored = shifts_[key] = std::move(s);
     if (stored.state != "running") continue;
+    if (fleet()) {
+      // The node that leads it (maybe this one, once it takes the lead) goes on with it.
+      std::optional<observe::Snapshot> snap = snapshot(now);
+      fresh_windows(stored, now, snap ? &*snap : nullptr);
+      continue;
+    }
     stored.step_started_ms = now;
     stored.candidate_window = SeriesWindow(snapshot_span_ms());
     stored.stable_window = SeriesWindow(snapshot_span_ms());
@@ -967,7 +1131,7 @@ void ShiftManager::load_and_resume(uint64_t now) {
         "resumed after restart at step " + std::to_string(stored.step + 1) + " with a fresh window";
     audit(stored, "resume", "shift", actual, actual, stored.reason);
   }
-  persist();
+  if (!fleet()) persist();
 }
 
 }  // namespace sluice::control

@@ -62,6 +62,9 @@ struct Shift {
   Figures last_candidate, last_stable;
   std::vector<std::string> notes;  // compare_to_stable forgiveness, latest first
   uint64_t hook_id = 0;            // the pre_traffic call this shift waits for
+  // A fleet (a shared store): whether this node judged the shift at the last tick. Only the
+  // node that leads the alias's job judges; the others publish their window counts for it.
+  bool led = false;
 };
 
 // Running or about to run: blocks a second shift on the alias.
@@ -160,7 +163,17 @@ class ShiftManager {
              const control::TrafficMap& old_map, const control::TrafficMap& new_map,
              const std::string& reason);
   // Commits the shifts document with the queued audit records (one change: both or neither).
+  // One commit at a time; a second call while one is on the wire commits again after it.
   void persist();
+  // A fleet: another node changed the shifts document (see on_shifts_changed in the .cpp).
+  void on_shifts_changed(const control::Document& doc);
+  bool fleet() const { return control_.store().shared(); }
+  static std::string job_of(const Shift& s) { return "shift/" + s.function + "/" + s.alias; }
+  // A fleet: this node's window counts for `s`, published; the sum with every other live node's
+  // counts for the same step, as figures.
+  void fleet_figures(Shift& s);
+  // Starts fresh windows for `s` at `now` (its current step).
+  void fresh_windows(Shift& s, uint64_t now, const observe::Snapshot* snap);
   void load_and_resume(uint64_t now_ms);
   void post_hook(const Shift& s);
   // Sets the first step of `s` (pre-shift map and stable taken now). Non-200 leaves the alias's
@@ -199,6 +212,12 @@ class ShiftManager {
   std::function<uint64_t()> clock_;            // set_clock(); empty = the loop's clock
   uint64_t check_every_ms_;
   control::Version shifts_version_ = 0;  // the store's version this manager last read/wrote
+  bool persisting_ = false;              // a commit of the shifts document is on the wire
+  bool persist_again_ = false;           // ... and another is needed after it
+  // Each shift as last read from or written to the store: one that differs now has changes
+  // this node has not saved yet (kept over another node's document on a merge).
+  std::map<std::pair<std::string, std::string>, nlohmann::json> saved_;
+  control::Store::WatchId shifts_watch_ = 0;
   std::vector<control::AuditEntry> pending_audits_;  // decisions persist() has not committed yet
   std::map<Key, Shift> shifts_;                      // latest shift per alias, running or finished
   uv_loop_t* loop_ = nullptr;

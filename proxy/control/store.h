@@ -1,7 +1,8 @@
 // The one door to the control plane's durable state: named JSON documents, each with a version
 // token the writer compares on, an audit log whose records get one sequence number per store, and
-// changes made by other writers. LocalStore (a state directory) and MemoryStore (none) now; an
-// etcd store (issue 14) next. No uv.h: a store that needs a loop takes it in its own constructor.
+// changes made by other writers. LocalStore (a state directory), MemoryStore (none) and EtcdStore
+// (a cluster shared by a fleet of sluice nodes). No uv.h: a store that talks to its backend on
+// the control loop gets it from attach().
 #pragma once
 
 #include <cstdint>
@@ -118,6 +119,50 @@ class Store {
   virtual WatchId watch(const std::string& key, Watcher changed) = 0;
   // No call of that watcher follows. Unknown ids are ignored.
   virtual void unwatch(WatchId id) = 0;
+
+  // --- Stores shared by several processes (etcd); the defaults are those of a store this
+  // process alone writes.
+
+  // Once the control loop exists: a shared store follows other writers and keeps its lease on
+  // `loop` (a uv_loop_t*, as void* to keep uv.h out). 0 or a libuv error code. Before it, only
+  // load() and start-up commits run (blocking).
+  virtual int attach(void* loop) {
+    (void)loop;
+    return 0;
+  }
+  // Stops following the store and lets go of this process's leadership. Safe to call twice.
+  virtual void detach() {}
+  // Whether the last exchange with the store worked (a local store: always), and the store's
+  // revision this process has applied (0: the store has none).
+  virtual bool up() const { return true; }
+  virtual int64_t revision() const { return 0; }
+  // Whether other processes share the documents (then leadership below means something).
+  virtual bool shared() const { return false; }
+  // This process's name among them ("" when not shared).
+  virtual std::string node() const { return ""; }
+
+  // Leadership of a named job ("shift/checkout/prod"): at most one process of the fleet leads it
+  // at a time. want_lead() asks for it (again and again, while another holds it); leads() says
+  // whether this process holds it now, and stops saying so before another process could take it
+  // over. A store without other writers leads every job at once.
+  virtual void want_lead(const std::string& job) { (void)job; }
+  virtual void drop_lead(const std::string& job) { (void)job; }
+  virtual bool leads(const std::string& job) const {
+    (void)job;
+    return true;
+  }
+  // The node that leads `job` as far as this process knows ("" if none).
+  virtual std::string leader(const std::string& job) const { return leads(job) ? node() : ""; }
+  // Figures this process contributes to a job (kept only while this process lives), and those
+  // the other live processes published: {node: figures}.
+  virtual void publish_figures(const std::string& job, const nlohmann::json& figures) {
+    (void)job;
+    (void)figures;
+  }
+  virtual std::map<std::string, nlohmann::json> peer_figures(const std::string& job) const {
+    (void)job;
+    return {};
+  }
 };
 
 // JSON text that never throws on bytes that are not UTF-8 (a config path, a request target, an
