@@ -400,13 +400,9 @@ void ShiftManager::persist() {
     return;
   }
   json doc = {{"shifts", json::array()}};
-  auto written = std::make_shared<std::map<Key, json>>();
-  for (const auto& [key, s] : shifts_) {
-    if (s.state == "pre_traffic") continue;  // not started
-    json j = to_json(s, false);
-    (*written)[key] = j;
-    doc["shifts"].push_back(std::move(j));
-  }
+  for (const auto& [key, s] : shifts_)
+    if (s.state != "pre_traffic") doc["shifts"].push_back(to_json(s, false));  // not started
+  auto written = std::make_shared<std::set<Key>>(unsaved_);
   control::Change change;
   change.puts.push_back({control::kShiftsDoc, std::move(doc), shifts_version_});
   change.audits = std::move(pending_audits_);
@@ -422,7 +418,7 @@ void ShiftManager::persist() {
         persisting_ = false;
         if (r.committed()) {
           shifts_version_ = r.versions[control::kShiftsDoc];
-          saved_ = std::move(*written);
+          for (const Key& k : *written) unsaved_.erase(k);
           if (!r.audit_lag.empty())
             log_line("sluice: shift: audit: " + r.audit_lag + " (retried with the next change)");
           if (persist_again_) {
@@ -460,7 +456,6 @@ void ShiftManager::on_shifts_changed(const control::Document& stored) {
   }
   const uint64_t now = now_ms();
   std::optional<observe::Snapshot> snap;
-  std::map<Key, json> theirs_saved;
   for (const json& j : doc["shifts"]) {
     Shift theirs;
     bool readable = false;
@@ -470,11 +465,10 @@ void ShiftManager::on_shifts_changed(const control::Document& stored) {
     }
     if (!readable) continue;
     const Key key{theirs.function, theirs.alias};
-    theirs_saved[key] = j;
     auto it = shifts_.find(key);
     if (it != shifts_.end()) {
       Shift& ours = it->second;
-      const bool ours_unsaved = !saved_.count(key) || saved_[key] != to_json(ours, false);
+      const bool ours_unsaved = unsaved_.count(key) > 0;
       // A finished shift is final (another node's abort, promotion or rollback wins); a running
       // one this node changed and has not saved yet is kept.
       if (active(theirs) && ours_unsaved && active(ours)) continue;
@@ -497,7 +491,6 @@ void ShiftManager::on_shifts_changed(const control::Document& stored) {
     if (s.state == "running") fresh_windows(s, now, snap ? &*snap : nullptr);
     if (!active(s)) control_.store().drop_lead(job_of(s));
   }
-  for (auto& [key, j] : theirs_saved) saved_[key] = j;
   if (persist_again_ && !persisting_) {
     persist_again_ = false;
     persist();
@@ -583,6 +576,8 @@ control::ApiResult ShiftManager::start_and_store(const Key& key, Shift s) {
   control::ApiResult r = start_shift(s);
   if (r.status != 200) return r;
   Shift& stored = shifts_[key] = std::move(s);
+  mark(stored);
+  if (fleet()) control_.store().want_lead(job_of(stored));  // the node that started it, first
   persist();
   arm();
   return {200, to_json(stored, true)};
@@ -732,6 +727,7 @@ void ShiftManager::on_hook_result(uv_async_t* a) {
           why = "the shift did not start: " + started.body.value("error", "?");
       }
       if (why.empty()) {
+        self->mark(s);
         self->persist();
         self->arm();
       } else {
@@ -751,6 +747,7 @@ void ShiftManager::fail_safe(Shift& s, const std::string& doing,
                              std::exception_ptr error) noexcept {
   const std::string why = "the shift engine failed while " + doing + " (" + what_of(error) + ")";
   log_line("sluice: shift " + alias_name(s) + ": " + why);
+  mark(s);
   try {
     if (s.state == "pre_traffic") {  // no traffic was changed yet
       s.state = "not_started";
@@ -870,6 +867,7 @@ void ShiftManager::finish(Shift& s, const std::string& state, const std::string&
         : state == "rolled_back" ? "rollback"
                                  : state,
         actor, old_map, target, s.reason);
+  mark(s);
   persist();
   if (fleet()) control_.store().drop_lead(job_of(s));
   if (!s.plan.post_traffic.empty()) post_hook(s);
@@ -945,7 +943,10 @@ void ShiftManager::tick(uint64_t now) {
     // process, and the other shifts are still judged.
     try {
       if (snap_error) std::rethrow_exception(snap_error);
-      changed |= tick_one(s, now, snap ? &*snap : nullptr);
+      if (tick_one(s, now, snap ? &*snap : nullptr)) {
+        changed = true;
+        mark(s);
+      }
     } catch (...) {
       fail_safe(s, snap_error ? "reading the live figures" : "judging it",
                 std::current_exception());
@@ -1089,7 +1090,6 @@ void ShiftManager::load_and_resume(uint64_t now) {
       continue;
     }
     Key key{s.function, s.alias};
-    saved_[key] = j;
     Shift& stored = shifts_[key] = std::move(s);
     if (stored.state != "running") continue;
     if (fleet()) {

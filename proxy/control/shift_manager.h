@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -214,9 +215,10 @@ class ShiftManager {
   control::Version shifts_version_ = 0;  // the store's version this manager last read/wrote
   bool persisting_ = false;              // a commit of the shifts document is on the wire
   bool persist_again_ = false;           // ... and another is needed after it
-  // Each shift as last read from or written to the store: one that differs now has changes
-  // this node has not saved yet (kept over another node's document on a merge).
-  std::map<std::pair<std::string, std::string>, nlohmann::json> saved_;
+  // Shifts this node changed and has not saved yet: kept over another node's document when the
+  // two are merged (a fleet).
+  std::set<std::pair<std::string, std::string>> unsaved_;
+  void mark(const Shift& s) { unsaved_.insert({s.function, s.alias}); }
   control::Store::WatchId shifts_watch_ = 0;
   std::vector<control::AuditEntry> pending_audits_;  // decisions persist() has not committed yet
   std::map<Key, Shift> shifts_;                      // latest shift per alias, running or finished
