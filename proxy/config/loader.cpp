@@ -452,7 +452,13 @@ void Loader::load_store(const toml::table& root) {
     else
       s.lease_ttl_ms = ms;
   }
-  if (s.kind == StoreSpec::Kind::kEtcd && s.endpoints.empty())
+  const toml::node* listed = t->get("endpoints");
+  if (s.kind == StoreSpec::Kind::kEtcd && listed && listed->is_array() &&
+      listed->as_array()->empty())
+    error(pos_of(*listed),
+          "store.endpoints is empty (expected one \"http://host:port\" per etcd "
+          "member)");
+  if (s.kind == StoreSpec::Kind::kEtcd && !listed)
     error(s.pos,
           "[store] kind = \"etcd\" needs endpoints (expected endpoints = "
           "[\"http://127.0.0.1:2379\", ...], one per etcd member)");

@@ -70,3 +70,39 @@ TEST_CASE("p99 over a difference uses nearest rank") {
 }
 
 }  // namespace sluice::control
+
+namespace sluice::control {
+
+TEST_CASE("window counts of several nodes add up to the figures of one window over them all") {
+  observe::SeriesSnapshot a, b;
+  SeriesWindow wa(60000), wb(60000);
+  wa.reset(0, &a);
+  wb.reset(0, &b);
+  add(a, 95, 5, 10000);    // node a: 5% errors, 10 ms
+  add(b, 100, 0, 300000);  // node b: no errors, 300 ms
+  wa.sample(1000, &a);
+  wb.sample(1000, &b);
+  WindowCounts sum = wa.last_counts();
+  // Through JSON, as the nodes publish them.
+  sum.add(window_counts_from_json(nlohmann::json::parse(to_json(wb.last_counts()).dump())));
+  const Figures f = figures_of(sum);
+  CHECK(f.requests == 200);
+  CHECK(f.errors == 5);
+  CHECK(f.error_rate() == doctest::Approx(0.025));
+  CHECK(f.p99_ms == doctest::Approx(300.0).epsilon(0.02));  // the slow node's tail shows
+  CHECK(f.requests_per_second == doctest::Approx(200.0));
+}
+
+TEST_CASE("window counts from JSON ignore what is not theirs") {
+  const WindowCounts w = window_counts_from_json(nlohmann::json::parse(
+      R"({"requests": 3, "errors": -1, "buckets": {"0": 2, "99999": 5, "x": 1, "1": "7"}})"));
+  CHECK(w.requests == 3);
+  CHECK(w.errors == 0);
+  CHECK(w.buckets.at(0) == 2);
+  uint64_t total = 0;
+  for (uint64_t c : w.buckets) total += c;
+  CHECK(total == 2);
+  CHECK(window_counts_from_json(nullptr).requests == 0);
+}
+
+}  // namespace sluice::control
