@@ -288,6 +288,7 @@ bool EtcdStore::load(std::string* error, std::vector<std::string>* notes) {
     }
   }
   std::optional<EtcdResult<Read>> got;
+  uv_update_time(&private_->loop);  // the client's deadlines start now, not at the last run
   read_all([&got](EtcdResult<Read> r) { got = std::move(r); });
   run_private([&got] { return got.has_value(); }, options_.load_timeout_ms + 1000);
   if (got && got->ok()) {
@@ -330,15 +331,71 @@ Document EtcdStore::get(const std::string& key) const {
 // ---------------------------------------------------------------------------------------------
 // The local snapshot
 
+// One snapshot write off the control loop (an fsync can take seconds on a busy disk): the text
+// and path are its own, and `alive` tells the after-work callback whether the store is there.
+struct EtcdStore::SnapshotWrite {
+  uv_work_t req{};
+  std::string path, text, error;
+  bool ok = false;
+  EtcdStore* store = nullptr;
+  std::weak_ptr<bool> alive;
+};
+
 void EtcdStore::save_snapshot() {
   if (options_.snapshot_path.empty()) return;
   json j = {{"prefix", options_.prefix}, {"revision", revision_}, {"docs", json::object()}};
   for (const auto& [k, d] : docs_)
     if (d.version > 0 && d.unreadable.empty())
       j["docs"][k] = {{"version", d.version}, {"value", d.value}};
-  std::string err;
-  if (!write_file_atomic(options_.snapshot_path, dump_json(j, 1) + "\n", &err))
-    std::fprintf(stderr, "sluice: store: cannot save the etcd snapshot: %s\n", err.c_str());
+  std::string text = dump_json(j, 1) + "\n";
+  if (!loop_) {  // before the control loop runs: blocking is allowed
+    std::string err;
+    if (!write_file_atomic(options_.snapshot_path, text, &err))
+      std::fprintf(stderr, "sluice: store: cannot save the etcd snapshot: %s\n", err.c_str());
+    return;
+  }
+  write_snapshot_text(std::move(text));
+}
+
+void EtcdStore::write_snapshot_text(std::string text) {
+  if (snapshot_writing_) {  // the newest waits for the one being written; older ones are moot
+    snapshot_pending_ = std::move(text);
+    return;
+  }
+  auto* w = new SnapshotWrite;
+  w->path = options_.snapshot_path;
+  w->text = std::move(text);
+  w->store = this;
+  w->alive = alive_;
+  w->req.data = w;
+  snapshot_writing_ = true;
+  if (const int rc =
+          uv_queue_work(loop_, &w->req, &EtcdStore::snapshot_work, &EtcdStore::snapshot_done);
+      rc != 0) {
+    delete w;
+    snapshot_writing_ = false;
+    std::fprintf(stderr, "sluice: store: cannot queue the etcd snapshot write: %s\n",
+                 uv_strerror(rc));
+  }
+}
+
+void EtcdStore::snapshot_work(uv_work_t* r) {
+  auto* w = static_cast<SnapshotWrite*>(r->data);
+  w->ok = write_file_atomic(w->path, w->text, &w->error);
+}
+
+void EtcdStore::snapshot_done(uv_work_t* r, int) {
+  std::unique_ptr<SnapshotWrite> w(static_cast<SnapshotWrite*>(r->data));
+  if (!w->ok)
+    std::fprintf(stderr, "sluice: store: cannot save the etcd snapshot: %s\n", w->error.c_str());
+  if (w->alive.expired()) return;
+  EtcdStore* self = w->store;
+  self->snapshot_writing_ = false;
+  if (!self->snapshot_pending_.empty() && self->loop_) {
+    std::string next = std::move(self->snapshot_pending_);
+    self->snapshot_pending_.clear();
+    self->write_snapshot_text(std::move(next));
+  }
 }
 
 bool EtcdStore::read_snapshot(std::string* error) {
@@ -389,6 +446,7 @@ void EtcdStore::commit(Change change, CommitDone done) {
   pc->change = std::move(change);
   pc->done = std::move(done);
   ++commits_in_flight_;
+  if (!loop_ && private_) uv_update_time(&private_->loop);  // see load()
   send_commit(pc);
   if (!loop_) {
     // Start-up: answer before returning (store.h).
@@ -609,9 +667,8 @@ void EtcdStore::start_watch() {
   cb.on_events = [this, alive](std::vector<etcd::Event>&& events, int64_t rev) {
     if (!alive.expired()) on_events(std::move(events), rev);
   };
-  cb.on_connected = [this, alive](size_t, int64_t) {
-    if (!alive.expired()) mark_up();
-  };
+  // Not `up` on connecting: a member without quorum still takes a watch. Only answers that
+  // needed the cluster (a commit, a keepalive, the tick's read, events) say so.
   cb.on_error = [this, alive](const EtcdError& e) {
     if (alive.expired()) return;
     if (e.kind == EtcdError::Kind::kCompacted) {
@@ -731,7 +788,8 @@ void EtcdStore::tick() {
                                keepalive_pending_ = false;
                                if (id != lease_id_) return;
                                if (r.ok() && r.value.ttl_s > 0) {
-                                 mark_up();
+                                 // Not `up` by itself: a leader that lost its quorum renews leases
+                                 // until it steps down.
                                  last_keepalive_ms_ = sent;
                                  // Leadership holds until the lease could have run out at etcd,
                                  // minus a margin for clocks and the watch: counted from when this
@@ -743,16 +801,17 @@ void EtcdStore::tick() {
                                  return lost_lease("the lease expired");
                                mark_down(r.error.message);
                              });
-  } else if (!keepalive_pending_) {
-    // A cheap linearizable read between keepalives keeps `up` current.
+  }
+  if (!probe_pending_) {
+    // A cheap linearizable read (it needs the cluster's quorum) keeps `up` current.
     etcd::RangeRequest probe;
     probe.key = key_of(kAuditSeq);
     probe.count_only = true;
-    keepalive_pending_ = true;
+    probe_pending_ = true;
     std::weak_ptr<bool> alive = alive_;
     client_->range(std::move(probe), [this, alive](EtcdResult<etcd::RangeResponse> r) {
       if (alive.expired()) return;
-      keepalive_pending_ = false;
+      probe_pending_ = false;
       if (r.ok())
         mark_up();
       else

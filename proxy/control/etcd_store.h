@@ -97,7 +97,13 @@ class EtcdStore : public Store {
   void flush_held_events();
   void start_watch();
   void resync();
+  // Writes the snapshot file: at once before attach(), else on libuv's thread pool, one write
+  // at a time (the newest text waits; the ones it replaces are never written).
   void save_snapshot();
+  struct SnapshotWrite;
+  void write_snapshot_text(std::string text);
+  static void snapshot_work(uv_work_t* r);
+  static void snapshot_done(uv_work_t* r, int status);
   bool read_snapshot(std::string* error);
   void mark_down(const std::string& why);
   void mark_up();
@@ -138,12 +144,15 @@ class EtcdStore : public Store {
   int64_t lease_id_ = 0;
   bool lease_pending_ = false;
   bool keepalive_pending_ = false;
+  bool probe_pending_ = false;
   uint64_t last_keepalive_ms_ = 0;     // when the last keepalive that worked was sent
   uint64_t lease_valid_until_ms_ = 0;  // leads() holds until then (ttl minus a margin)
   std::set<std::string> wanted_, held_, acquiring_;
   std::map<std::string, etcd::KeyValue> locks_;    // job -> the lock key's kv (value = node)
   std::map<std::string, nlohmann::json> figures_;  // "<node>/<job>" -> figures
   std::set<std::string> publishing_;               // jobs whose figures are on the wire
+  bool snapshot_writing_ = false;
+  std::string snapshot_pending_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
