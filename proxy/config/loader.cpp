@@ -386,7 +386,10 @@ void Loader::load_store(const toml::table& root) {
   if (!t) return;
   StoreSpec& s = cfg_.store;
   s.pos = pos_of(*t);
-  check_keys(*t, {"kind", "endpoints", "prefix", "node", "timeout", "lease_ttl"}, "[store]");
+  check_keys(
+      *t,
+      {"kind", "endpoints", "prefix", "node", "timeout", "lease_ttl", "username", "password_file"},
+      "[store]");
   std::string kind;
   if (read_string(*t, "kind", "store.kind", &kind)) {
     if (kind == "local") {
@@ -452,6 +455,19 @@ void Loader::load_store(const toml::table& root) {
     else
       s.lease_ttl_ms = ms;
   }
+  read_string(*t, "username", "store.username", &s.username);
+  if (read_string(*t, "password_file", "store.password_file", &s.password_file))
+    s.password_file = resolve_path(s.password_file);
+  if (!s.username.empty() && s.password_file.empty())
+    error(pos_of(*t->get("username")),
+          "store.username needs store.password_file (expected password_file = \"etcd-password\", "
+          "a file holding the user's etcd password)");
+  if (s.username.empty() && t->get("password_file"))
+    error(pos_of(*t->get("password_file")),
+          "store.password_file needs store.username (expected the etcd user it is the password "
+          "of)");
+  if (s.kind == StoreSpec::Kind::kLocal && t->get("username"))
+    error(pos_of(*t->get("username")), "store.username is for kind = \"etcd\"");
   const toml::node* listed = t->get("endpoints");
   if (s.kind == StoreSpec::Kind::kEtcd && listed && listed->is_array() &&
       listed->as_array()->empty())

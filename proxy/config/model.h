@@ -240,10 +240,13 @@ struct StoreSpec {
   std::string node;  // empty = "<hostname>@<admin address>"
   uint32_t timeout_ms = 2000;
   uint32_t lease_ttl_ms = 10000;
-  SourcePos pos;  // the [store] table, for messages
+  std::string username;       // etcd authentication; empty = none
+  std::string password_file;  // resolved against the config file's directory
+  SourcePos pos;              // the [store] table, for messages
   bool operator==(const StoreSpec& o) const {
     return kind == o.kind && endpoints == o.endpoints && prefix == o.prefix && node == o.node &&
-           timeout_ms == o.timeout_ms && lease_ttl_ms == o.lease_ttl_ms;
+           timeout_ms == o.timeout_ms && lease_ttl_ms == o.lease_ttl_ms && username == o.username &&
+           password_file == o.password_file;
   }
 };
 

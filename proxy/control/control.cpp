@@ -97,6 +97,8 @@ EtcdStoreOptions etcd_options(const config::Config& c) {
   }
   o.timeout_ms = c.store.timeout_ms;
   o.lease_ttl_ms = c.store.lease_ttl_ms;
+  o.username = c.store.username;
+  o.password_file = c.store.password_file;
   if (!c.state_dir.empty()) o.snapshot_path = c.state_dir + "/etcd-snapshot.json";
   return o;
 }

@@ -135,6 +135,7 @@ struct EtcdClient::Call {
   bool require_leader = false;  // Grpc-Metadata-hasleader: a member without leader says so
   bool stream_result = false;   // the answer is a stream of {"result":...} (lease keepalive)
   bool cancelled = false;       // cancel() while on the wire: the answer is dropped
+  bool without_token = false;   // authenticate: a stale token would be refused first
   uint64_t deadline_ms = 0;     // loop time
   std::vector<bool> tried;      // per endpoint
   std::string failures;         // "endpoint: why" of each failed try
@@ -316,6 +317,9 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
     // gRPC metadata "hasleader": a member that lost its leader fails the request (and ends a
     // watch) at once instead of holding it until etcd's own timeout.
     if (leader) request += "\r\nGrpc-Metadata-hasleader: true";
+    // etcd authentication: the token of the last authenticate() that worked.
+    if (!client_->token_.empty() && (watch_ || !call_->without_token))
+      request += "\r\nAuthorization: " + client_->token_;
     request += "\r\n\r\n";
     request += body;
     out_.borrow(request);  // what the kernel does not take at once is copied
@@ -743,6 +747,37 @@ EtcdClient::RequestId EtcdClient::lease_grant(etcd::LeaseGrantRequest r,
           res.error = make_error(EtcdError::Kind::kRejected, "lease grant: " + res.value.error);
       });
   return submit(std::move(call));
+}
+
+EtcdClient::RequestId EtcdClient::authenticate(const std::string& name, const std::string& password,
+                                               Callback<std::string> done) {
+  const std::string body = json{{"name", name}, {"password", password}}.dump();
+  // Sent without the current token: a stale one would be refused before the password is read.
+  auto call = make_call("/v3/auth/authenticate", body, true, true);
+  call->without_token = true;
+  call->complete = completion<std::string>(
+      std::move(done),
+      [](const json& j, std::string& out, std::string* why) {
+        auto it = j.is_object() ? j.find("token") : j.end();
+        if (it == j.end() || !it->is_string() || it->get<std::string>().empty()) {
+          *why = "no token in the answer";
+          return false;
+        }
+        out = it->get<std::string>();
+        // It goes into a header line: nothing that could end or split it.
+        for (char c : out)
+          if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
+            *why = "the token has a control character or a space";
+            return false;
+          }
+        return true;
+      },
+      [](EtcdResult<std::string>&) {});
+  return submit(std::move(call));
+}
+
+void EtcdClient::set_token(std::string token) {
+  token_ = std::move(token);
 }
 
 EtcdClient::RequestId EtcdClient::lease_keepalive(int64_t id,

@@ -119,6 +119,14 @@ class EtcdClient {
   RequestId lease_keepalive(int64_t id, Callback<etcd::LeaseKeepAliveResponse> done);
   RequestId lease_revoke(int64_t id, Callback<etcd::ResponseHeader> done);
 
+  // etcd authentication: a token for user `name` (the gateway's /v3/auth/authenticate). Every
+  // request after set_token() carries it; etcd forgets simple tokens when it restarts (then
+  // requests fail with grpc_code 16, "invalid auth token": authenticate again).
+  RequestId authenticate(const std::string& name, const std::string& password,
+                         Callback<std::string> done);
+  void set_token(std::string token);
+  const std::string& token() const { return token_; }
+
   // Forgets a request: its callback will not run. A write already sent may still be applied.
   // false if `id` is not pending (done, cancelled or unknown).
   bool cancel(RequestId id);
@@ -204,7 +212,8 @@ class EtcdClient {
   std::unordered_set<Conn*> conns_;          // open, not closing; they own themselves
   std::unordered_map<RequestId, std::unique_ptr<Watch>> watches_;
   std::deque<Ready> ready_;
-  size_t busy_ = 0;  // connections serving a call
+  size_t busy_ = 0;    // connections serving a call
+  std::string token_;  // etcd authentication (set_token)
   uint64_t connections_opened_ = 0;
   // Set false by the destructor: dispatch() stops at once when a callback destroyed the client.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

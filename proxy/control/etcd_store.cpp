@@ -89,6 +89,7 @@ void EtcdStore::make_client(uv_loop_t* loop) {
   o.connect_timeout_ms = std::min<uint64_t>(1000, options_.timeout_ms);
   o.attempt_timeout_ms = std::max<uint64_t>(options_.timeout_ms / 2, 100);
   client_ = std::make_unique<EtcdClient>(loop, o);
+  client_->set_token(token_);  // a token load() got serves the control loop's client too
 }
 
 bool EtcdStore::run_private(const std::function<bool()>& done, uint64_t timeout_ms) {
@@ -136,7 +137,37 @@ json EtcdStore::describe() const {
   return j;
 }
 
+namespace {
+
+// etcd refused this client's identity: a token it no longer knows (it restarted), or none at all
+// while authentication is on.
+bool auth_refused(const std::string& message) {
+  return message.find("invalid auth token") != std::string::npos ||
+         message.find("user name is empty") != std::string::npos;
+}
+
+}  // namespace
+
+void EtcdStore::authenticate() {
+  if (options_.username.empty() || auth_pending_ || !client_) return;
+  auth_pending_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  client_->authenticate(options_.username, password_, [this, alive](EtcdResult<std::string> r) {
+    if (alive.expired()) return;
+    auth_pending_ = false;
+    if (!r.ok()) {
+      mark_down("authenticating as " + options_.username + ": " + r.error.message);
+      auth_stale_ = true;  // the tick tries again
+      return;
+    }
+    token_ = r.value;
+    if (client_) client_->set_token(token_);
+    auth_stale_ = false;
+  });
+}
+
 void EtcdStore::mark_down(const std::string& why) {
+  if (!options_.username.empty() && auth_refused(why)) auth_stale_ = true;
   if (up_ || down_since_.empty()) down_since_ = now_rfc3339();
   if (up_ || last_error_ != why)
     std::fprintf(stderr,
@@ -287,10 +318,47 @@ bool EtcdStore::load(std::string* error, std::vector<std::string>* notes) {
       return false;
     }
   }
+  if (!options_.username.empty() && password_.empty()) {
+    std::ifstream in(options_.password_file);
+    std::stringstream ss;
+    if (in) ss << in.rdbuf();
+    password_ = ss.str();
+    while (!password_.empty() && (password_.back() == '\n' || password_.back() == '\r'))
+      password_.pop_back();
+    if (!in || password_.empty()) {
+      *error = "[store] password_file " + options_.password_file +
+               (in ? " is empty" : " cannot be read") + " (it holds the etcd password of user " +
+               options_.username + ")";
+      return false;
+    }
+  }
   std::optional<EtcdResult<Read>> got;
   uv_update_time(&private_->loop);  // the client's deadlines start now, not at the last run
-  read_all([&got](EtcdResult<Read> r) { got = std::move(r); });
-  run_private([&got] { return got.has_value(); }, options_.load_timeout_ms + 1000);
+  if (!options_.username.empty() && token_.empty()) {
+    std::optional<EtcdResult<std::string>> auth;
+    client_->authenticate(options_.username, password_,
+                          [&auth](EtcdResult<std::string> r) { auth = std::move(r); });
+    run_private([&auth] { return auth.has_value(); }, options_.load_timeout_ms + 1000);
+    if (auth && auth->ok()) {
+      token_ = auth->value;
+      client_->set_token(token_);
+    } else if (auth && auth->error.kind != EtcdError::Kind::kUnavailable &&
+               auth->error.kind != EtcdError::Kind::kTimeout) {
+      *error = "etcd refused user " + options_.username +
+               " of [store] username: " + auth->error.message +
+               " (check the user and [store] password_file)";
+      return false;
+    } else {
+      got = EtcdResult<Read>{};
+      got->error = auth ? auth->error : EtcdError{};
+      got->error.kind = EtcdError::Kind::kUnavailable;
+      if (!auth) got->error.message = "no answer in time";
+    }
+  }
+  if (!got) {
+    read_all([&got](EtcdResult<Read> r) { got = std::move(r); });
+    run_private([&got] { return got.has_value(); }, options_.load_timeout_ms + 1000);
+  }
   if (got && got->ok()) {
     adopt(got->value, false);
     mark_up();
@@ -300,6 +368,16 @@ bool EtcdStore::load(std::string* error, std::vector<std::string>* notes) {
     return true;
   }
   const std::string cause = got ? got->error.message : "no answer in time";
+  if (got && got->error.kind != EtcdError::Kind::kUnavailable &&
+      got->error.kind != EtcdError::Kind::kTimeout) {
+    // etcd answered and refused (authentication, permissions, a malformed answer): starting
+    // from an old snapshot would hide a misconfiguration that will not go away by itself.
+    *error = "the etcd store refused to be read: " + cause +
+             (auth_refused(cause) ? " (etcd has authentication on: set [store] username and "
+                                    "password_file)"
+                                  : "");
+    return false;
+  }
   std::string snap_error;
   if (read_snapshot(&snap_error)) {
     mark_down(cause);
@@ -540,6 +618,14 @@ void EtcdStore::send_commit(std::shared_ptr<PendingCommit> pc) {
                             "etcd: the audit sequence kept moving; nothing was written"));
     }
     if (!res.ok()) {
+      if (!options_.username.empty() && auth_refused(res.error.message)) {
+        // etcd forgot this node's token (unused too long, or auth turned off and on): nothing
+        // was written; the store authenticates again and the next try works.
+        mark_down(res.error.message);
+        authenticate();
+        return finish(refused(CommitResult::Status::kUnavailable,
+                              "etcd: " + res.error.message + " (authenticating again)"));
+      }
       if (res.error.kind == EtcdError::Kind::kUnavailable ||
           res.error.kind == EtcdError::Kind::kTimeout)
         mark_down(res.error.message);
@@ -773,6 +859,7 @@ void EtcdStore::on_tick(uv_timer_t* t) {
 
 void EtcdStore::tick() {
   if (!client_) return;
+  if (auth_stale_) authenticate();
   if (watch_id_ == 0 && !resyncing_) resync();
   const uint64_t now = now_ms();
   if (lease_id_ == 0) {

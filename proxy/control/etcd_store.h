@@ -38,6 +38,10 @@ struct EtcdStoreOptions {
   std::string snapshot_path;      // empty: none (the node cannot start while etcd is down)
   uint64_t audit_kept = 10000;    // audit records kept in etcd
   uint64_t load_timeout_ms = 0;   // load()'s read; 0 = timeout_ms
+  // etcd authentication: a user and the file holding its password (read by load(); a trailing
+  // newline is not part of it). Empty: etcd without authentication.
+  std::string username;
+  std::string password_file;
 };
 
 class EtcdStore : public Store {
@@ -106,6 +110,9 @@ class EtcdStore : public Store {
   static void snapshot_done(uv_work_t* r, int status);
   bool read_snapshot(std::string* error);
   void mark_down(const std::string& why);
+  // Authenticates (username set) and hands the token to the client; again whenever etcd says
+  // the token is invalid (etcd forgets tokens when it restarts).
+  void authenticate();
   void mark_up();
   // The node lease, leadership and figures: every tick.
   static void on_tick(uv_timer_t* t);
@@ -145,6 +152,9 @@ class EtcdStore : public Store {
   bool lease_pending_ = false;
   bool keepalive_pending_ = false;
   bool probe_pending_ = false;
+  std::string password_;  // read from password_file by load()
+  std::string token_;     // the last token etcd gave (username set)
+  bool auth_stale_ = false, auth_pending_ = false;
   uint64_t last_keepalive_ms_ = 0;     // when the last keepalive that worked was sent
   uint64_t lease_valid_until_ms_ = 0;  // leads() holds until then (ttl minus a margin)
   std::set<std::string> wanted_, held_, acquiring_;

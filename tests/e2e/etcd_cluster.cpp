@@ -309,9 +309,15 @@ std::vector<std::string> EtcdCluster::client_urls() const {
 }
 
 std::optional<std::string> EtcdCluster::post(size_t i, const std::string& path,
-                                             const std::string& body, long timeout_ms) {
+                                             const std::string& body, long timeout_ms,
+                                             const std::string& token) {
   CURL* easy = curl_easy_init();
   if (!easy) return std::nullopt;
+  struct curl_slist* headers = nullptr;
+  if (!token.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: " + token).c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  }
   std::string url = client_url(i) + path, answer;
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -328,6 +334,7 @@ std::optional<std::string> EtcdCluster::post(size_t i, const std::string& path,
   long status = 0;
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_cleanup(easy);
+  curl_slist_free_all(headers);
   if (rc != CURLE_OK || status != 200) return std::nullopt;
   return answer;
 }

@@ -57,8 +57,9 @@ class EtcdCluster {
   bool wait_all_healthy(int timeout_ms);
 
   // Blocking gateway calls to member i (its JSON answer; nullopt if none came or not 200).
+  // `token`: an etcd auth token (/v3/auth/authenticate), sent as Authorization.
   std::optional<std::string> post(size_t i, const std::string& path, const std::string& body,
-                                  long timeout_ms = 5000);
+                                  long timeout_ms = 5000, const std::string& token = "");
   // Through the first healthy running member. put: the new revision.
   std::optional<int64_t> put(const std::string& key, const std::string& value);
   std::optional<int64_t> revision();

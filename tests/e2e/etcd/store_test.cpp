@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -766,6 +767,100 @@ TEST_CASE("store: figures a node publishes reach the others and go with its leas
   REQUIRE_MESSAGE(loop.run_until([&] { return b->peer_figures(job).empty(); }, 2000),
                   "a's figures outlived its lease");
   CHECK(b->peer_figures("shift/g/a").empty());
+}
+
+}  // namespace sluice::e2e
+
+namespace sluice::e2e {
+
+TEST_CASE(
+    "store: etcd authentication: a user and password file work, a forgotten token is renewed, no "
+    "or wrong credentials are refused") {
+  EtcdCluster cluster;
+  REQUIRE_CLUSTER(cluster);
+  // A root user with the root role, then authentication on (the gateway's auth API).
+  REQUIRE(cluster.post(0, "/v3/auth/user/add", R"({"name":"root","password":"s3cret-pw"})"));
+  REQUIRE(cluster.post(0, "/v3/auth/role/add", R"({"name":"root"})"));
+  REQUIRE(cluster.post(0, "/v3/auth/user/grant", R"({"user":"root","role":"root"})"));
+  REQUIRE(cluster.post(0, "/v3/auth/enable", "{}"));
+  TempDir dir;
+  {
+    std::ofstream(dir.file("pw")) << "s3cret-pw\n";  // a trailing newline is not the password
+    std::ofstream(dir.file("wrong")) << "guess\n";
+  }
+
+  SUBCASE("no credentials: refused with what to set, not served from a snapshot") {
+    auto o = store_options(cluster, "/t-auth/", "a", dir.file("snap.json"));
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CAPTURE(error);
+    CHECK(error.find("username") != std::string::npos);
+  }
+  SUBCASE("a wrong password: refused, naming the user") {
+    auto o = store_options(cluster, "/t-auth/", "a");
+    o.username = "root";
+    o.password_file = dir.file("wrong");
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CAPTURE(error);
+    CHECK(error.find("user root") != std::string::npos);
+  }
+  SUBCASE("a missing password file") {
+    auto o = store_options(cluster, "/t-auth/", "a");
+    o.username = "root";
+    o.password_file = dir.file("none");
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CHECK(error.find("cannot be read") != std::string::npos);
+  }
+  SUBCASE(
+      "the right user: reads and writes; when etcd forgets its token, changes answer unavailable "
+      "until the store has a new one") {
+    auto o = store_options(cluster, "/t-auth/", "a");
+    o.username = "root";
+    o.password_file = dir.file("pw");
+    auto first = loaded_store(o);
+    CommitResult r = commit_now(*first, put_change("state", {{"n", 1}}, 0, 1));
+    REQUIRE_MESSAGE(r.committed(), r.error);
+    TestLoop loop;
+    auto b_options = o;
+    b_options.node = "b";
+    auto b = attached_store(loop, b_options);
+    CHECK(b->get("state").value == json{{"n", 1}});
+    CommitResult r2 = commit_on(loop, *b, put_change("state", {{"n", 2}}, r.versions["state"]));
+    REQUIRE_MESSAGE(r2.committed(), r2.error);
+
+    // Authentication turned off and on again: etcd forgets every token it gave (as it does
+    // when a token is unused for --auth-token-ttl), so the stores' tokens are invalid now.
+    std::optional<std::string> auth =
+        cluster.post(0, "/v3/auth/authenticate", R"({"name":"root","password":"s3cret-pw"})");
+    REQUIRE(auth);
+    const std::string token = json::parse(*auth).value("token", "");
+    REQUIRE(cluster.post(0, "/v3/auth/disable", "{}", 5000, token));
+    REQUIRE(cluster.post(0, "/v3/auth/enable", "{}"));
+    uv_update_time(loop.get());
+    CommitResult again;
+    const double start = now_ms();
+    control::Version expected = r2.versions["state"];
+    do {
+      again = commit_on(loop, *b, put_change("state", {{"n", 3}}, expected), 10000);
+      if (again.committed()) break;
+      MESSAGE("after the tokens were forgotten: " << status_name(again.status) << " "
+                                                  << again.error);
+      // Not a failure of the store (a 500): unavailable until it has authenticated again.
+      CHECK(again.status == CommitResult::Status::kUnavailable);
+      loop.run_for(300);
+    } while (now_ms() - start < 20000);
+    REQUIRE_MESSAGE(again.committed(), status_name(again.status) << ": " << again.error);
+    CHECK(loop.run_until([&] { return b->up(); }, 5000));
+    b->detach();
+  }
 }
 
 }  // namespace sluice::e2e

@@ -25,6 +25,8 @@ prefix = "/fleet-a/"
 node = "edge-1@10.0.0.5:9901"
 timeout = "500ms"
 lease_ttl = "5s"
+username = "sluice"
+password_file = "secrets/etcd-pw"
 )");
   CAPTURE(test::all_messages(r.errors));
   REQUIRE(r.config.has_value());
@@ -35,6 +37,8 @@ lease_ttl = "5s"
   CHECK(s.node == "edge-1@10.0.0.5:9901");
   CHECK(s.timeout_ms == 500);
   CHECK(s.lease_ttl_ms == 5000);
+  CHECK(s.username == "sluice");
+  CHECK(s.password_file == "secrets/etcd-pw");  // "t.toml" has no directory to resolve against
 }
 
 TEST_CASE("[store] refusals name the value") {
@@ -91,6 +95,16 @@ TEST_CASE("[store] refusals name the value") {
     expect_one_error(
         "[store]\nkind = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\ntimeout = \"2m\"\n", 4, 11,
         "out of range");
+  }
+  SUBCASE("a user without a password file") {
+    expect_one_error(
+        "[store]\nkind = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nusername = \"sluice\"\n", 4,
+        12, "needs store.password_file");
+  }
+  SUBCASE("a password file without a user") {
+    expect_one_error(
+        "[store]\nkind = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\npassword_file = \"pw\"\n", 4,
+        17, "needs store.username");
   }
   SUBCASE("an unknown key") {
     expect_one_error("[store]\nendpoint = []\n", 2, 1, "did you mean \"endpoints\"?");
