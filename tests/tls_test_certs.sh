@@ -87,6 +87,8 @@ leaf cn-only ec 0x1004 "/CN=cn-only.test" "" 365 ca
 leaf san-hides-cn ec 0x1005 "/CN=hidden.test" "DNS:shown.test" 365 ca
 # An IP address in the SAN, for upstreams reached by address.
 leaf ip ec 0x1006 "/CN=127.0.0.1" "IP:127.0.0.1" 365 ca
+# An etcd member's: etcd's gateway dials its own gRPC server with it, so it is a client's too.
+leaf etcd-server ec 0x100a "/CN=127.0.0.1" "IP:127.0.0.1" 365 ca serverAuth,clientAuth
 # Expiring within 14 days: a warning, not an error.
 leaf soon ec 0x1007 "/CN=soon.test" "DNS:soon.test" 5 ca
 # The same names as rsa.pem, signed by the other CA (a wrong-CA upstream).

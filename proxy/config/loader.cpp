@@ -353,13 +353,10 @@ namespace {
 // control plane's etcd client checks the host is an IP literal or localhost).
 bool store_endpoint_ok(const std::string& text, std::string* why) {
   std::string_view rest = text;
-  if (rest.substr(0, 8) == "https://") {
-    *why =
-        "TLS to etcd is not supported yet (expected \"http://host:port\"; keep etcd on a "
-        "trusted network)";
-    return false;
-  }
-  if (rest.substr(0, 7) == "http://") rest.remove_prefix(7);
+  if (rest.substr(0, 8) == "https://")
+    rest.remove_prefix(8);
+  else if (rest.substr(0, 7) == "http://")
+    rest.remove_prefix(7);
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
     *why = "expected \"http://host:port\" without a path or another scheme";
@@ -386,10 +383,10 @@ void Loader::load_store(const toml::table& root) {
   if (!t) return;
   StoreSpec& s = cfg_.store;
   s.pos = pos_of(*t);
-  check_keys(
-      *t,
-      {"kind", "endpoints", "prefix", "node", "timeout", "lease_ttl", "username", "password_file"},
-      "[store]");
+  check_keys(*t,
+             {"kind", "endpoints", "prefix", "node", "timeout", "lease_ttl", "username",
+              "password_file", "tls"},
+             "[store]");
   std::string kind;
   if (read_string(*t, "kind", "store.kind", &kind)) {
     if (kind == "local") {
@@ -468,6 +465,29 @@ void Loader::load_store(const toml::table& root) {
           "of)");
   if (s.kind == StoreSpec::Kind::kLocal && t->get("username"))
     error(pos_of(*t->get("username")), "store.username is for kind = \"etcd\"");
+  bool any_https = false;
+  for (const std::string& e : s.endpoints) any_https = any_https || e.rfind("https://", 0) == 0;
+  if (const toml::node* n = t->get("tls")) {
+    if (!n->is_table()) {
+      wrong_type(*n, "store.tls",
+                 "a table { ca = \"etcd-ca.pem\", cert = \"client.pem\", key = \"client.key\" }");
+    } else {
+      const toml::table& tt = *n->as_table();
+      check_keys(tt, {"ca", "cert", "key"}, "store.tls");
+      for (auto [key, into] : {std::pair{"ca", &s.tls_ca}, std::pair{"cert", &s.tls_cert},
+                               std::pair{"key", &s.tls_key}})
+        if (read_string(tt, key, std::string("store.tls.") + key, into))
+          *into = resolve_path(*into);
+      if (s.tls_cert.empty() != s.tls_key.empty())
+        error(pos_of(*n), std::string("store.tls has ") +
+                              (s.tls_cert.empty() ? "key without cert" : "cert without key") +
+                              " (expected both, for a client certificate, or neither)");
+      if (!any_https)
+        error(pos_of(t->find("tls")->first),
+              "store.tls is for https:// endpoints (expected endpoints = "
+              "[\"https://10.0.0.1:2379\", ...])");
+    }
+  }
   const toml::node* listed = t->get("endpoints");
   if (s.kind == StoreSpec::Kind::kEtcd && listed && listed->is_array() &&
       listed->as_array()->empty())

@@ -242,11 +242,15 @@ struct StoreSpec {
   uint32_t lease_ttl_ms = 10000;
   std::string username;       // etcd authentication; empty = none
   std::string password_file;  // resolved against the config file's directory
-  SourcePos pos;              // the [store] table, for messages
+  // TLS to https:// endpoints: the CA that signs etcd's certificates (empty = the system store)
+  // and a client certificate for etcd's --client-cert-auth (both or neither). Resolved paths.
+  std::string tls_ca, tls_cert, tls_key;
+  SourcePos pos;  // the [store] table, for messages
   bool operator==(const StoreSpec& o) const {
     return kind == o.kind && endpoints == o.endpoints && prefix == o.prefix && node == o.node &&
            timeout_ms == o.timeout_ms && lease_ttl_ms == o.lease_ttl_ms && username == o.username &&
-           password_file == o.password_file;
+           password_file == o.password_file && tls_ca == o.tls_ca && tls_cert == o.tls_cert &&
+           tls_key == o.tls_key;
   }
 };
 

@@ -83,9 +83,24 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
   return out;
 }
 
-// The etcd store of a config with [store] kind = "etcd".
-EtcdStoreOptions etcd_options(const config::Config& c) {
+// The etcd store of a config with [store] kind = "etcd"; nullopt with `errors` when its TLS
+// files do not make a client context.
+std::optional<EtcdStoreOptions> etcd_options(const config::Config& c,
+                                             std::vector<std::string>* errors) {
   EtcdStoreOptions o;
+  bool https = false;
+  for (const std::string& e : c.store.endpoints) https = https || e.rfind("https://", 0) == 0;
+  if (https) {
+    net::ClientOptions tls;
+    tls.ca = c.store.tls_ca;
+    tls.cert = c.store.tls_cert;
+    tls.key = c.store.tls_key;
+    tls.alpn = {};  // the gateway's HTTP/1.1, without ALPN (etcd's server lists h2 only)
+    net::ClientBuild built = net::build_client_context(tls, net::unix_now_s());
+    for (const net::TlsProblem& p : built.errors) errors->push_back("[store] tls: " + p.message);
+    if (!built.context) return std::nullopt;
+    o.tls = built.context;
+  }
   o.endpoints = c.store.endpoints;
   o.prefix = c.store.prefix;
   o.node = c.store.node;
@@ -224,7 +239,11 @@ std::shared_ptr<const routing::RoutingTable> Control::init() {
     return nullptr;
   }
   if (!store_ && r.config->store.kind == config::StoreSpec::Kind::kEtcd) {
-    store_ = std::make_unique<EtcdStore>(etcd_options(*r.config));
+    std::vector<std::string> errors;
+    std::optional<EtcdStoreOptions> o = etcd_options(*r.config, &errors);
+    for (const std::string& e : errors) log_line("sluice: " + path_ + ": " + e);
+    if (!o) return nullptr;
+    store_ = std::make_unique<EtcdStore>(std::move(*o));
   } else if (!store_) {
     if (r.config->state_dir.empty())
       store_ = std::make_unique<MemoryStore>();

@@ -7,8 +7,8 @@
 // their last close callback, so the client can be destroyed while they close.
 //
 // A Conn reads and writes through a net::TcpStream on the control loop (its reads land in the
-// loop's shared buffer). TLS (issue 14) slots in there: a net/ TLS stream over the TCP one, the
-// handshake before on_stream_connected. Auth tokens would be one more header in send_request.
+// loop's shared buffer), or, for an https:// endpoint, through a net::TlsStream over it (the
+// handshake completes before on_stream_connected). An auth token is one more header.
 #include "control/etcd_client.h"
 
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "http/parser.h"
 #include "net/loop_context.h"
 #include "net/stream.h"
+#include "net/tls_stream.h"
 
 namespace sluice::control {
 namespace {
@@ -173,7 +174,9 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
         endpoint_(endpoint),
         stream_(ctx, *this),
         parser_(HTTP_RESPONSE, *this, kMaxHeadBytes, kMaxHeaders),
-        splitter_(client->options_.max_response_bytes) {}
+        splitter_(client->options_.max_response_bytes) {
+    io_ = &stream_;
+  }
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
@@ -196,6 +199,19 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
       *error = std::string("connect: ") + uv_strerror(rc);
       close();
       return false;
+    }
+    const etcd::Endpoint& ep = client_->endpoints_[endpoint_];
+    if (ep.tls) {
+      // The certificate must name the endpoint's IP address (an IP SAN): there is no host name.
+      std::unique_ptr<net::TlsEngine> engine;
+      if (client_->options_.tls) engine = net::TlsEngine::client(client_->options_.tls, ep.host);
+      if (!engine) {
+        *error = "TLS: cannot start a client session";
+        close();
+        return false;
+      }
+      tls_ = std::make_unique<net::TlsStream>(stream_, *this, std::move(engine));
+      io_ = tls_.get();
     }
     arm(client_->now_ms() + client_->options_.connect_timeout_ms);
     return true;
@@ -323,7 +339,7 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
     request += "\r\n\r\n";
     request += body;
     out_.borrow(request);  // what the kernel does not take at once is copied
-    if (int rc = stream_.write(out_); rc != 0) {
+    if (int rc = io_->write(out_); rc != 0) {
       fail(make_error(EtcdError::Kind::kUnavailable, where() + ": write: " + uv_strerror(rc)),
            true);
       return;
@@ -358,7 +374,7 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
     --client->busy_;
     // Not while the request is still going out: the answer came early, the connection is out
     // of step.
-    bool reusable = keep_alive_ && stream_.queued_bytes() == 0 && extra_bytes_note == nullptr &&
+    bool reusable = keep_alive_ && io_->queued_bytes() == 0 && extra_bytes_note == nullptr &&
                     client->idle_on(endpoint_) < client->options_.max_idle_per_endpoint;
     const int status = status_;
     std::string body = std::move(body_);
@@ -376,10 +392,17 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
   void on_stream_connected(int status) override {
     if (closing_) return;
     EtcdClient* client = client_;
-    if (status < 0) {
+    if (status < 0 && tls_ && tls_->tcp_connected()) {
+      // The handshake failed: a certificate etcd or this node refused, or not TLS at all.
+      const net::TlsEngine& e = tls_->engine();
+      fail(make_error(EtcdError::Kind::kUnavailable,
+                      where() + ": TLS handshake: " + net::to_string(e.failure()) +
+                          (e.failure_detail().empty() ? "" : " (" + e.failure_detail() + ")")),
+           true);
+    } else if (status < 0) {
       fail(make_error(EtcdError::Kind::kUnavailable, where() + ": connect: " + uv_strerror(status)),
            true);
-    } else if (int rc = stream_.start_reading(); rc != 0) {
+    } else if (int rc = io_->start_reading(); rc != 0) {
       fail(make_error(EtcdError::Kind::kUnavailable, where() + ": read: " + uv_strerror(rc)), true);
     } else {
       state_ = watch_ ? State::kStreaming : State::kBusy;
@@ -459,10 +482,16 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
         answer_done(nullptr);
       return;
     }
-    EtcdError e = make_error(EtcdError::Kind::kUnavailable,
-                             where() + ": connection " +
-                                 (err == UV_EOF ? std::string("closed") : uv_strerror(err)) +
-                                 (state_ == State::kStreaming ? "" : " before the answer"));
+    std::string tls_why;  // TLS 1.3: etcd refuses a client certificate after our handshake
+    if (tls_ && tls_->failure() != net::TlsFailure::kNone)
+      tls_why =
+          " (TLS: " + std::string(net::to_string(tls_->failure())) +
+          (tls_->engine().failure_detail().empty() ? "" : ": " + tls_->engine().failure_detail()) +
+          ")";
+    EtcdError e = make_error(
+        EtcdError::Kind::kUnavailable,
+        where() + ": connection " + (err == UV_EOF ? std::string("closed") : uv_strerror(err)) +
+            (state_ == State::kStreaming ? "" : " before the answer") + tls_why);
     if (state_ != State::kStreaming && sent_) e.maybe_committed = true;
     fail(std::move(e), true);
   }
@@ -531,9 +560,11 @@ class EtcdClient::Conn final : public http::Sink, public net::StreamEvents {
   EtcdClient* client_;  // null once closing: the client may be gone by then
   const size_t endpoint_;
   State state_ = State::kConnecting;
-  net::TcpStream stream_;  // calls nothing after close() but on_stream_closed()
-  uv_timer_t timer_{};     // connect timeout, answer deadline, idle timeout
-  net::Outbox out_;        // the request, until the stream takes it (at once)
+  net::TcpStream stream_;                // calls nothing after close() but on_stream_closed()
+  std::unique_ptr<net::TlsStream> tls_;  // over stream_, for an https:// endpoint
+  net::Stream* io_ = nullptr;            // tls_ or stream_: where requests and answers go
+  uv_timer_t timer_{};                   // connect timeout, answer deadline, idle timeout
+  net::Outbox out_;                      // the request, until the stream takes it (at once)
   http::Parser parser_;
   etcd::StreamSplitter splitter_;
   std::unique_ptr<Call> call_;
@@ -622,6 +653,10 @@ bool EtcdClient::start(std::string* error) {
   for (const std::string& text : options_.endpoints) {
     std::optional<etcd::Endpoint> ep = etcd::parse_endpoint(text, error);
     if (!ep) return false;
+    if (ep->tls && !options_.tls) {
+      *error = "etcd endpoint \"" + text + "\": https:// needs TLS settings (a CA to verify with)";
+      return false;
+    }
     endpoints_.push_back(std::move(*ep));
   }
   tick_ = new uv_timer_t{};

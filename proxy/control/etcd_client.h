@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "control/etcd_codec.h"
+#include "net/tls_context.h"
 
 namespace sluice::control {
 
@@ -70,6 +71,9 @@ struct EtcdOptions {
   // doubles from min to max while it keeps failing.
   uint64_t watch_retry_min_ms = 50;
   uint64_t watch_retry_max_ms = 2000;
+  // For https:// endpoints (required when there is one): the CA to verify etcd's certificate
+  // against (it must name the endpoint's IP address) and the client certificate etcd may ask for.
+  std::shared_ptr<const net::ClientContext> tls;
 };
 
 // One client per control loop. Loop thread only; not thread-safe.

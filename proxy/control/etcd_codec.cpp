@@ -322,10 +322,13 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error
   Endpoint ep;
   ep.text = std::string(text);
   std::string_view rest = text;
-  if (rest.substr(0, 8) == "https://")
-    return fail("TLS is not supported yet (use http://)");  // TODO(issue 14): TLS via net/
-  if (rest.substr(0, 7) == "http://") rest.remove_prefix(7);
-  if (rest.find("://") != std::string_view::npos) return fail("only http:// is supported");
+  if (rest.substr(0, 8) == "https://") {
+    ep.tls = true;
+    rest.remove_prefix(8);
+  } else if (rest.substr(0, 7) == "http://") {
+    rest.remove_prefix(7);
+  }
+  if (rest.find("://") != std::string_view::npos) return fail("only http:// and https://");
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) return fail("a path is not allowed");
   std::string_view host, port;

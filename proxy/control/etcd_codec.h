@@ -27,12 +27,13 @@ std::optional<std::string> base64_decode(std::string_view text);
 // prefix is empty or all 0xff.
 std::string prefix_range_end(std::string_view prefix);
 
-// One etcd member's client URL: "http://host:port" or "host:port". Host: an IP literal
-// (IPv6 in brackets) or "localhost". TLS ("https://") is not supported yet (issue 14).
+// One etcd member's client URL: "http://host:port", "https://host:port" or "host:port". Host: an
+// IP literal (IPv6 in brackets) or "localhost".
 struct Endpoint {
   std::string text;  // as configured, for messages
   std::string host;  // IP literal without brackets ("localhost" becomes 127.0.0.1)
   uint16_t port = 0;
+  bool tls = false;  // https://
 };
 // nullopt with `error` set when `text` is not such a URL.
 std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error);

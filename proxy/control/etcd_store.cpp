@@ -88,6 +88,7 @@ void EtcdStore::make_client(uv_loop_t* loop) {
   o.request_timeout_ms = options_.timeout_ms;
   o.connect_timeout_ms = std::min<uint64_t>(1000, options_.timeout_ms);
   o.attempt_timeout_ms = std::max<uint64_t>(options_.timeout_ms / 2, 100);
+  o.tls = options_.tls;
   client_ = std::make_unique<EtcdClient>(loop, o);
   client_->set_token(token_);  // a token load() got serves the control loop's client too
 }
@@ -695,7 +696,8 @@ void EtcdStore::flush_held_events() {
 }
 
 void EtcdStore::on_events(std::vector<etcd::Event>&& events, int64_t header_revision) {
-  mark_up();
+  // Not `up` by itself: a member that has not noticed it lost its leader yet replays history to
+  // a re-created watch. The tick's read, which needs the quorum, says so.
   bool docs_changed = false;
   std::vector<std::string> released;
   for (etcd::Event& ev : events) {
@@ -754,7 +756,7 @@ void EtcdStore::start_watch() {
     if (!alive.expired()) on_events(std::move(events), rev);
   };
   // Not `up` on connecting: a member without quorum still takes a watch. Only answers that
-  // needed the cluster (a commit, a keepalive, the tick's read, events) say so.
+  // needed the quorum (a commit, a full read, the tick's read) say so.
   cb.on_error = [this, alive](const EtcdError& e) {
     if (alive.expired()) return;
     if (e.kind == EtcdError::Kind::kCompacted) {

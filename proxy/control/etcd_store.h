@@ -42,6 +42,8 @@ struct EtcdStoreOptions {
   // newline is not part of it). Empty: etcd without authentication.
   std::string username;
   std::string password_file;
+  // https:// endpoints: verification and the client certificate (see EtcdOptions::tls).
+  std::shared_ptr<const net::ClientContext> tls;
 };
 
 class EtcdStore : public Store {

@@ -199,7 +199,7 @@ bool EtcdCluster::spawn(size_t i) {
   for (const Member& o : members_)
     cluster +=
         (cluster.empty() ? "" : ",") + o.name + "=http://127.0.0.1:" + std::to_string(o.peer_port);
-  const std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
+  const std::string client = client_url(i);
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   std::vector<std::string> args = {binary_,
                                    "--name",
@@ -228,6 +228,15 @@ bool EtcdCluster::spawn(size_t i) {
                                    "zap",
                                    "--log-outputs",
                                    dir_ + "/" + m.name + ".log"};
+  if (!options_.tls_cert.empty()) {
+    for (const std::string& a : {std::string("--cert-file"), options_.tls_cert,
+                                 std::string("--key-file"), options_.tls_key})
+      args.push_back(a);
+    if (!options_.client_ca.empty())
+      for (const std::string& a : {std::string("--client-cert-auth"),
+                                   std::string("--trusted-ca-file"), options_.client_ca})
+        args.push_back(a);
+  }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -299,7 +308,8 @@ void EtcdCluster::reap_all() {
 }
 
 std::string EtcdCluster::client_url(size_t i) const {
-  return "http://127.0.0.1:" + std::to_string(members_[i].client_port);
+  return (options_.tls_cert.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") +
+         std::to_string(members_[i].client_port);
 }
 
 std::vector<std::string> EtcdCluster::client_urls() const {
@@ -313,6 +323,11 @@ std::optional<std::string> EtcdCluster::post(size_t i, const std::string& path,
                                              const std::string& token) {
   CURL* easy = curl_easy_init();
   if (!easy) return std::nullopt;
+  if (!options_.ca.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca.c_str());
+  if (!options_.client_cert.empty()) {
+    curl_easy_setopt(easy, CURLOPT_SSLCERT, options_.client_cert.c_str());
+    curl_easy_setopt(easy, CURLOPT_SSLKEY, options_.client_key.c_str());
+  }
   struct curl_slist* headers = nullptr;
   if (!token.empty()) {
     headers = curl_slist_append(headers, ("Authorization: " + token).c_str());

@@ -21,6 +21,11 @@ struct EtcdClusterOptions {
   int start_timeout_ms = 30000;  // until every member reports healthy
   int heartbeat_ms = 100;        // etcd's defaults: a loaded test machine must not see
   int election_ms = 1000;        // spurious elections
+  // Clients over TLS (https:// client URLs; peers stay plain): the member's certificate and key,
+  // and with `client_ca` set, clients must show a certificate it signed (--client-cert-auth).
+  // The harness's own calls then trust `ca` and show `client_cert`/`client_key`.
+  std::string tls_cert, tls_key, client_ca;
+  std::string ca, client_cert, client_key;
 };
 
 // Members are children of the test process: each gets PR_SET_PDEATHSIG(SIGKILL), so none

@@ -21,6 +21,8 @@
 #include "control/etcd_codec.h"
 #include "control/etcd_store.h"
 #include "etcd_test.h"
+#include "net/tls_context.h"
+#include "tls_test_certs.h"
 
 namespace sluice::e2e {
 
@@ -860,6 +862,86 @@ TEST_CASE(
     REQUIRE_MESSAGE(again.committed(), status_name(again.status) << ": " << again.error);
     CHECK(loop.run_until([&] { return b->up(); }, 5000));
     b->detach();
+  }
+}
+
+}  // namespace sluice::e2e
+
+namespace sluice::e2e {
+namespace {
+
+// A client context for https:// endpoints, as [store] tls builds one.
+std::shared_ptr<const net::ClientContext> etcd_tls(const std::string& ca, const std::string& cert,
+                                                   const std::string& key) {
+  net::ClientOptions o;
+  o.ca = ca;
+  o.cert = cert;
+  o.key = key;
+  o.alpn = {};
+  net::ClientBuild b = net::build_client_context(o, net::unix_now_s());
+  REQUIRE_MESSAGE(b.context, (b.errors.empty() ? "" : b.errors.front().message));
+  return b.context;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "store: over TLS: etcd's certificate is verified and the client certificate it asks for is "
+    "shown, a wrong CA or no client certificate is refused") {
+  using test::tls_asset;
+  EtcdClusterOptions tls_cluster;
+  tls_cluster.tls_cert = tls_asset("etcd-server.pem");
+  tls_cluster.tls_key = tls_asset("etcd-server.key");
+  tls_cluster.client_ca = tls_asset("ca.pem");  // etcd asks every client for a certificate
+  tls_cluster.ca = tls_asset("ca.pem");
+  tls_cluster.client_cert = tls_asset("client.pem");
+  tls_cluster.client_key = tls_asset("client.key");
+  EtcdCluster cluster(tls_cluster);
+  REQUIRE_CLUSTER(cluster);
+  REQUIRE(cluster.client_url(0).rfind("https://", 0) == 0);
+
+  SUBCASE("the right CA and client certificate: reads, writes and watches") {
+    auto o = store_options(cluster, "/t-tls/", "a");
+    o.tls = etcd_tls(tls_asset("ca.pem"), tls_asset("client.pem"), tls_asset("client.key"));
+    auto first = loaded_store(o);
+    CommitResult r = commit_now(*first, put_change("state", {{"n", 1}}, 0, 1));
+    REQUIRE_MESSAGE(r.committed(), r.error);
+    TestLoop loop;
+    auto b_options = o;
+    b_options.node = "b";
+    auto b = attached_store(loop, b_options);
+    CHECK(b->get("state").value == json{{"n", 1}});
+    CommitResult r2 = commit_on(loop, *b, put_change("state", {{"n", 2}}, r.versions["state"]));
+    REQUIRE_MESSAGE(r2.committed(), r2.error);
+    b->detach();
+  }
+  SUBCASE("a CA that did not sign etcd's certificate: refused, saying why") {
+    auto o = store_options(cluster, "/t-tls/", "a");
+    o.tls = etcd_tls(tls_asset("other-ca.pem"), tls_asset("client.pem"), tls_asset("client.key"));
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CAPTURE(error);
+    CHECK(error.find("TLS handshake") != std::string::npos);
+  }
+  SUBCASE("no client certificate while etcd asks for one: refused") {
+    auto o = store_options(cluster, "/t-tls/", "a");
+    o.tls = etcd_tls(tls_asset("ca.pem"), "", "");
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CAPTURE(error);
+    CHECK(error.find("TLS") != std::string::npos);
+  }
+  SUBCASE("https:// without TLS settings: refused at start") {
+    auto o = store_options(cluster, "/t-tls/", "a");
+    EtcdStore store(o);
+    std::string error;
+    std::vector<std::string> notes;
+    CHECK_FALSE(store.load(&error, &notes));
+    CHECK(error.find("needs TLS settings") != std::string::npos);
   }
 }
 

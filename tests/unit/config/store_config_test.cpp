@@ -41,6 +41,20 @@ password_file = "secrets/etcd-pw"
   CHECK(s.password_file == "secrets/etcd-pw");  // "t.toml" has no directory to resolve against
 }
 
+TEST_CASE("an etcd store over TLS: https:// endpoints with a CA and a client certificate") {
+  const LoadResult r = load(R"(
+[store]
+kind = "etcd"
+endpoints = ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+tls = { ca = "/etc/etcd/ca.pem", cert = "/etc/sluice/etcd-client.pem", key = "/etc/sluice/etcd-client.key" }
+)");
+  CAPTURE(test::all_messages(r.errors));
+  REQUIRE(r.config.has_value());
+  CHECK(r.config->store.tls_ca == "/etc/etcd/ca.pem");
+  CHECK(r.config->store.tls_cert == "/etc/sluice/etcd-client.pem");
+  CHECK(r.config->store.tls_key == "/etc/sluice/etcd-client.key");
+}
+
 TEST_CASE("[store] refusals name the value") {
   SUBCASE("an unknown kind") {
     expect_one_error("[store]\nkind = \"consul\"\n", 2, 8, "expected \"local\" or \"etcd\"");
@@ -52,9 +66,18 @@ TEST_CASE("[store] refusals name the value") {
     expect_one_error("[store]\nendpoints = [\"http://127.0.0.1:2379\"]\n", 2, 13,
                      "for kind = \"etcd\"");
   }
-  SUBCASE("https is refused, not ignored") {
-    expect_one_error("[store]\nkind = \"etcd\"\nendpoints = [\"https://127.0.0.1:2379\"]\n", 3, 14,
-                     "TLS to etcd is not supported yet");
+  SUBCASE("tls without an https:// endpoint is refused, not ignored") {
+    expect_one_error(
+        "[store]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\ntls = { ca = "
+        "\"ca.pem\" "
+        "}\n",
+        4, 1, "store.tls is for https:// endpoints");
+  }
+  SUBCASE("a client certificate without its key") {
+    expect_one_error(
+        "[store]\nkind = \"etcd\"\nendpoints = [\"https://127.0.0.1:2379\"]\ntls = { cert = "
+        "\"c.pem\" }\n",
+        4, 7, "cert without key");
   }
   SUBCASE("a host name is refused: etcd endpoints are not resolved") {
     expect_one_error("[store]\nkind = \"etcd\"\nendpoints = [\"http://etcd.example:2379\"]\n", 3,

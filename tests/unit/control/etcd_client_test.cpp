@@ -459,7 +459,7 @@ TEST_CASE("close() and destruction: no callback runs afterwards and every handle
     CHECK(error == "no etcd endpoints");
     EtcdClient bad(loop.get(), {.endpoints = {"https://127.0.0.1:1"}});
     CHECK(!bad.start(&error));
-    CHECK(error.find("TLS is not supported yet") != std::string::npos);
+    CHECK(error.find("https:// needs TLS settings") != std::string::npos);
     CHECK(bad.range({.key = "a"}, count) == 0);
   }
 }

@@ -67,10 +67,15 @@ TEST_CASE("parse_endpoint takes http URLs and host:port, and says what is wrong 
   CHECK(parse_endpoint("http://[::1]:2379", &error)->host == "::1");
   CHECK(parse_endpoint("localhost:2379", &error)->host == "127.0.0.1");
 
+  auto secure = parse_endpoint("https://127.0.0.1:2379", &error);
+  REQUIRE(secure);
+  CHECK(secure->tls);
+  CHECK(secure->port == 2379);
+  CHECK_FALSE(ep->tls);
+
   SUBCASE("refusals name the endpoint and the reason") {
-    CHECK(!parse_endpoint("https://127.0.0.1:2379", &error));
-    CHECK(error ==
-          "etcd endpoint \"https://127.0.0.1:2379\": TLS is not supported yet (use http://)");
+    CHECK(!parse_endpoint("ftp://127.0.0.1:2379", &error));
+    CHECK(error == "etcd endpoint \"ftp://127.0.0.1:2379\": only http:// and https://");
     CHECK(!parse_endpoint("127.0.0.1", &error));
     CHECK(error.find("expected host:port") != std::string::npos);
     CHECK(!parse_endpoint("127.0.0.1:0", &error));
