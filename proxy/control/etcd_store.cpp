@@ -109,6 +109,18 @@ bool EtcdStore::run_private(const std::function<bool()>& done, uint64_t timeout_
   return ok;
 }
 
+bool EtcdStore::open_private(std::string* error) {
+  private_ = std::make_unique<PrivateLoop>();
+  uv_loop_init(&private_->loop);
+  private_->ctx.loop = &private_->loop;
+  private_->loop.data = &private_->ctx;
+  make_client(&private_->loop);
+  std::string why;
+  if (client_->start(&why)) return true;
+  *error = "etcd store: " + why;
+  return false;
+}
+
 void EtcdStore::close_private() {
   if (!private_) return;
   if (client_ && !loop_) client_.reset();
@@ -307,18 +319,8 @@ bool EtcdStore::load(std::string* error, std::vector<std::string>* notes) {
     *error = "etcd store: load() after attach()";
     return false;
   }
-  if (!private_) {  // a second load() (init() again after a conflict) reuses the first's
-    private_ = std::make_unique<PrivateLoop>();
-    uv_loop_init(&private_->loop);
-    private_->ctx.loop = &private_->loop;
-    private_->loop.data = &private_->ctx;
-    make_client(&private_->loop);
-    std::string why;
-    if (!client_->start(&why)) {
-      *error = "etcd store: " + why;
-      return false;
-    }
-  }
+  // A second load() (init() again after a conflict) reuses the first's loop and client.
+  if (!private_ && !open_private(error)) return false;
   if (!options_.username.empty() && password_.empty()) {
     std::ifstream in(options_.password_file);
     std::stringstream ss;
@@ -838,13 +840,8 @@ void EtcdStore::detach() {
   if (lease != 0) {
     // The lease goes now, not in lease_ttl, so another node takes the jobs this one led at once.
     // On a private loop: the control loop is stopping.
-    private_ = std::make_unique<PrivateLoop>();
-    uv_loop_init(&private_->loop);
-    private_->ctx.loop = &private_->loop;
-    private_->loop.data = &private_->ctx;
-    make_client(&private_->loop);
     std::string why;
-    if (client_->start(&why)) {
+    if (open_private(&why)) {
       bool done = false;
       client_->lease_revoke(lease, [&done](EtcdResult<etcd::ResponseHeader>) { done = true; });
       run_private([&done] { return done; }, std::min<uint64_t>(options_.timeout_ms, 1000));

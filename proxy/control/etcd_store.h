@@ -93,6 +93,9 @@ class EtcdStore : public Store {
   void make_client(uv_loop_t* loop);
   // Runs the private loop until `done` holds or `timeout_ms` passes (before attach()).
   bool run_private(const std::function<bool()>& done, uint64_t timeout_ms);
+  // A private loop with a started client on it. false with `error` if the client refused to
+  // start (its endpoints); the loop is then still there for close_private().
+  bool open_private(std::string* error);
   void close_private();
   void read_all(std::function<void(EtcdResult<Read>)> done);
   // Adopts a full read: documents whose content changed go to the watchers (`notify`).

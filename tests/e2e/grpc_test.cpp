@@ -97,8 +97,7 @@ std::string grpc_config(const std::string& a, const std::string& b, const std::s
                         const std::string& state_dir = "") {
   std::string out = "workers = 2\n[listen]\naddress = \"127.0.0.1:0\"\n";
   if (tls_listener)
-    out += "tls = { cert = \"" + tls_asset("rsa.pem") + "\", key = \"" + tls_asset("rsa.key") +
-           "\" }\n";
+    out += rsa_listener_tls();
   else
     out += "h2c = true\n";
   out += "[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess = \"off\"\n";

@@ -83,8 +83,7 @@ std::string tls_args(uint16_t port) {
 TEST_CASE("HTTP/2 over TLS by ALPN and h2c with prior knowledge reach the weighted versions") {
   Upstream v1{"v1"}, v2{"v2"};
   ConfigText tls = h2c_config(v1, v2);
-  tls.listen_extra =
-      "tls = { cert = \"" + tls_asset("rsa.pem") + "\", key = \"" + tls_asset("rsa.key") + "\" }\n";
+  tls.listen_extra = rsa_listener_tls();
   Sluice s_tls(tls.str());
   Sluice s_h2c(h2c_config(v1, v2, "max_header_bytes = 16384\n").str());
   REQUIRE(s_tls.started());
@@ -354,8 +353,7 @@ TEST_CASE(
 TEST_CASE("a stream whose upstream reads its body slowly does not hold up the others") {
   Upstream v1{"v1"}, v2{"v2"};
   ConfigText c = h2c_config(v1, v2);
-  c.listen_extra =
-      "tls = { cert = \"" + tls_asset("rsa.pem") + "\", key = \"" + tls_asset("rsa.key") + "\" }\n";
+  c.listen_extra = rsa_listener_tls();
   Sluice s(c.str());
   REQUIRE(s.started());
   const std::string body = s.dir().write("big.bin", std::string(size_t{4} << 20, 'x'));

@@ -1,23 +1,27 @@
 // Helpers shared by the HTTP/2 and gRPC e2e tests (h2_test.cpp, grpc_test.cpp): running a
-// client's command line, finding a Python with grpcio, reading the clients' one-line JSON.
+// client's command line, a TLS listener line, finding a Python with grpcio, reading the clients'
+// one-line JSON.
 #pragma once
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "harness.h"
+#include "tls_test_certs.h"
+
 namespace sluice::e2e::h2 {
 
 // Runs a shell command; its stdout (stderr too when `with_stderr`).
 inline std::string run(const std::string& cmd, bool with_stderr = false) {
-  std::string out;
-  FILE* p = ::popen((cmd + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
+  return shell_output(cmd, with_stderr);
+}
+
+// The [listen] line of a TLS listener serving the RSA test certificate.
+inline std::string rsa_listener_tls() {
+  using sluice::test::tls_asset;
+  return "tls = { cert = \"" + tls_asset("rsa.pem") + "\", key = \"" + tls_asset("rsa.key") +
+         "\" }\n";
 }
 
 // A Python with grpcio: Debian's (python3-grpcio installs there), else whatever python3 is first

@@ -571,4 +571,15 @@ HttpResult CurlClient::perform(bool keep_body, bool hash_body) {
   return result;
 }
 
+std::string shell_output(const std::string& cmd, bool with_stderr) {
+  std::string out;
+  FILE* p = ::popen((cmd + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
 }  // namespace sluice::e2e

@@ -189,6 +189,9 @@ class RawClient {
   std::string buf_;
 };
 
+// Runs a shell command; its stdout (stderr too when `with_stderr`, else discarded).
+std::string shell_output(const std::string& cmd, bool with_stderr = false);
+
 // Milliseconds since `start`.
 inline long elapsed_ms(std::chrono::steady_clock::time_point start) {
   return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -102,22 +102,10 @@ TlsGet https_get(CURL* easy, uint16_t port, const std::string& path, long max_tl
   return r;
 }
 
-// Runs a shell command; its stdout (stderr discarded).
-std::string shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>/dev/null").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 // The subject line openssl s_client prints for the certificate sluice served. `sni`: "" sends
 // none (-noservername).
 std::string served_subject(uint16_t port, const std::string& sni) {
-  const std::string out = shell(
+  const std::string out = shell_output(
       "timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(port) +
       (sni.empty() ? " -noservername" : " -servername " + sni) + " -alpn http/1.1 </dev/null");
   const size_t at = out.find("subject=");
@@ -265,14 +253,14 @@ TEST_CASE("a TLS listener serves TLS 1.2 and 1.3 with keep-alive, ALPN http/1.1,
   CHECK(again.new_connections == 0);
   curl_easy_cleanup(easy);
   const std::string out =
-      shell("timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) +
-            " -servername example.test -alpn http/1.1 </dev/null");
+      shell_output("timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) +
+                   " -servername example.test -alpn http/1.1 </dev/null");
   CHECK(out.find("ALPN protocol: http/1.1") != std::string::npos);
   for (const char* version : {"-tls1", "-tls1_1"}) {
     CAPTURE(version);
     const std::string old =
-        shell("timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) + " " +
-              version + " </dev/null");
+        shell_output("timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) +
+                     " " + version + " </dev/null");
     CAPTURE(old);
     CHECK(old.find("Cipher is (NONE)") != std::string::npos);  // no TLS 1.0 / 1.1 session
   }
@@ -296,12 +284,13 @@ TEST_CASE("a session resumes on any worker, with TLS 1.3 and with TLS 1.2 ticket
         "timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(s.port()) +
         " -servername example.test " + version;
     // TLS 1.3 tickets arrive after the handshake: give the first connection a request to read.
-    shell("printf 'GET / HTTP/1.1\\r\\nHost: example.test\\r\\nConnection: close\\r\\n\\r\\n' | " +
-          base + " -ign_eof -sess_out " + session);
+    shell_output(
+        "printf 'GET / HTTP/1.1\\r\\nHost: example.test\\r\\nConnection: close\\r\\n\\r\\n' | " +
+        base + " -ign_eof -sess_out " + session);
     int reused = 0;
     const int tries = 12;
     for (int i = 0; i < tries; ++i)
-      reused += shell(base + " -sess_in " + session + " </dev/null").find("Reused, TLS") !=
+      reused += shell_output(base + " -sess_in " + session + " </dev/null").find("Reused, TLS") !=
                 std::string::npos;
     CHECK(reused == tries);
   }
@@ -384,7 +373,7 @@ TEST_CASE("a bad certificate or key is an error at its config key, in check and 
     CAPTURE(k.tls);
     const std::string path = dir.write("bad.toml", tls_config(up, k.tls));
     const std::string out =
-        shell("sh -c '" + sluice_binary() + " check -c " + path + " 2>&1; echo exit=$?'");
+        shell_output("sh -c '" + sluice_binary() + " check -c " + path + " 2>&1; echo exit=$?'");
     CAPTURE(out);
     CHECK(out.find("exit=1") != std::string::npos);
     CHECK(out.find(path + ":6:") != std::string::npos);  // the line of tls = { ... }

@@ -83,6 +83,15 @@ std::unique_ptr<EtcdStore> loaded_store(EtcdStoreOptions options) {
   return store;
 }
 
+// What load() says when it must refuse (it must).
+std::string load_refusal(EtcdStoreOptions options) {
+  EtcdStore store(std::move(options));
+  std::string error;
+  std::vector<std::string> notes;
+  CHECK_FALSE(store.load(&error, &notes));
+  return error;
+}
+
 // load() and attach() to `loop`.
 std::unique_ptr<EtcdStore> attached_store(TestLoop& loop, EtcdStoreOptions options) {
   auto store = loaded_store(std::move(options));
@@ -793,10 +802,7 @@ TEST_CASE(
 
   SUBCASE("no credentials: refused with what to set, not served from a snapshot") {
     auto o = store_options(cluster, "/t-auth/", "a", dir.file("snap.json"));
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
     CAPTURE(error);
     CHECK(error.find("username") != std::string::npos);
   }
@@ -804,10 +810,7 @@ TEST_CASE(
     auto o = store_options(cluster, "/t-auth/", "a");
     o.username = "root";
     o.password_file = dir.file("wrong");
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
     CAPTURE(error);
     CHECK(error.find("user root") != std::string::npos);
   }
@@ -815,10 +818,8 @@ TEST_CASE(
     auto o = store_options(cluster, "/t-auth/", "a");
     o.username = "root";
     o.password_file = dir.file("none");
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
+    CAPTURE(error);
     CHECK(error.find("cannot be read") != std::string::npos);
   }
   SUBCASE(
@@ -918,29 +919,21 @@ TEST_CASE(
   SUBCASE("a CA that did not sign etcd's certificate: refused, saying why") {
     auto o = store_options(cluster, "/t-tls/", "a");
     o.tls = etcd_tls(tls_asset("other-ca.pem"), tls_asset("client.pem"), tls_asset("client.key"));
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
     CAPTURE(error);
     CHECK(error.find("TLS handshake") != std::string::npos);
   }
   SUBCASE("no client certificate while etcd asks for one: refused") {
     auto o = store_options(cluster, "/t-tls/", "a");
     o.tls = etcd_tls(tls_asset("ca.pem"), "", "");
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
     CAPTURE(error);
     CHECK(error.find("TLS") != std::string::npos);
   }
   SUBCASE("https:// without TLS settings: refused at start") {
     auto o = store_options(cluster, "/t-tls/", "a");
-    EtcdStore store(o);
-    std::string error;
-    std::vector<std::string> notes;
-    CHECK_FALSE(store.load(&error, &notes));
+    const std::string error = load_refusal(o);
+    CAPTURE(error);
     CHECK(error.find("needs TLS settings") != std::string::npos);
   }
 }
